@@ -1,0 +1,1 @@
+"""Drivers: frame sources and lens actuators opened by URL (see registry)."""
