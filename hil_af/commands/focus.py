@@ -1,0 +1,73 @@
+"""``hil-af focus RIG``: one autofocus cycle; exit 0 when Focused, 1 when Failed."""
+
+from __future__ import annotations
+
+import sys
+
+from ..cli import add_json_option, emit_json
+from ..controller.base import AFState, Limits
+from ..controller.methods import METHODS
+from ..errors import BadInput
+
+
+def parse_roi(text: str) -> list[int]:
+    """``X,Y,W,H`` in view pixels -> [x, y, w, h]."""
+    try:
+        vals = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise BadInput(f"--roi must be X,Y,W,H integers, got {text!r}") from None
+    if len(vals) != 4:
+        raise BadInput(f"--roi must have 4 values X,Y,W,H, got {len(vals)} in {text!r}")
+    return vals
+
+
+def add_controller_options(p) -> None:
+    """Options shared by focus, serve and eval: estimator files and limits."""
+    p.add_argument("--calibration", metavar="CAL.json", help="per-position PDAF calibration (method pdaf, hybrid)")
+    p.add_argument("--global-calibration", metavar="CAL.json", help="global PDAF calibration (method pdaf-global)")
+    p.add_argument("--flatfield", metavar="FLAT.npz", help="flat-field gain map applied before PDAF")
+    p.add_argument("--model", metavar="MODEL_DIR", help="ONNX model directory (default: the shipped models/)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("rig", help="rig URL (sim://, replay://FILE.npz, picamera2://0 ...) or rig profile TOML")
+    p.add_argument("--lens", metavar="URL", help="lens URL when RIG is a frame source only")
+    p.add_argument("--roi", action="append", metavar="X,Y,W,H", help="AF window in view pixels (repeat for several)")
+    p.add_argument("--weights", metavar="W1,W2,...", help="weights of the --roi windows")
+    p.add_argument("--method", default="pe2", choices=METHODS, help="AF method (default pe2)")
+    p.add_argument("--max-steps", type=int, default=Limits.max_steps)
+    p.add_argument("--time-budget", type=float, default=Limits.time_budget_s, metavar="S")
+    p.add_argument("--trace", action="store_true", help="include the capture/move trace in the JSON")
+    add_controller_options(p)
+    add_json_option(p)
+
+
+def run(args) -> int:
+    from ..controller.core import Controller
+    from ..drivers.registry import open_rig
+
+    rois = [parse_roi(r) for r in args.roi] if args.roi else None
+    weights = None
+    if args.weights:
+        try:
+            weights = [float(v) for v in args.weights.split(",")]
+        except ValueError:
+            raise BadInput(f"--weights must be numbers separated by commas, got {args.weights!r}") from None
+    limits = Limits(max_steps=args.max_steps, time_budget_s=args.time_budget)
+    with open_rig(args.rig, lens=args.lens) as rig:
+        ctl = Controller(rig, method=args.method, limits=limits, calibration=args.calibration,
+                         global_calibration=args.global_calibration, model_dir=args.model,
+                         flatfield=args.flatfield, threads=args.threads)
+        res = ctl.focus(rois=rois, weights=weights)
+    out = res.to_json(trace=args.trace)
+    if args.json:
+        emit_json(out, args.json)
+    else:
+        d = f", {res.dioptres:.3f} dpt" if res.dioptres is not None else ""
+        extra = f" ({res.reason})" if res.reason else (f" via {res.fallback}" if res.fallback else "")
+        print(f"{res.state.value}: position {res.position:g}{d}, {res.captures} captures, {res.moves} moves, "
+              f"{res.elapsed_s * 1000:.1f} ms, method {res.method}{extra}")
+    if res.state != AFState.FOCUSED and not args.json:
+        print(f"hil-af focus: focus failed: {res.reason}", file=sys.stderr)
+    return 0 if res.state == AFState.FOCUSED else 1

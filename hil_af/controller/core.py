@@ -1,0 +1,214 @@
+"""The AF controller: methods plugged into one state machine.
+
+States are Picamera2's (Idle, Scanning, Focused, Failed).  Modes: ``manual``
+(moves only on request), ``single`` (a focus cycle on request) and
+``continuous`` (``continuous_step`` watches the RoIs' contrast and re-runs a
+cycle when it changes beyond ``retrigger_change`` for ``retrigger_frames``
+frames in a row, like libcamera's retrigger).  The controller owns time
+through the rig's clock, so on the simulator it runs faster than real time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..drivers.base import Rig
+from ..errors import BadInput, FocusFailed
+from ..frames import centre_roi, validate_rois
+from .base import AFState, FocusResult, Limits
+from .contrast import roi_contrast
+from .methods import RUNNERS, MethodConfig, check_method
+from .session import FocusSession
+
+MODES = ("manual", "single", "continuous")
+
+
+def _profile_path(rig: Rig, key: str) -> str | None:
+    """A file named in the rig profile's [calibration] table, resolved beside the profile."""
+    value = rig.profile.get("calibration", {}).get(key)
+    if not value:
+        return None
+    p = Path(value)
+    if not p.is_absolute() and "_path" in rig.profile:
+        p = Path(rig.profile["_path"]).parent / p
+    if not p.is_absolute() and not p.exists():
+        from ..paths import REPO_ROOT
+
+        p = REPO_ROOT / value
+    return str(p)
+
+
+class Estimators:
+    """Lazily loaded estimators shared by all cycles of one controller."""
+
+    def __init__(self, controller: "Controller"):
+        self.c = controller
+        self._pe: dict[int, Any] = {}
+        self._pdaf: dict[bool, Any] = {}
+        self.config = controller.config
+
+    def pe(self, step: int):
+        if step not in self._pe:
+            from ..model.inference import PEPredictor
+
+            self._pe[step] = PEPredictor(self.c.model_dir, step=step, threads=self.c.threads)
+        return self._pe[step]
+
+    def has_calibration(self) -> bool:
+        return self.c.calibration is not None
+
+    def pdaf(self, global_fit: bool):
+        if global_fit not in self._pdaf:
+            path = self.c.global_calibration if global_fit else self.c.calibration
+            if path is None:
+                which = "a global calibration (--global-calibration or [calibration] global)" if global_fit else \
+                    "a calibration (--calibration CAL.json or [calibration] per_position in the rig profile)"
+                raise BadInput(f"method pdaf{'-global' if global_fit else ''} needs {which}")
+            from ..calibration.predict import PdafPredictor
+
+            self._pdaf[global_fit] = PdafPredictor.from_file(path, flatfield_path=self.c.flatfield)
+        return self._pdaf[global_fit]
+
+    def view_hw(self) -> tuple[int, int]:
+        return self.c.view_hw()
+
+
+class Controller:
+    """Autofocus on one rig.
+
+    method: default AF method (shared/CLI.md). calibration / global_calibration:
+    CAL.json paths for pdaf / pdaf-global (default: the rig profile's
+    [calibration] per_position / global). model_dir: ONNX models (default:
+    the shipped models/). flatfield: FLAT.npz applied before PDAF.
+    """
+
+    def __init__(self, rig: Rig, method: str = "pe2", limits: Limits | None = None,
+                 calibration: str | None = None, model_dir: str | None = None,
+                 flatfield: str | None = None, global_calibration: str | None = None,
+                 config: MethodConfig | None = None, threads: int = 1, n_slices: int | None = None,
+                 retrigger_change: float = 0.25, retrigger_frames: int = 3):
+        self.rig = rig
+        self.method = check_method(method)
+        self.limits = limits or Limits()
+        self.config = config or MethodConfig()
+        self.calibration = calibration or _profile_path(rig, "per_position")
+        self.global_calibration = global_calibration or _profile_path(rig, "global") or self.calibration
+        self.flatfield = flatfield or _profile_path(rig, "flatfield")
+        self.model_dir = model_dir
+        self.threads = threads
+        self.n_slices = n_slices
+        self.state = AFState.IDLE
+        self.mode = "single"
+        self.last: FocusResult | None = None
+        self.rois: np.ndarray | None = None
+        self.weights: np.ndarray | None = None
+        self.retrigger_change = retrigger_change
+        self.retrigger_frames = retrigger_frames
+        self._ref_contrast: float | None = None
+        self._changed_frames = 0
+        self._view_hw: tuple[int, int] | None = None
+        self.estimators = Estimators(self)
+
+    # -- geometry ---------------------------------------------------------
+    def view_hw(self) -> tuple[int, int]:
+        if self._view_hw is None:
+            self._view_hw = tuple(self.rig.source.capture().shape)  # type: ignore[assignment]
+        return self._view_hw  # type: ignore[return-value]
+
+    def slice_positions(self) -> np.ndarray:
+        return self.rig.slice_positions(self.n_slices)
+
+    def _windows(self, rois: Any, weights: Any) -> tuple[np.ndarray, np.ndarray]:
+        if rois is None:
+            rois = self.rois if self.rois is not None else centre_roi(self.view_hw())
+        r = validate_rois(rois, self.view_hw(), "roi")
+        w = np.ones(len(r)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(r),) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise BadInput(f"weights must be {len(r)} finite non-negative numbers with a positive sum, got {weights!r}")
+        return r, w / w.sum()
+
+    def set_windows(self, rois: Any, weights: Any = None) -> None:
+        """Set the default AF windows (like libcamera AfWindows) used when focus() gets none."""
+        self.rois, self.weights = self._windows(rois, weights)
+
+    # -- commands ---------------------------------------------------------
+    def focus(self, rois: Any = None, method: str | None = None, weights: Any = None) -> FocusResult:
+        """One AF cycle; never raises for a focus failure (state Failed, ``reason`` says why)."""
+        name = check_method(method or self.method)
+        if weights is None and rois is None and self.weights is not None:
+            weights = self.weights
+        r, w = self._windows(rois, weights)
+        session = FocusSession(self.rig, self.limits, self.slice_positions())
+        self.state = AFState.SCANNING
+        reason = fallback = None
+        confidence = None
+        try:
+            out = RUNNERS[name](session, self.estimators, r, w)
+            session.move_to(out.target)
+            session.capture()  # confirm: the lens is where we sent it
+            state, confidence, fallback = AFState.FOCUSED, out.confidence, out.fallback
+        except FocusFailed as e:
+            state, reason = AFState.FAILED, e.reason
+        pos = float(self.rig.lens.position)
+        result = FocusResult(
+            state=state, position=pos, method=name, captures=session.captures, moves=session.moves,
+            elapsed_s=round(session.elapsed_s(), 6),
+            dioptres=float(self.rig.lens_map.to_dioptres(pos)) if self.rig.lens_map else None,
+            slice_index=session.nearest_slice(pos), confidence=confidence, reason=reason, fallback=fallback,
+            trace=session.trace,
+        )
+        result.compute_ms_per_step = 1000 * session.compute_s / max(session.compute_steps, 1)  # type: ignore[attr-defined]
+        self.state = state
+        self.last = result
+        if state == AFState.FOCUSED:
+            self._ref_contrast = None
+            self._changed_frames = 0
+        return result
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise BadInput(f"unknown AF mode {mode!r}; known modes: {', '.join(MODES)}")
+        self.mode = mode
+        if mode == "manual":
+            self.state = AFState.IDLE
+
+    def move(self, position: float) -> float:
+        """Manual move to ``position`` (native units); BadInput when outside the lens range."""
+        try:
+            p = float(position)
+        except (TypeError, ValueError):
+            raise BadInput(f"position must be a number, got {position!r}") from None
+        lo, hi = self.rig.lens.range
+        if not np.isfinite(p) or not lo <= p <= hi:
+            raise BadInput(f"position {position!r} is outside the lens range [{lo:g}, {hi:g}]")
+        self.rig.lens.move_to(p)
+        self.state = AFState.IDLE
+        return p
+
+    def continuous_step(self) -> FocusResult | None:
+        """One iteration of continuous AF; returns a FocusResult when a cycle ran."""
+        if self.mode != "continuous":
+            return None
+        if self.state in (AFState.IDLE, AFState.FAILED) and self._ref_contrast is None and self.last is None:
+            return self.focus()
+        r, w = self._windows(None, None)
+        frame = self.rig.source.capture()
+        c = float(np.dot(w, roi_contrast(frame, r)))
+        if self._ref_contrast is None:
+            self._ref_contrast = c
+            return None
+        change = abs(c - self._ref_contrast) / max(self._ref_contrast, 1e-9)
+        self._changed_frames = self._changed_frames + 1 if change > self.retrigger_change else 0
+        if self._changed_frames >= self.retrigger_frames:
+            return self.focus()
+        return None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value, "mode": self.mode, "method": self.method,
+            "position": float(self.rig.lens.position), "range": list(self.rig.lens.range),
+            "last": self.last.to_json() if self.last else None,
+        }

@@ -1,0 +1,163 @@
+"""The AF methods of shared/CLI.md, each a function of a ``FocusSession``.
+
+Every method returns a ``MethodOutcome`` (final target in native units and a
+confidence in [0, 1]) or raises ``FocusFailed`` with the reason.  Estimators
+are pure (``hil_af.pdaf`` via ``PdafPredictor``, the ONNX models via
+``PEPredictor``); all device traffic goes through the session.
+
+- ``pe``:   capture -> step-1 model -> move.
+- ``pe2``:  capture -> step-1 -> move -> capture -> step-2 -> move (default).
+- ``pdaf`` / ``pdaf-global``: capture -> disparity -> calibrated target ->
+  move, repeated until the predicted move is below ``pdaf_stop_slices``.
+- ``cdaf``: contrast search (``contrast.contrast_search``).
+- ``hybrid``: pe2, falling back to pdaf (if calibrated) and then to contrast
+  search when the dual-pixel confidence is low; a textureless RoI finally
+  falls back to a contrast search over a window three times its size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import BadInput, FocusFailed
+from .contrast import contrast_search
+
+METHODS = ("pe", "pe2", "pdaf", "pdaf-global", "cdaf", "hybrid")
+
+
+@dataclass
+class MethodOutcome:
+    target: float
+    confidence: float
+    fallback: str | None = None
+
+
+@dataclass
+class MethodConfig:
+    """Tunables of the methods (dimensionless unless a unit is named)."""
+
+    min_confidence: float = 0.25        # pe/pe2: below this the result is Failed (low confidence)
+    hybrid_threshold: float = 0.35      # hybrid: step-1 confidence below this -> fallback
+    pdaf_min_confidence: float = 0.2    # pdaf: below this the disparity is not trusted
+    pdaf_stop_slices: float = 0.5       # pdaf: stop when the predicted move is below this many slices
+    pdaf_max_iters: int = 4
+
+
+def combine(values: np.ndarray, weights: np.ndarray, confidence: np.ndarray) -> tuple[float, float]:
+    """Weighted median of per-RoI ``values`` (weights x confidence) and the weighted mean confidence."""
+    w = np.asarray(weights, dtype=np.float64) * np.clip(np.asarray(confidence, dtype=np.float64), 1e-6, None)
+    conf = float(np.dot(weights, confidence) / max(np.sum(weights), 1e-12))
+    if len(values) == 1:
+        return float(values[0]), conf
+    order = np.argsort(values)
+    cw = np.cumsum(w[order])
+    k = int(np.searchsorted(cw, 0.5 * cw[-1]))
+    return float(np.asarray(values)[order][min(k, len(values) - 1)]), conf
+
+
+def _pe_step(session, predictor, rois, weights) -> tuple[float, float]:
+    frame = session.capture()
+    k_now = session.nearest_slice(frame.lens_position if np.isfinite(frame.lens_position) else None)
+    with session.compute():
+        pred = predictor.predict(frame, rois, k_now, len(session.positions))
+    k, conf = combine(np.asarray(pred.index, dtype=np.float64), weights, pred.confidence)
+    session.trace.append({"t": session.elapsed_s(), "predict_slice": k, "confidence": conf, "from_slice": k_now})
+    return k, conf
+
+
+def run_pe(session, ctx, rois, weights, two_step: bool) -> MethodOutcome:
+    k, conf = _pe_step(session, ctx.pe(1), rois, weights)
+    if two_step:
+        session.move_to_slice(int(round(k)))
+        k, conf = _pe_step(session, ctx.pe(2), rois, weights)
+    if conf < ctx.config.min_confidence:
+        raise FocusFailed(f"low confidence: {conf:.2f} < {ctx.config.min_confidence} (flat, dark or saturated RoI?)")
+    return MethodOutcome(float(session.positions[int(round(k))]), conf)
+
+
+def run_pdaf(session, ctx, rois, weights, global_fit: bool) -> MethodOutcome:
+    predictor = ctx.pdaf(global_fit)
+    spacing = float(np.median(np.abs(np.diff(session.positions))))
+    conf = 0.0
+    for _ in range(ctx.config.pdaf_max_iters):
+        frame = session.capture()
+        with session.compute():
+            est = predictor.predict(frame, rois)
+        ok = np.asarray(est.confidence) >= ctx.config.pdaf_min_confidence
+        if not np.any(ok):
+            raise FocusFailed(f"low PDAF confidence: best {float(np.max(est.confidence)):.2f} < {ctx.config.pdaf_min_confidence}")
+        target, conf = combine(np.asarray(est.target_position)[ok], weights[ok], np.asarray(est.confidence)[ok])
+        session.trace.append({"t": session.elapsed_s(), "pdaf_target": target, "confidence": conf})
+        here = frame.lens_position if np.isfinite(frame.lens_position) else session.position
+        if abs(target - here) < ctx.config.pdaf_stop_slices * spacing:
+            return MethodOutcome(session.clamp(target) if abs(target - here) > 0 else here, conf)
+        session.move_to(target)
+    return MethodOutcome(session.position, conf)
+
+
+def run_cdaf(session, ctx, rois, weights) -> MethodOutcome:
+    target, conf = contrast_search(session, rois, weights)
+    return MethodOutcome(target, conf)
+
+
+def _grown(rois: np.ndarray, view_hw: tuple[int, int], factor: float = 3.0) -> np.ndarray:
+    H, W = view_hw
+    out = []
+    for x, y, w, h in rois:
+        nw, nh = min(W, int(w * factor)), min(H, int(h * factor))
+        nx = int(np.clip(x + w / 2 - nw / 2, 0, W - nw))
+        ny = int(np.clip(y + h / 2 - nh / 2, 0, H - nh))
+        out.append((nx, ny, nw, nh))
+    return np.array(out, dtype=np.int32)
+
+
+def run_hybrid(session, ctx, rois, weights) -> MethodOutcome:
+    reasons = []
+    k, conf = _pe_step(session, ctx.pe(1), rois, weights)
+    if conf >= ctx.config.hybrid_threshold:
+        session.move_to_slice(int(round(k)))
+        k, conf = _pe_step(session, ctx.pe(2), rois, weights)
+        if conf >= ctx.config.min_confidence:
+            return MethodOutcome(float(session.positions[int(round(k))]), conf)
+    reasons.append(f"pe2 confidence {conf:.2f}")
+    if ctx.has_calibration():
+        try:
+            out = run_pdaf(session, ctx, rois, weights, global_fit=False)
+            out.fallback = "pdaf"
+            return out
+        except FocusFailed as e:
+            reasons.append(f"pdaf: {e.reason}")
+    try:
+        out = run_cdaf(session, ctx, rois, weights)
+        out.fallback = "cdaf"
+        return out
+    except FocusFailed as e:
+        reasons.append(f"cdaf: {e.reason}")
+    view_hw = ctx.view_hw()
+    wide = _grown(rois, view_hw)
+    try:
+        out = run_cdaf(session, ctx, wide, weights)
+        out.fallback = "cdaf-wide"
+        return out
+    except FocusFailed as e:
+        reasons.append(f"cdaf-wide: {e.reason}")
+    raise FocusFailed("hybrid: every method failed (" + "; ".join(reasons) + ")")
+
+
+RUNNERS: dict[str, Callable[..., MethodOutcome]] = {
+    "pe": lambda s, c, r, w: run_pe(s, c, r, w, two_step=False),
+    "pe2": lambda s, c, r, w: run_pe(s, c, r, w, two_step=True),
+    "pdaf": lambda s, c, r, w: run_pdaf(s, c, r, w, global_fit=False),
+    "pdaf-global": lambda s, c, r, w: run_pdaf(s, c, r, w, global_fit=True),
+    "cdaf": run_cdaf,
+    "hybrid": run_hybrid,
+}
+
+
+def check_method(name: Any) -> str:
+    if name not in RUNNERS:
+        raise BadInput(f"unknown AF method {name!r}; known methods: {', '.join(METHODS)}")
+    return str(name)

@@ -1,0 +1,140 @@
+"""One focus cycle's bookkeeping: captures, moves, settling, limits, compute time.
+
+Methods drive the lens only through a ``FocusSession``; it clamps targets to
+the lens range, waits ``settle_time_s`` on the rig's clock before it trusts
+a frame, checks that the lens reached where it was sent, and enforces the
+``Limits`` (steps, moves, time budget), raising ``FocusFailed`` with the
+reason when one is exceeded.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..drivers.base import Rig
+from ..errors import DeviceError, DeviceTimeout, FocusFailed
+from ..frames import DualPixelFrame
+from .base import Limits
+
+
+class FocusSession:
+    """Counts and guards the device traffic of one focus cycle.
+
+    slice_positions: float64 [n] lens positions (native units) of the AF slices.
+    capture_retries: extra attempts when a capture times out (DeviceTimeout).
+    """
+
+    def __init__(self, rig: Rig, limits: Limits, slice_positions: np.ndarray, capture_retries: int = 2):
+        self.rig = rig
+        self.limits = limits
+        self.positions = np.asarray(slice_positions, dtype=np.float64)
+        self.capture_retries = capture_retries
+        self.clock = rig.clock
+        self.t0 = self.clock.monotonic()
+        self.captures = 0
+        self.moves = 0
+        self.steps = 0
+        self.compute_s = 0.0
+        self.compute_steps = 0
+        self.trace: list[dict[str, Any]] = []
+        self._moved_at: float | None = None
+        self._commanded: float | None = None
+        spacing = float(np.median(np.diff(self.positions))) if len(self.positions) > 1 else 1.0
+        self.reach_tolerance = max(limits.reach_tolerance, 0.51 * abs(spacing))
+
+    # -- time -------------------------------------------------------------
+    def elapsed_s(self) -> float:
+        return self.clock.monotonic() - self.t0
+
+    def _check_budget(self) -> None:
+        if self.elapsed_s() > self.limits.time_budget_s:
+            raise FocusFailed(f"time budget exceeded: {self.elapsed_s():.3f} s > {self.limits.time_budget_s} s")
+
+    @contextmanager
+    def compute(self) -> Iterator[None]:
+        """Times estimator work (real CPU time, not the rig clock): one AF step."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.compute_s += time.perf_counter() - t
+            self.compute_steps += 1
+
+    # -- lens -------------------------------------------------------------
+    @property
+    def position(self) -> float:
+        return float(self.rig.lens.position)
+
+    def clamp(self, position: float) -> float:
+        lo, hi = self.rig.lens.range
+        return float(min(max(position, lo), hi))
+
+    def move_to(self, position: float) -> float:
+        """Move to ``position`` (clamped to the lens range); returns the commanded position."""
+        if not np.isfinite(position):
+            raise FocusFailed(f"estimator gave a non-finite target position ({position})")
+        target = self.clamp(position)
+        if self._commanded is not None and abs(target - self._commanded) < 1e-9:
+            return target
+        if self._commanded is None and abs(target - self.position) < 1e-9:
+            self._commanded = target
+            return target
+        if self.moves >= self.limits.max_moves:
+            raise FocusFailed(f"move limit reached ({self.limits.max_moves} moves)")
+        self._check_budget()
+        try:
+            self.rig.lens.move_to(target)
+        except DeviceError as e:
+            raise FocusFailed(f"lens move to {target:g} failed: {e}") from e
+        self.moves += 1
+        self._moved_at = self.clock.monotonic()
+        self._commanded = target
+        self.trace.append({"t": self.elapsed_s(), "move": target})
+        return target
+
+    def move_to_slice(self, index: int) -> float:
+        k = int(np.clip(index, 0, len(self.positions) - 1))
+        return self.move_to(float(self.positions[k]))
+
+    def nearest_slice(self, position: float | None = None) -> int:
+        p = self.position if position is None else position
+        return int(np.argmin(np.abs(self.positions - p)))
+
+    # -- frames -----------------------------------------------------------
+    def _wait_settled(self) -> None:
+        if self._moved_at is None:
+            return
+        remaining = self._moved_at + float(self.rig.lens.settle_time_s) - self.clock.monotonic()
+        if remaining > 0:
+            self.clock.sleep(remaining)
+
+    def capture(self) -> DualPixelFrame:
+        """A frame exposed after the lens settled; checks the lens reached its target."""
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise FocusFailed(f"step limit reached ({self.limits.max_steps} captures)")
+        self._check_budget()
+        self._wait_settled()
+        last: Exception | None = None
+        for _ in range(1 + self.capture_retries):
+            try:
+                frame = self.rig.source.capture()
+                break
+            except DeviceTimeout as e:
+                last = e
+                self.captures += 1
+        else:
+            raise FocusFailed(f"capture timed out {1 + self.capture_retries} times: {last}")
+        self.captures += 1
+        lp = float(frame.lens_position)
+        if self._commanded is not None and np.isfinite(lp) and abs(lp - self._commanded) > self.reach_tolerance:
+            raise FocusFailed(
+                f"lens did not reach its target: commanded {self._commanded:g}, frame exposed at {lp:g} "
+                f"(tolerance {self.reach_tolerance:g})"
+            )
+        self.trace.append({"t": self.elapsed_s(), "capture": lp})
+        return frame
