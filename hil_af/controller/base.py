@@ -25,8 +25,8 @@ class Limits:
         counts as not reached (a stalled lens) -> Failed.
     """
 
-    max_steps: int = 8
-    max_moves: int = 24
+    max_steps: int = 32
+    max_moves: int = 40
     time_budget_s: float = 10.0
     reach_tolerance: float = 3.0
 

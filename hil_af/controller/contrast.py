@@ -1,7 +1,7 @@
 """Contrast (sharpness) of RoIs and the contrast-search (CDAF) method.
 
-The focus measure is the Tenengrad energy (mean squared Sobel gradient) of
-the summed view L+R, divided by the squared mean level so that exposure or
+The focus measure is ``hil_af.capture.contrast_curve``: the Tenengrad energy
+of the summed view L+R divided by its squared mean level, so exposure or
 vignetting changes do not look like focus changes.  The search follows
 libcamera's scan: a coarse pass over the AF slices, then a fine pass around
 the best coarse slice, and a parabola through the best fine sample and its
@@ -12,28 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..capture import contrast_curve
 from ..errors import FocusFailed
 from ..frames import DualPixelFrame
 
 EPS = 1e-6
 
 
-def tenengrad(img: np.ndarray) -> float:
-    """Normalised Tenengrad of a 2-D patch (dimensionless, >= 0)."""
-    p = img.astype(np.float32, copy=False)
-    gx = (p[1:-1, 2:] - p[1:-1, :-2]) * 2 + (p[:-2, 2:] - p[:-2, :-2]) + (p[2:, 2:] - p[2:, :-2])
-    gy = (p[2:, 1:-1] - p[:-2, 1:-1]) * 2 + (p[2:, :-2] - p[:-2, :-2]) + (p[2:, 2:] - p[:-2, 2:])
-    mean = float(p.mean())
-    return float(np.mean(gx * gx + gy * gy)) / (mean * mean + EPS) if mean > EPS else 0.0
-
-
 def roi_contrast(frame: DualPixelFrame, rois: np.ndarray) -> np.ndarray:
-    """Focus measure of each RoI (x, y, w, h) of ``frame``, float64 [P]."""
-    out = np.empty(len(rois))
-    for i, roi in enumerate(rois):
-        left, right = frame.crop(roi)
-        out[i] = tenengrad(left + right)
-    return out
+    """Focus measure of each RoI (x, y, w, h) of ``frame``, float64 [P] (``capture.contrast_curve``)."""
+    return contrast_curve((frame.left, frame.right), rois)[:, 0]
 
 
 def parabolic_peak(y_minus: float, y0: float, y_plus: float) -> float:

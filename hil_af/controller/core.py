@@ -114,9 +114,12 @@ class Controller:
 
     # -- geometry ---------------------------------------------------------
     def view_hw(self) -> tuple[int, int]:
+        """(H, W) of the source's views: ``source.view_hw`` where the views are a crop, else ``sensor_hw``."""
         if self._view_hw is None:
-            self._view_hw = tuple(self.rig.source.capture().shape)  # type: ignore[assignment]
-        return self._view_hw  # type: ignore[return-value]
+            src = self.rig.source
+            hw = getattr(src, "view_hw", None) or src.sensor_hw
+            self._view_hw = (int(hw[0]), int(hw[1]))
+        return self._view_hw
 
     def slice_positions(self) -> np.ndarray:
         return self.rig.slice_positions(self.n_slices)

@@ -21,7 +21,11 @@ from ..optics import LensMap
 
 @runtime_checkable
 class FrameSource(Protocol):
-    """Something that captures dual-pixel frames."""
+    """Something that captures dual-pixel frames.
+
+    Sources whose views are a crop of the full view plane also expose
+    ``view_hw`` (H, W of the views); otherwise the views are ``sensor_hw``.
+    """
 
     @property
     def sensor_hw(self) -> tuple[int, int]:

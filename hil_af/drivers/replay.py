@@ -109,6 +109,11 @@ class ReplaySource(ContextMixin):
         """(H_full, W_full) of the stack's full view plane, pixels."""
         return self.stack.sensor_hw
 
+    @property
+    def view_hw(self) -> tuple[int, int]:
+        """(H, W) of each view (a crop of the full plane when origin != (0, 0)), pixels."""
+        return self.stack.view_hw
+
     def capture(self) -> DualPixelFrame:
         """The slice nearest ``lens.position`` as a float32, black-subtracted frame."""
         if self.closed:

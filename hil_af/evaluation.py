@@ -1,0 +1,160 @@
+"""The evaluation protocol of Choi et al. (ICCV 2023) / Herrmann et al. (CVPR 2020).
+
+For each focal stack, each RoI with known ground truth, and each of the n
+start slices: put the lens of a replay rig at the start slice, run one AF
+cycle of the real controller, and compare the slice where the lens ends
+with the ground truth.  Scores per method: fractions with |error| = 0, <= 1,
+<= 2, <= 4 slices, MAE and RMSE in slices, captures and lens moves per
+focus, compute per AF step (ms, wall clock, estimator work only), and how
+many cycles ended Failed.  A Failed cycle is scored where the lens stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .clock import SimClock
+from .controller.base import AFState
+from .controller.core import Controller
+from .controller.methods import check_method
+from .errors import BadInput
+
+
+@dataclass
+class MethodTally:
+    errors: list[int] = field(default_factory=list)
+    captures: list[int] = field(default_factory=list)
+    moves: list[int] = field(default_factory=list)
+    failed: int = 0
+    compute_s: float = 0.0
+    compute_steps: int = 0
+    radius: list[float] = field(default_factory=list)  # |RoI centre| on the full plane, normalised
+
+
+def metrics(errors: Sequence[int], captures: Sequence[int], moves: Sequence[int],
+            compute_s: float = 0.0, compute_steps: int = 0, failed: int = 0) -> dict:
+    """The CLI.md metric block from per-sample slice errors, capture and move counts."""
+    e = np.abs(np.asarray(errors, dtype=np.float64))
+    if e.size == 0:
+        raise BadInput("no samples to score (no RoI with ground truth?)")
+    return {
+        "exact": float(np.mean(e == 0)), "le1": float(np.mean(e <= 1)), "le2": float(np.mean(e <= 2)),
+        "le4": float(np.mean(e <= 4)), "mae": float(np.mean(e)), "rmse": float(np.sqrt(np.mean(e ** 2))),
+        "captures_mean": float(np.mean(captures)), "moves_mean": float(np.mean(moves)),
+        "compute_ms_per_step": float(1000 * compute_s / compute_steps) if compute_steps else 0.0,
+        "samples": int(e.size), "failed": float(failed / e.size),
+    }
+
+
+def stack_files(folder: str | Path) -> list[Path]:
+    """The ``*.npz`` focal stacks in ``folder`` (sorted), or the file itself."""
+    p = Path(folder)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise BadInput(f"--stacks {folder}: no such file or folder")
+    files = sorted(q for q in p.glob("*.npz") if not q.name.startswith("."))
+    if not files:
+        raise BadInput(f"--stacks {folder}: no .npz focal stacks in it")
+    return files
+
+
+def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibration: str | None = None,
+             global_calibration: str | None = None, model_dir: str | None = None,
+             flatfield: str | None = None, threads: int = 1, start_stride: int = 1,
+             progress: bool = False, centre_radius: float = 0.35) -> dict:
+    """Run the protocol for every method on the same stacks; returns the ``eval --json`` object.
+
+    start_stride: use every k-th start slice (1 = all, the paper's protocol).
+    centre_radius: RoIs whose centre lies farther than this (normalised full-plane
+    radius) also get an ``off_centre`` metric block per method.
+    """
+    from .drivers.registry import open_rig
+
+    methods = [check_method(m) for m in methods]
+    if not methods:
+        raise BadInput("no method to evaluate")
+    tallies = {m: MethodTally() for m in methods}
+    controllers: dict[str, Controller] = {}
+    n_stacks = n_rois = 0
+    files = list(stacks)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(files) * len(methods), desc="eval", unit="stack-method")
+    for path in files:
+        rig = open_rig(f"replay://{Path(path).resolve()}", clock=SimClock())
+        with rig:
+            stack = rig.source.stack  # type: ignore[attr-defined]
+            positions = rig.slice_positions()
+            Hf, Wf = stack.sensor_hw
+            y0, x0 = stack.origin
+            known = [i for i, g in enumerate(stack.gt_index) if g >= 0]
+            n_stacks += 1
+            n_rois += len(known)
+            for m in methods:
+                ctl = controllers.get(m)
+                if ctl is None:
+                    ctl = controllers[m] = Controller(rig, method=m, calibration=calibration,
+                                                      global_calibration=global_calibration,
+                                                      model_dir=model_dir, flatfield=flatfield, threads=threads)
+                else:
+                    ctl.rig = rig
+                    ctl._view_hw = None
+                t = tallies[m]
+                for i in known:
+                    roi = stack.rois[i]
+                    cx = 2 * (x0 + roi[0] + roi[2] / 2) / Wf - 1
+                    cy = 2 * (y0 + roi[1] + roi[3] / 2) / Hf - 1
+                    for k in range(0, len(positions), start_stride):
+                        rig.lens.move_to(float(positions[k]))
+                        res = ctl.focus(rois=[roi])
+                        final = int(np.argmin(np.abs(positions - res.position)))
+                        t.errors.append(final - int(stack.gt_index[i]))
+                        t.captures.append(res.captures)
+                        t.moves.append(res.moves)
+                        t.radius.append(float(np.hypot(cx, cy)))
+                        t.failed += res.state != AFState.FOCUSED
+                        steps = max(1, sum(1 for e in res.trace if "capture" in e))
+                        t.compute_s += res.compute_ms_per_step * steps / 1000  # type: ignore[attr-defined]
+                        t.compute_steps += steps
+                if bar:
+                    bar.update(1)
+    if bar:
+        bar.close()
+    out: dict = {"stacks": n_stacks, "rois": n_rois, "samples": 0, "methods": {}}
+    for m, t in tallies.items():
+        block = metrics(t.errors, t.captures, t.moves, t.compute_s, t.compute_steps, t.failed)
+        off = np.asarray(t.radius) > centre_radius
+        if off.any():
+            e = np.asarray(t.errors)[off]
+            block["off_centre"] = {k: v for k, v in metrics(e, np.asarray(t.captures)[off], np.asarray(t.moves)[off]).items()
+                                   if k in ("exact", "le1", "le2", "le4", "mae", "rmse", "samples")}
+        out["methods"][m] = block
+        out["samples"] = block["samples"]
+    return out
+
+
+def format_table(result: dict) -> str:
+    """A text table like the paper's (fractions as percentages)."""
+    head = f"{'method':<12} {'=0':>6} {'<=1':>6} {'<=2':>6} {'<=4':>6} {'MAE':>6} {'RMSE':>6} {'capt':>5} {'moves':>5} {'ms/step':>8} {'failed':>6}"
+    lines = [f"{result['stacks']} stacks, {result['rois']} RoIs, {result['samples']} samples per method", head]
+    for m, b in result["methods"].items():
+        lines.append(
+            f"{m:<12} {100 * b['exact']:6.1f} {100 * b['le1']:6.1f} {100 * b['le2']:6.1f} {100 * b['le4']:6.1f} "
+            f"{b['mae']:6.2f} {b['rmse']:6.2f} {b['captures_mean']:5.1f} {b['moves_mean']:5.1f} "
+            f"{b['compute_ms_per_step']:8.3f} {100 * b['failed']:6.1f}"
+        )
+    return "\n".join(lines)
+
+
+def timed_evaluate(*args, **kwargs) -> tuple[dict, float]:
+    t = time.perf_counter()
+    r = evaluate(*args, **kwargs)
+    return r, time.perf_counter() - t
