@@ -1,0 +1,235 @@
+"""VCM lens driver chips on a raw I2C bus: ``i2c://``.
+
+URL grammar::
+
+    i2c://BUS/ADDR?chip=dw9714|dw9807|dw9817|ak7375[&ramp=N][&ramp_ms=T]
+                  [&slew=S][&settle_ms=T][&tries=K]
+
+    BUS       /dev/i2c-BUS (e.g. 10 for the CSI camera bus on a Pi 4/5 with
+              dtparam=i2c_vc, 1 for the header bus)
+    ADDR      7-bit address, decimal or 0x hex (the chips answer at 0x0c)
+    chip      which register table (hil_af.drivers.vcm_chips); required
+    ramp      move in steps of N codes (0 = one write, the default)
+    ramp_ms   milliseconds between ramp steps (default: the chip's, 1 ms)
+    slew      DW9714 slew-rate bits S, 0..15 (default 0)
+    settle_ms override the chip's mechanical settle time
+    tries     attempts per transfer on EIO/NACK before failing (default 4)
+
+Positions are DAC codes (native units), 0..1023 (4095 for ak7375).  The
+chip is powered up on open and parked on close: ramped to its park code
+(DW9817: 512, the zero-current mid-point; others: 0) then powered down.
+
+Use this only when no kernel VCM driver is bound to the chip (the kernel
+driver would fight it): with ``dtoverlay=imx708`` the DW9807 belongs to the
+kernel, so use ``libcamera-lens://`` or ``v4l2://`` there (drivers/devicetree.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..clock import Clock, SystemClock
+from ..errors import BadInput, DeviceError, DeviceTimeout
+from .base import ContextMixin
+from .i2c_bus import I2CBus, SMBus2Bus, retry
+from .registry import DriverURL, register
+from .vcm_chips import CHIPS, VcmChip, dw9714
+
+
+def _hex(data: bytes) -> str:
+    return " ".join(f"{b:02x}" for b in data)
+
+
+class I2CVcm(ContextMixin):
+    """A VCM chip driven through an ``I2CBus``; positions are DAC codes."""
+
+    def __init__(
+        self,
+        bus: I2CBus,
+        addr: int,
+        chip: VcmChip,
+        *,
+        clock: Clock | None = None,
+        ramp: int = 0,
+        ramp_step_s: float | None = None,
+        settle_s: float | None = None,
+        tries: int = 4,
+        label: str | None = None,
+    ):
+        problem = (f"I2C address 0x{addr:02x} is outside the 7-bit range 0x03..0x77" if not 0x03 <= addr <= 0x77
+                   else f"ramp must be >= 0 codes per step, got {ramp}" if ramp < 0
+                   else f"tries must be >= 1, got {tries}" if tries < 1 else None)
+        if problem:
+            try:
+                bus.close()
+            finally:
+                raise BadInput(f"{label or chip.name}: {problem}")
+        self.bus = bus
+        self.addr = addr
+        self.chip = chip
+        self.clock = clock or SystemClock()
+        self.ramp = int(ramp)
+        self.ramp_step_s = chip.ramp_step_s if ramp_step_s is None else float(ramp_step_s)
+        self._settle_s = chip.settle_s if settle_s is None else float(settle_s)
+        self.tries = tries
+        self.label = label or f"i2c addr 0x{addr:02x} ({chip.name})"
+        self._closed = False
+        self._code = 0
+        try:
+            for step in chip.power_up:
+                self._write(step.data)
+                self.clock.sleep(step.delay_s)
+            self._code = self._read_code() if chip.readback else 0  # DW9714 power-up wrote code 0
+        except Exception:
+            self._close_bus()
+            raise
+
+    # -- protocol -------------------------------------------------------
+    @property
+    def position(self) -> float:
+        """Last commanded position, DAC code."""
+        return float(self._code)
+
+    @property
+    def range(self) -> tuple[float, float]:
+        """(0, code_max) DAC codes."""
+        return (0.0, float(self.chip.code_max))
+
+    @property
+    def settle_time_s(self) -> float:
+        """Mechanical settle after the last write, seconds (ramp time is spent inside move_to)."""
+        return self._settle_s
+
+    def move_to(self, position: float) -> None:
+        """Move to ``position`` (DAC code, rounded to an integer); out of range raises BadInput."""
+        code = self._check(position)
+        self._ramp_to(code, self.ramp)
+
+    def close(self) -> None:
+        """Park the lens (ramped), power the chip down, release the bus; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._ramp_to(self.chip.park_code, self.ramp or self.chip.ramp_codes_per_step)
+            for step in self.chip.power_down:
+                self._write(step.data)
+                self.clock.sleep(step.delay_s)
+        finally:
+            self._close_bus()
+
+    # -- extras ---------------------------------------------------------
+    def read_position(self) -> float:
+        """Position read back from the chip's registers (DAC code); chips without readback give the commanded one."""
+        if not self.chip.readback:
+            return self.position
+        return float(self._read_code())
+
+    # -- internals ------------------------------------------------------
+    def _check(self, position: float) -> int:
+        if self._closed:
+            raise DeviceError(f"{self.label}: lens is closed")
+        try:
+            p = float(position)
+        except (TypeError, ValueError):
+            raise BadInput(f"{self.label}: position {position!r} is not a number") from None
+        if not math.isfinite(p):
+            raise BadInput(f"{self.label}: position {position!r} is not finite")
+        code = int(round(p))
+        if not 0 <= code <= self.chip.code_max:
+            raise BadInput(f"{self.label}: position {position!r} is outside the code range 0..{self.chip.code_max}")
+        return code
+
+    def _ramp_to(self, code: int, step: int) -> None:
+        cur = self._code
+        if step > 0 and abs(code - cur) > step:
+            sign = 1 if code > cur else -1
+            for c in range(cur + sign * step, code, sign * step):
+                self._write_code(c)
+                self.clock.sleep(self.ramp_step_s)
+        self._write_code(code)
+
+    def _write_code(self, code: int) -> None:
+        self._wait_ready()
+        self._write(self.chip.position_bytes(code))
+        self._code = code
+
+    def _wait_ready(self) -> None:
+        reg = self.chip.status_reg
+        if reg is None:
+            return
+        for _ in range(self.chip.status_tries):
+            status = self._write_read(bytes([reg]), 1)
+            if status[0] == 0:
+                return
+            self.clock.sleep(self.chip.status_interval_s)
+        raise DeviceTimeout(
+            f"{self.label}: STATUS register 0x{reg:02x} still busy (0x{status[0]:02x}) after "
+            f"{self.chip.status_tries} polls {self.chip.status_interval_s * 1e3:g} ms apart")
+
+    def _read_code(self) -> int:
+        reg = self.chip.position_reg
+        assert reg is not None
+        return self.chip.decode_position(self._write_read(bytes([reg]), 2))
+
+    def _write(self, data: bytes) -> None:
+        retry(lambda: self.bus.write(self.addr, data), what=f"{self.label}: write [{_hex(data)}]",
+              clock=self.clock, tries=self.tries)
+
+    def _write_read(self, data: bytes, n: int) -> bytes:
+        out = retry(lambda: self.bus.write_read(self.addr, data, n),
+                    what=f"{self.label}: read {n} byte(s) after [{_hex(data)}]", clock=self.clock, tries=self.tries)
+        if len(out) != n:
+            raise DeviceError(f"{self.label}: asked for {n} byte(s), got {len(out)}")
+        return out
+
+    def _close_bus(self) -> None:
+        try:
+            self.bus.close()
+        except OSError:
+            pass
+
+
+def _parse_addr(url: DriverURL) -> tuple[int, int]:
+    bus_s = url.netloc
+    addr_s = url.path.strip("/")
+    try:
+        bus = int(bus_s, 10)
+    except ValueError:
+        raise BadInput(f"{url.raw}: I2C bus {bus_s!r} is not a number (i2c://BUS/ADDR, e.g. i2c://10/0x0c)") from None
+    try:
+        addr = int(addr_s, 0) if addr_s else 0x0C
+    except ValueError:
+        raise BadInput(f"{url.raw}: I2C address {addr_s!r} is not a number (e.g. 0x0c)") from None
+    return bus, addr
+
+
+@register("i2c", "lens", "VCM chip on /dev/i2c-BUS via smbus2: i2c://BUS/ADDR?chip=dw9714|dw9807|dw9817|ak7375 (DAC codes)")
+def open_i2c(url: DriverURL, ctx: dict) -> I2CVcm:
+    url.unknown_keys({"chip", "ramp", "ramp_ms", "slew", "settle_ms", "tries"})
+    bus_n, addr = _parse_addr(url)
+    name = url.get("chip")
+    if name is None:
+        raise BadInput(f"{url.raw}: say which chip: ?chip={'|'.join(CHIPS)}")
+    if name not in CHIPS:
+        raise BadInput(f"{url.raw}: unknown chip {name!r} (known: {', '.join(CHIPS)})")
+    slew = url.get("slew", 0, int)
+    if name != "dw9714" and "slew" in url.query:
+        raise BadInput(f"{url.raw}: slew applies to dw9714 only")
+    if not 0 <= slew <= 15:
+        raise BadInput(f"{url.raw}: slew must be 0..15, got {slew}")
+    chip = dw9714(slew) if name == "dw9714" else CHIPS[name]
+    ramp_ms = url.get("ramp_ms", None, float)
+    settle_ms = url.get("settle_ms", None, float)
+    for key, val in (("ramp_ms", ramp_ms), ("settle_ms", settle_ms)):
+        if val is not None and not (math.isfinite(val) and val >= 0):
+            raise BadInput(f"{url.raw}: {key} must be a number >= 0, got {val}")
+    ramp, tries = url.get("ramp", 0, int), url.get("tries", 4, int)
+    bus = SMBus2Bus(bus_n)
+    return I2CVcm(  # closes the bus itself if power-up or its checks fail
+        bus, addr, chip, clock=ctx.get("clock"), ramp=ramp,
+        ramp_step_s=None if ramp_ms is None else ramp_ms / 1e3,
+        settle_s=None if settle_ms is None else settle_ms / 1e3,
+        tries=tries,
+        label=f"i2c bus {bus_n} addr 0x{addr:02x} ({chip.name})",
+    )
