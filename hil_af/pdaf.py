@@ -1,0 +1,334 @@
+"""Classical phase-detection AF estimators: disparity between the two views.
+
+Pure functions on arrays, vectorised over RoIs: ``left`` and ``right`` are
+float [P, h, w] patches (black level subtracted, DN) of the same RoIs.
+
+Sign convention (shared/CLI.md): the disparity is positive when the right
+view is shifted to the right of the left view, i.e. ``right(x) ~ left(x - d)``.
+Units: pixels of the views, along x (the dual-pixel split is horizontal).
+
+Methods (``method=``):
+
+- ``"xcorr"``: the cross-correlation focus function of Sliwinski & Wachel
+  (2013): each view is normalised (zero mean, unit variance per patch, after
+  an optional flat-field correction: per-view vignetting makes the raw L/R
+  brightness differ), tapered with a Hann window along x, and correlated
+  along x by FFT, the per-row correlations averaged (the dy = 0 line of the
+  2-D correlation).  The window's own autocorrelation is divided out, so the
+  peak is not pulled towards 0.  The integer peak is refined to subpixel by
+  evaluating the correlation on a fine grid around it straight from the
+  cross-spectrum (a band-limited upsampling), then a parabola on that grid.
+- ``"zncc"``: block matching, zero-mean normalised cross-correlation of the
+  central template of the left patch against shifted windows of the right.
+- ``"ssd"``: block matching, sum of squared differences of the normalised
+  template and windows (scored as ``1 - ssd / 2`` so larger is better).
+
+Confidence in [0, 1]: the normalised correlation at the peak (noise and
+missing texture lower it), times a uniqueness term (how far the peak stands
+above the best other local maximum: repetitive texture lowers it), times a
+texture term (patch contrast relative to its mean, so a flat or
+near-flat patch scores 0), times the unsaturated fraction; a peak on the
+edge of the search range is down-weighted.  Flat, saturated or non-finite
+patches give disparity 0 and confidence 0, never an exception or a NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import BadInput
+
+METHODS = ("xcorr", "zncc", "ssd")
+DEFAULT_MAX_SHIFT = 8.0
+_EPS = 1e-12
+_TAPER = 0.2  # Gaussian spectral taper of the fine correlation, in cycles/px (measured on noisy textures)
+
+
+@dataclass
+class DisparityResult:
+    """Per-RoI estimates (float64 [P] each).
+
+    disparity_px: horizontal shift of the right view relative to the left, px.
+    confidence: in [0, 1].
+    peak: the matching score at the peak (normalised correlation, -1..1).
+    """
+
+    disparity_px: np.ndarray
+    confidence: np.ndarray
+    peak: np.ndarray
+
+
+def _as_batch(a: np.ndarray, what: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3:
+        raise BadInput(f"{what}: expected patches [P, h, w] or one patch [h, w], got shape {a.shape}")
+    return a
+
+
+def _parabola(cm: np.ndarray, c0: np.ndarray, cp: np.ndarray) -> np.ndarray:
+    """Vertex offset in (-0.5, 0.5) of the parabola through (-1, cm), (0, c0), (1, cp)."""
+    den = cm - 2.0 * c0 + cp
+    off = np.where(den < -_EPS, 0.5 * (cm - cp) / np.where(den < -_EPS, den, -1.0), 0.0)
+    return np.clip(off, -0.5, 0.5)
+
+
+def _gradx(a: np.ndarray) -> np.ndarray:
+    """Central difference along x, edges replicated: removes the DC and slow shading."""
+    g = np.empty_like(a)
+    g[:, :, 1:-1] = 0.5 * (a[:, :, 2:] - a[:, :, :-2])
+    g[:, :, 0] = g[:, :, 1]
+    g[:, :, -1] = g[:, :, -2]
+    return g
+
+
+def _box(a: np.ndarray, r: int) -> np.ndarray:
+    """Box mean of radius r along x (edges replicated)."""
+    p = np.pad(a, ((0, 0), (0, 0), (r + 1, r)), mode="edge")
+    c = np.cumsum(p, axis=2)
+    return (c[:, :, 2 * r + 1:] - c[:, :, :-2 * r - 1]) / (2 * r + 1)
+
+
+def _dog(a: np.ndarray) -> np.ndarray:
+    """Band-pass along x: the patch minus its 9-px box mean."""
+    return a - _box(a, 4)
+
+
+def _prepare(left: np.ndarray, right: np.ndarray, white_level: float | None,
+             gains: tuple[np.ndarray, np.ndarray] | None, prefilter: str = "none"):
+    """Normalise each view per patch to zero mean, unit std; texture and saturation terms."""
+    L = np.asarray(left, dtype=np.float64)
+    R = np.asarray(right, dtype=np.float64)
+    bad = ~(np.all(np.isfinite(L), axis=(1, 2)) & np.all(np.isfinite(R), axis=(1, 2)))
+    if bad.any():
+        L = np.nan_to_num(L, nan=0.0, posinf=0.0, neginf=0.0)
+        R = np.nan_to_num(R, nan=0.0, posinf=0.0, neginf=0.0)
+    if white_level is not None and white_level > 0:
+        thr = 0.98 * float(white_level)
+        sat = np.maximum((L >= thr).mean(axis=(1, 2)), (R >= thr).mean(axis=(1, 2)))
+    else:
+        sat = np.zeros(L.shape[0])
+    if gains is not None:
+        gl, gr = (np.asarray(g, dtype=np.float64) for g in gains)
+        L = L * gl
+        R = R * gr
+    mL = L.mean(axis=(1, 2), keepdims=True)
+    mR = R.mean(axis=(1, 2), keepdims=True)
+    sL = np.sqrt(((L - mL) ** 2).mean(axis=(1, 2), keepdims=True))
+    sR = np.sqrt(((R - mR) ** 2).mean(axis=(1, 2), keepdims=True))
+    # texture: coefficient of variation of the weaker view; 0 for flat patches
+    cv = np.minimum(sL / np.maximum(np.abs(mL), _EPS), sR / np.maximum(np.abs(mR), _EPS))[:, 0, 0]
+    flat = (sL[:, 0, 0] <= 1e-9 * np.maximum(1.0, np.abs(mL[:, 0, 0]))) | (
+        sR[:, 0, 0] <= 1e-9 * np.maximum(1.0, np.abs(mR[:, 0, 0])))
+    texture = cv * cv / (cv * cv + 0.004**2)
+    if prefilter == "grad":
+        L = _gradx(L)
+        R = _gradx(R)
+    elif prefilter == "dog":
+        L = _dog(L)
+        R = _dog(R)
+    L = L - L.mean(axis=(1, 2), keepdims=True)
+    R = R - R.mean(axis=(1, 2), keepdims=True)
+    L = L / np.maximum(np.sqrt((L * L).mean(axis=(1, 2), keepdims=True)), _EPS)
+    R = R / np.maximum(np.sqrt((R * R).mean(axis=(1, 2), keepdims=True)), _EPS)
+    valid = ~(bad | flat)
+    return L, R, texture, sat, valid
+
+
+def _uniqueness(score: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """(peak - best other local max at >= 2 px from it) / peak, clipped to [0, 1]; score [P, n]."""
+    P, n = score.shape
+    peak = score[np.arange(P), idx]
+    locmax = np.zeros_like(score, dtype=bool)
+    if n >= 3:
+        locmax[:, 1:-1] = (score[:, 1:-1] >= score[:, :-2]) & (score[:, 1:-1] >= score[:, 2:])
+    locmax[:, 0] = score[:, 0] >= score[:, min(1, n - 1)]
+    locmax[:, -1] = score[:, -1] >= score[:, max(n - 2, 0)]
+    far = np.abs(np.arange(n)[None, :] - idx[:, None]) >= 2
+    other = np.where(locmax & far, score, -np.inf).max(axis=1)
+    other = np.where(np.isfinite(other), np.maximum(other, 0.0), 0.0)
+    return np.clip((peak - other) / np.maximum(peak, _EPS), 0.0, 1.0)
+
+
+_TUKEY = 0.5  # fraction of the template tapered (0: box, 1: Hann)
+
+
+def _taper_window(m: int) -> np.ndarray:
+    """Tukey window of length m (cosine tapers over a fraction _TUKEY of it)."""
+    a = _TUKEY
+    if a <= 0:
+        return np.ones(m)
+    x = (np.arange(m) + 0.5) / m
+    w = np.ones(m)
+    lo = x < a / 2
+    hi = x > 1 - a / 2
+    w[lo] = 0.5 * (1 - np.cos(2 * np.pi * x[lo] / a))
+    w[hi] = 0.5 * (1 - np.cos(2 * np.pi * (1 - x[hi]) / a))
+    return w
+
+
+def _xcorr(L: np.ndarray, R: np.ndarray, S: int, refine: str):
+    """Hann-weighted normalised cross-correlation along x, by FFT, rows averaged.
+
+    The left template is the central ``w - 2S`` columns under a Hann window;
+    the right view is searched at shifts -S..S, each shifted window
+    normalised by its own weighted mean and energy (no overlap bias).
+    """
+    P, h, w = L.shape
+    m = w - 2 * S
+    win = np.zeros(w)
+    win[S:S + m] = _taper_window(m)
+    sw = win.sum()
+    Lm = L - ((L * win).sum(axis=2, keepdims=True) / sw)
+    Lc = Lm * win  # weighted, zero weighted mean per row
+    eL = (Lc * Lm).sum(axis=2).sum(axis=1)  # [P]
+    n = 1 << int(np.ceil(np.log2(w + S + 1)))
+    FR = np.fft.rfft(R, n=n, axis=2)
+    FR2 = np.fft.rfft(R * R, n=n, axis=2)
+    FW = np.conj(np.fft.rfft(win, n=n))
+    X = (np.conj(np.fft.rfft(Lc, n=n, axis=2)) * FR).sum(axis=1)  # [P, K]: sum_rows sum_x Lc(x) R(x+s)
+    FRs = FR  # per-row first moments are needed row by row (mean is per row, per shift)
+    shifts = np.arange(-S, S + 1)
+    num = np.fft.irfft(X, n=n, axis=1)[:, shifts % n]
+    m1 = np.fft.irfft(FW[None, None, :] * FRs, n=n, axis=2)[:, :, shifts % n]  # [P, h, 2S+1]
+    m2 = np.fft.irfft((FW[None, None, :] * FR2).sum(axis=1), n=n, axis=1)[:, shifts % n]
+    eR = m2 - (m1 * m1).sum(axis=1) / sw
+    score = num / np.sqrt(np.maximum(eL[:, None] * eR, _EPS))
+    i0 = np.argmax(score, axis=1)
+    i = np.clip(i0, 1, 2 * S - 1)
+    rows = np.arange(P)
+    off = _parabola(score[rows, i - 1], score[rows, i], score[rows, i + 1])
+    d = shifts[i] + off
+    if refine == "upsample":
+        # evaluate the band-limited correlation on a fine grid around the integer peak
+        t = np.linspace(-1.0, 1.0, 21)
+        K = X.shape[1]
+        wk = np.full(K, 2.0)
+        wk[0] = 1.0
+        if n % 2 == 0:
+            wk[-1] = 1.0
+        s = shifts[i][:, None] + t[None, :]  # [P, T]
+        ph = np.exp(2j * np.pi * s[:, :, None] * np.arange(K)[None, None, :] / n) * (wk / n)  # [P, T, K]
+        taper = np.exp(-0.5 * (np.arange(K) / (n * _TAPER)) ** 2)  # low-pass: noise robustness
+        numf = np.real(np.einsum("pk,ptk->pt", X * taper, ph))
+        m1f = np.real(np.einsum("phk,ptk->pht", FW[None, None, :] * FRs, ph))
+        m2f = np.real(np.einsum("pk,ptk->pt", (FW[None, :] * FR2.sum(axis=1)), ph))
+        fine = numf / np.sqrt(np.maximum(eL[:, None] * (m2f - (m1f * m1f).sum(axis=1) / sw), _EPS))
+        j = np.clip(np.argmax(fine, axis=1), 1, len(t) - 2)
+        offf = _parabola(fine[rows, j - 1], fine[rows, j], fine[rows, j + 1])
+        d = shifts[i] + t[j] + offf * (t[1] - t[0])
+    peak = score[rows, i0]
+    return d, peak, score, i0
+
+
+def _block(L: np.ndarray, R: np.ndarray, S: int, ssd: bool):
+    P, h, w = L.shape
+    if w - 2 * S < 4:
+        raise BadInput(f"patch width {w} too small for max_shift {S} (needs w >= 2*max_shift + 4)")
+    T = L[:, :, S:w - S]
+    T = T - T.mean(axis=(1, 2), keepdims=True)
+    T = T / np.maximum(np.sqrt((T * T).mean(axis=(1, 2), keepdims=True)), _EPS)
+    shifts = np.arange(-S, S + 1)
+    score = np.empty((P, shifts.size))
+    for j, s in enumerate(shifts):
+        Wd = R[:, :, S + s:w - S + s]
+        Wd = Wd - Wd.mean(axis=(1, 2), keepdims=True)
+        Wd = Wd / np.maximum(np.sqrt((Wd * Wd).mean(axis=(1, 2), keepdims=True)), _EPS)
+        if ssd:
+            score[:, j] = 1.0 - ((T - Wd) ** 2).mean(axis=(1, 2)) / 2.0
+        else:
+            score[:, j] = (T * Wd).mean(axis=(1, 2))
+    i0 = np.argmax(score, axis=1)
+    i = np.clip(i0, 1, 2 * S - 1)
+    rows = np.arange(P)
+    off = _parabola(score[rows, i - 1], score[rows, i], score[rows, i + 1])
+    return shifts[i] + off, score[rows, i0], score, i0
+
+
+def estimate(left: np.ndarray, right: np.ndarray, *, method: str = "xcorr",
+             max_shift: float = DEFAULT_MAX_SHIFT, white_level: float | None = None,
+             gains: tuple[np.ndarray, np.ndarray] | None = None,
+             refine: str = "upsample", prefilter: str = "none") -> DisparityResult:
+    """Disparity (px) and confidence of each RoI from its left/right patches.
+
+    left, right: [P, h, w] (or [h, w]) float patches, black level subtracted.
+    max_shift: largest |disparity| searched, px (integer part used).
+    white_level: saturation level after black subtraction (DN), for the
+        saturation penalty; None disables it.
+    gains: optional per-pixel flat-field gains (g_left, g_right), each
+        broadcastable to [P, h, w], applied before normalising.
+    refine: ``"upsample"`` (default) or ``"parabola"`` subpixel refinement
+        (xcorr only; block matching uses a parabola).
+    """
+    if method not in METHODS:
+        raise BadInput(f"unknown PDAF method {method!r} (known: {', '.join(METHODS)})")
+    if refine not in ("upsample", "parabola"):
+        raise BadInput(f"unknown subpixel refinement {refine!r} (known: upsample, parabola)")
+    L = _as_batch(left, "left")
+    R = _as_batch(right, "right")
+    if L.shape != R.shape:
+        raise BadInput(f"left {L.shape} and right {R.shape} patches differ in shape")
+    P, h, w = L.shape
+    S = int(max_shift)
+    if S < 1:
+        raise BadInput(f"max_shift must be >= 1 px, got {max_shift}")
+    if P == 0:
+        z = np.zeros(0)
+        return DisparityResult(z, z.copy(), z.copy())
+    if w < 8 or h < 1:
+        raise BadInput(f"patches must be at least 8 px wide, got {w}x{h}")
+    S = min(S, (w - 4) // 2)
+    Ln, Rn, texture, sat, valid = _prepare(L, R, white_level, gains, prefilter)
+    if method == "xcorr":
+        d, peak, score, i0 = _xcorr(Ln, Rn, S, refine)
+    else:
+        d, peak, score, i0 = _block(Ln, Rn, S, ssd=(method == "ssd"))
+    uniq = _uniqueness(score, i0)
+    edge = np.where((i0 == 0) | (i0 == 2 * S), 0.25, 1.0)
+    conf = np.clip(peak, 0.0, 1.0) ** 2 * (0.25 + 0.75 * uniq) * texture * np.clip(1.0 - 2.0 * sat, 0.0, 1.0) * edge
+    conf = np.where(valid & np.isfinite(conf), conf, 0.0)
+    d = np.where(valid & np.isfinite(d), d, 0.0)
+    peak = np.where(valid & np.isfinite(peak), peak, 0.0)
+    return DisparityResult(d.astype(np.float64), np.clip(conf, 0.0, 1.0).astype(np.float64), peak.astype(np.float64))
+
+
+def crop_patches(left: np.ndarray, right: np.ndarray, rois: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stack the RoIs (x, y, w, h) of two views into [P, h, w] arrays (all RoIs the same size)."""
+    rois = np.asarray(rois, dtype=np.int64).reshape(-1, 4)
+    if rois.shape[0] == 0:
+        z = np.zeros((0, 1, 8), dtype=np.float32)
+        return z, z.copy()
+    sizes = {(int(r[2]), int(r[3])) for r in rois}
+    if len(sizes) != 1:
+        raise BadInput(f"crop_patches needs RoIs of one size, got {sorted(sizes)}")
+    Ls = [left[y:y + h, x:x + w] for x, y, w, h in rois]
+    Rs = [right[y:y + h, x:x + w] for x, y, w, h in rois]
+    return np.stack(Ls), np.stack(Rs)
+
+
+def estimate_rois(left: np.ndarray, right: np.ndarray, rois: np.ndarray, **kw) -> DisparityResult:
+    """``estimate`` on the RoIs (x, y, w, h) of two full views; RoIs of different sizes are grouped.
+
+    ``gains``, if given, are full-view gain maps (g_left, g_right) [H, W] and are cropped per RoI.
+    """
+    rois = np.asarray(rois, dtype=np.int64).reshape(-1, 4)
+    gains = kw.pop("gains", None)
+    P = rois.shape[0]
+    d = np.zeros(P)
+    c = np.zeros(P)
+    pk = np.zeros(P)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, r in enumerate(rois):
+        groups.setdefault((int(r[2]), int(r[3])), []).append(i)
+    for idx in groups.values():
+        sub = rois[idx]
+        L, R = crop_patches(left, right, sub)
+        g = None
+        if gains is not None:
+            g = crop_patches(gains[0], gains[1], sub)
+        res = estimate(L, R, gains=g, **kw)
+        d[idx], c[idx], pk[idx] = res.disparity_px, res.confidence, res.peak
+    return DisparityResult(d, c, pk)
