@@ -1,0 +1,222 @@
+"""The simulated dual-pixel camera: a FrameSource rendering a card scene through the sim lens.
+
+Rendering (per capture, at the lens's *actual* position on the clock):
+for each of the 3 x 4 cells (= standard RoI cells) the cell's card texture
+is convolved (FFT) with the left / right half-aperture OTFs evaluated at
+that cell's field point (the standard RoI centre) and depth; the cells are
+composited, multiplied by the per-view vignetting and the exposure (DN for
+reflectance 1), then the sensor adds shot noise (conversion gain e-/DN) and
+read noise (DN), adds the black level, rounds to integers and clips to
+[0, white_level].  The returned frame has the black level subtracted.
+
+Frames come at most one per ``frame_time_s`` on the clock (a streaming
+sensor): a capture sooner than that after the previous one waits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..clock import Clock
+from ..drivers.base import ContextMixin
+from ..errors import BadInput, DeviceError, DeviceTimeout
+from ..frames import DualPixelFrame, grid_rois, validate_rois
+from ..optics import LensMap
+from .lens import SimLens
+from .params import SimParams
+from .psf import curvature_dioptres, disparity_px, field_xy, half_aperture_otfs, vignetting_maps
+from .scene import GRID, SCENES, Scene, make_scene
+
+FAULT_FRAMES = ("black", "saturated", "flat", "timeout")
+TIMEOUT_S = 0.5  # clock seconds a timed-out capture waits before raising
+PAD_PX = 40  # texture margin around a cell; blur radius is clipped to PAD_PX - 8
+
+
+def _fast_len(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n (fast FFT sizes)."""
+    m = n
+    while True:
+        k = m
+        for f in (2, 3, 5):
+            while k % f == 0:
+                k //= f
+        if k == 1:
+            return m
+        m += 1
+
+
+class SimCamera(ContextMixin):
+    """FrameSource of the simulator; ``sensor_hw`` = (params.height, params.width), frames uncropped."""
+
+    def __init__(self, params: SimParams, lens: SimLens, lens_map: LensMap, clock: Clock, *, seed: int = 0,
+                 scene: str = "cards", depth_m: float | None = None, noise: float = 1.0,
+                 fault_frame: str | None = None, fault_p: float = 0.0, name: str = "sim"):
+        if fault_frame is not None and fault_frame not in FAULT_FRAMES:
+            raise BadInput(f"fault_frame={fault_frame!r}: must be one of {', '.join(FAULT_FRAMES)}")
+        if not 0.0 <= fault_p <= 1.0:
+            raise BadInput(f"fault_p={fault_p}: must be a probability in [0, 1]")
+        if not (np.isfinite(noise) and noise >= 0):
+            raise BadInput(f"noise={noise}: must be a scale >= 0 (1 = the profile's noise)")
+        self._p = params
+        self.lens = lens
+        self.lens_map = lens_map
+        self._clock = clock
+        self.seed = int(seed)
+        self.noise = float(noise)
+        self.fault_frame = fault_frame
+        self.fault_p = float(fault_p)
+        self.name = name
+        self._noise_rng = np.random.default_rng([self.seed, 0x4015E])
+        self._fault_rng = np.random.default_rng([self.seed, 0xFA017])
+        self._vl, self._vr = vignetting_maps(params)
+        self._closed = False
+        self._last_t: float | None = None
+        self.frames = 0
+        self.faults = 0
+        self._depth_m = depth_m
+        H, W = params.hw
+        from .scene import cell_edges
+
+        ys, xs = cell_edges(params.hw)
+        centres = grid_rois(params.hw, *GRID)
+        self._tiles: list[dict[str, Any]] = []
+        for i, (rx, ry, rw, rh) in enumerate(centres):
+            r, c = divmod(i, GRID[1])
+            y0, y1, x0, x1 = int(ys[r]), int(ys[r + 1]), int(xs[c]), int(xs[c + 1])
+            fx, fy = field_xy(rx + rw / 2.0, ry + rh / 2.0, params.hw)
+            shape = (_fast_len(y1 - y0 + 2 * PAD_PX), _fast_len(x1 - x0 + 2 * PAD_PX))
+            self._tiles.append(dict(r=r, c=c, y0=y0, y1=y1, x0=x0, x1=x1, fx=fx, fy=fy, shape=shape))
+        self.scene: Scene
+        self.set_scene(scene, self.seed, depth_m)
+
+    # ------------------------------------------------------------ scene
+
+    def set_scene(self, name: str, seed: int | None = None, depth_m: float | None = None, label: str | None = None) -> str:
+        """Put scene ``name`` (see hil_af.sim.scene.SCENES) made from ``seed`` in front of the camera; returns its label."""
+        if name not in SCENES:
+            raise BadInput(f"unknown sim scene {name!r}; known: {', '.join(SCENES)}")
+        seed = self.seed if seed is None else int(seed)
+        self.scene = make_scene(name, seed, self._p.hw, PAD_PX, self._p.depth_range_m,
+                                depth_m if depth_m is not None else self._depth_m, label=label)
+        self._patch_fft: dict[int, np.ndarray] = {}
+        return self.scene.label
+
+    def _tile_fft(self, i: int) -> np.ndarray:
+        t = self._tiles[i]
+        F = self._patch_fft.get(i)
+        if F is None:
+            card = self.scene.card_of_cell[t["r"], t["c"]]
+            patch = self.scene.textures[card, t["y0"] : t["y1"] + 2 * PAD_PX, t["x0"] : t["x1"] + 2 * PAD_PX]
+            F = np.fft.rfft2(patch, s=t["shape"])
+            self._patch_fft[i] = F
+        return F
+
+    # ------------------------------------------------------------ physics
+
+    @property
+    def sensor_hw(self) -> tuple[int, int]:
+        """(H, W) of the full view plane, pixels."""
+        return self._p.hw
+
+    @property
+    def params(self) -> SimParams:
+        return self._p
+
+    def defocus_dioptres(self, lens_code: float) -> np.ndarray:
+        """Signed defocus (scene - lens focus incl. field curvature), dioptres, per cell [3, 4]."""
+        lens_d = float(self.lens_map.to_dioptres(lens_code))
+        out = np.empty(GRID)
+        for t in self._tiles:
+            d = self.scene.card_dioptres[self.scene.card_of_cell[t["r"], t["c"]]]
+            out[t["r"], t["c"]] = d - (lens_d + curvature_dioptres(self._p, t["fx"], t["fy"]))
+        return out
+
+    def render(self, lens_code: float) -> tuple[np.ndarray, np.ndarray]:
+        """Noise-free expected signal (DN above black) of the left and right views, float32 [H, W]."""
+        p = self._p
+        H, W = p.hw
+        L = np.empty((H, W), np.float32)
+        R = np.empty((H, W), np.float32)
+        defocus = self.defocus_dioptres(lens_code)
+        for i, t in enumerate(self._tiles):
+            dz = float(defocus[t["r"], t["c"]])
+            disp = float(disparity_px(p, dz, t["fx"], t["fy"]))
+            OL, OR = half_aperture_otfs(dz, disp, p, t["shape"], PAD_PX - 8)
+            T = self._tile_fft(i)
+            h, w = t["y1"] - t["y0"], t["x1"] - t["x0"]
+            sl = (slice(PAD_PX, PAD_PX + h), slice(PAD_PX, PAD_PX + w))
+            L[t["y0"] : t["y1"], t["x0"] : t["x1"]] = np.fft.irfft2(T * OL, s=t["shape"])[sl]
+            R[t["y0"] : t["y1"], t["x0"] : t["x1"]] = np.fft.irfft2(T * OR, s=t["shape"])[sl]
+        gain = np.float32(p.exposure_dn * self.scene.illumination)
+        L *= self._vl * gain
+        R *= self._vr * gain
+        return L, R
+
+    def _sensor(self, signal: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Shot + read noise, black level, 10-bit rounding and clipping; returns raw minus black (DN)."""
+        p = self._p
+        s = np.maximum(signal, 0.0)
+        sigma = np.sqrt(s / p.conversion_gain_e_per_dn + p.read_noise_dn**2) * np.float32(self.noise)
+        raw = np.clip(np.rint(s + sigma * n + p.black_level), 0, p.white_level)
+        return (raw - p.black_level).astype(np.float32)
+
+    # ------------------------------------------------------------ capture
+
+    def capture(self) -> DualPixelFrame:
+        """Expose one frame at the lens's actual position now (after waiting for the next frame slot)."""
+        if self._closed:
+            raise DeviceError("sim camera is closed")
+        p = self._p
+        now = self._clock.monotonic()
+        if self._last_t is not None and now - self._last_t < p.frame_time_s:
+            self._clock.sleep(p.frame_time_s - (now - self._last_t))
+            now = self._clock.monotonic()
+        fault = None
+        if self.fault_frame is not None and self._fault_rng.random() < self.fault_p:
+            fault = self.fault_frame
+            self.faults += 1
+        if fault == "timeout":
+            self._clock.sleep(TIMEOUT_S)
+            self._last_t = self._clock.monotonic()
+            raise DeviceTimeout(f"sim camera: no frame within {TIMEOUT_S} s (injected fault_frame=timeout)")
+        code = self.lens.actual_position
+        if fault is None:
+            L, R = self.render(code)
+        else:
+            level = {"black": 0.0, "saturated": float(p.white_level), "flat": 0.5 * p.exposure_dn}[fault]
+            L, R = self._vl * np.float32(level), self._vr * np.float32(level)
+        n = self._noise_rng.standard_normal((2, *p.hw), dtype=np.float32)
+        left, right = self._sensor(L, n[0]), self._sensor(R, n[1])
+        self._last_t = now
+        self.frames += 1
+        return DualPixelFrame(
+            left, right, lens_position=float(code), timestamp_s=float(now), sensor_hw=p.hw, origin=(0, 0),
+            white_level=float(p.white_level - p.black_level),
+            metadata={"source": "sim", "rig": self.name, "scene": self.scene.label, "lens_target": self.lens.position,
+                      "exposure_dn": p.exposure_dn * self.scene.illumination, "frame": self.frames, "fault": fault},
+        )
+
+    # ------------------------------------------------------------ truth
+
+    def truth_dioptres(self, rois) -> np.ndarray:
+        """float64 [P]: lens focus (dioptres) that puts each RoI's card in focus (card at the RoI centre,
+        field curvature at the RoI centre)."""
+        rois = validate_rois(rois, self._p.hw)
+        out = np.empty(len(rois))
+        for i, (x, y, w, h) in enumerate(rois):
+            cx, cy = x + w / 2.0, y + h / 2.0
+            fx, fy = field_xy(cx, cy, self._p.hw)
+            out[i] = self.scene.dioptres_at(cy, cx) - curvature_dioptres(self._p, fx, fy)
+        return out
+
+    def truth_codes(self, rois) -> np.ndarray:
+        """float64 [P]: in-focus lens position (DAC codes, actual lens position; may lie outside the range)."""
+        return np.asarray(self.lens_map.to_code(self.truth_dioptres(rois)), dtype=np.float64).reshape(-1)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return f"SimCamera({self.name}, scene={self.scene.label!r}, seed={self.seed})"

@@ -1,0 +1,114 @@
+"""Half-aperture point-spread functions and the field-dependent optics.
+
+A dual-pixel sensor sees the lens pupil through two halves: the left view
+integrates one half of the aperture, the right view the other.  A point out
+of focus images to a disc of diameter ``blur_px_per_dioptre * |defocus|``
+(pixels; defocus in dioptres = scene dioptres - lens focus dioptres); each
+view gets a (smoothly cut) half of that disc.  The halves swap across the
+focal plane, so the right-minus-left shift (disparity) changes sign with the
+defocus and grows with it.  Here the half-disc shapes the blur, and the
+centroids are then placed exactly at -/+ disparity/2 with
+
+    disparity_px = g(x, y) * disparity_px_per_dioptre * defocus + o(x, y)
+
+(see ``hil_af.sim.params`` for g, o, field curvature and vignetting).
+OTFs are built directly at an FFT size for fast convolution: a sub-pixel
+shift is a phase ramp, the base optical blur a Gaussian transfer function.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .params import SimParams
+
+
+def field_xy(cx: float, cy: float, hw: tuple[int, int]) -> tuple[float, float]:
+    """Normalised field position in [-1, 1] of view pixel (cx, cy) (x right, y down)."""
+    H, W = hw
+    return (cx - W / 2.0) / (W / 2.0), (cy - H / 2.0) / (H / 2.0)
+
+
+def r2(x, y):
+    """Squared radius normalised to 1 in the corners."""
+    return (np.asarray(x) ** 2 + np.asarray(y) ** 2) / 2.0
+
+
+def disparity_gain(p: SimParams, x, y):
+    """Multiplier on ``disparity_px_per_dioptre`` at field position (x, y)."""
+    return 1.0 + p.disparity_gain_r2 * r2(x, y) + p.disparity_gain_x * np.asarray(x) + p.disparity_gain_y * np.asarray(y)
+
+
+def disparity_offset_px(p: SimParams, x, y):
+    """R-minus-L shift (pixels) at zero defocus at field position (x, y)."""
+    return p.disparity_offset_x_px * np.asarray(x) + p.disparity_offset_y_px * np.asarray(y)
+
+
+def curvature_dioptres(p: SimParams, x, y):
+    """Field curvature: the lens focused at F dioptres is sharp at F + this at (x, y)."""
+    return p.field_curvature_dioptres * r2(x, y)
+
+
+def disparity_px(p: SimParams, defocus_dioptres, x, y):
+    """Model disparity (R minus L centroid shift, pixels) for a defocus at (x, y)."""
+    return disparity_gain(p, x, y) * p.disparity_px_per_dioptre * np.asarray(defocus_dioptres) + disparity_offset_px(p, x, y)
+
+
+def vignetting_maps(p: SimParams) -> tuple[np.ndarray, np.ndarray]:
+    """Per-view relative illumination float32 [H, W]: radial falloff, L darker on the right, R on the left."""
+    H, W = p.hw
+    x = (np.arange(W) + 0.5 - W / 2.0) / (W / 2.0)
+    y = (np.arange(H) + 0.5 - H / 2.0) / (H / 2.0)
+    xx, yy = np.meshgrid(x, y)
+    common = 1.0 - p.vignette_r2 * r2(xx, yy)
+    return (common * (1.0 - p.vignette_lr * xx)).astype(np.float32), (common * (1.0 + p.vignette_lr * xx)).astype(np.float32)
+
+
+def half_kernel(defocus_dioptres: float, p: SimParams, max_radius_px: float) -> np.ndarray:
+    """Left-view half-aperture kernel (odd square, sums to 1, centred at its middle pixel).
+
+    For defocus >= 0 the left view sees the left half of the disc, for
+    defocus < 0 the right half (mirrored across the focal plane).  The
+    disc radius is clipped to ``max_radius_px``.
+    """
+    R = min(0.5 * p.blur_px_per_dioptre * abs(float(defocus_dioptres)), max_radius_px)
+    half = int(np.ceil(R)) + 1
+    ax = np.arange(-half, half + 1, dtype=np.float64)
+    X, Y = np.meshgrid(ax, ax)
+    disc = np.clip(R + 0.5 - np.hypot(X, Y), 0.0, 1.0)  # area-coverage anti-aliasing
+    side = -1.0 if defocus_dioptres >= 0 else 1.0
+    w = 0.5 * (1.0 + np.tanh(side * X / (p.aperture_softness * max(R, 0.5))))
+    k = disc * w
+    s = k.sum()
+    if s <= 0:  # R ~ 0: a point
+        k = np.zeros_like(k)
+        k[half, half] = 1.0
+        return k
+    return k / s
+
+
+def half_aperture_otfs(defocus_dioptres: float, disparity: float, p: SimParams, fft_shape: tuple[int, int],
+                       max_radius_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """(OTF_left, OTF_right) complex128 [fh, fw // 2 + 1] for ``np.fft.irfft2(..., s=fft_shape)``.
+
+    The kernels are centred at pixel (0, 0) (wrap-around), the right kernel
+    is the mirror of the left, and both are shifted so their centroids sit at
+    x = -disparity/2 (left) and +disparity/2 (right); the base blur is a
+    Gaussian of sigma ``base_blur_sigma_px``.
+    """
+    fh, fw = fft_shape
+    k = half_kernel(defocus_dioptres, p, max_radius_px)
+    n = k.shape[0]
+    c = n // 2
+    cx = float((k.sum(axis=0) * (np.arange(n) - c)).sum())  # left centroid, px
+    arr = np.zeros(fft_shape)
+    arr[:n, :n] = k
+    arr = np.roll(arr, (-c, -c), axis=(0, 1))
+    FL = np.fft.rfft2(arr)
+    FR = np.conj(FL[(-np.arange(fh)) % fh])  # mirror in x
+    fy = np.fft.fftfreq(fh)[:, None]
+    fx = np.fft.rfftfreq(fw)[None, :]
+    shift_l = -0.5 * disparity - cx  # move the left centroid from cx to -disparity/2; right mirrors
+    ramp = np.exp(-2j * np.pi * fx * shift_l)
+    gauss = np.exp(-2.0 * (np.pi * p.base_blur_sigma_px) ** 2 * (fy**2 + fx**2))
+    return FL * ramp * gauss, FR * np.conj(ramp) * gauss

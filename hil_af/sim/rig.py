@@ -1,0 +1,115 @@
+"""``sim://``: the simulated dual-pixel camera + VCM, a whole Rig.
+
+URL grammar::
+
+    sim://?seed=N&scene=NAME&profile=PROFILE&depth_m=D&noise=S
+          &fault_stall=P&fault_frame=KIND&fault_p=P
+
+seed         int, default 0: scene, noise and fault generators (deterministic).
+scene        cards (default) | chart | white | flat-centre | dark (hil_af.sim.scene.SCENES).
+profile      rig profile name or TOML path (hil_af.profiles.load_profile); its
+             [sim] table holds the parameters (hil_af.sim.params.SimParams),
+             [lens_map] the code <-> dioptre map.  Default: the profile passed by
+             open_rig when it has a [sim] table, else ``sim-default``.
+depth_m      metres, depth of the ``chart`` / ``white`` plane (default 1.0).
+noise        scale on shot + read noise (default 1; 0 = noise-free but still quantised).
+fault_stall  probability that a lens move stalls short of its target (default 0).
+fault_frame  black | saturated | flat | timeout: what a faulty capture gives
+             (``timeout`` raises hil_af.errors.DeviceTimeout) ...
+fault_p      ... with this probability per capture (default 0).
+
+Any other query key is BadInput.  The clock is ``ctx["clock"]`` (pass a
+``SimClock`` for faster-than-real-time, deterministic runs).  The Rig has
+``truth(rois)`` (in-focus DAC codes per RoI, float64 [P]) and
+``change_scene(i)`` (seeded cards scene i, returns its label); the camera is
+``rig.source`` (``set_scene``, ``render``, ``truth_dioptres``), the VCM
+``rig.lens`` (``actual_position``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..drivers.base import Rig
+from ..drivers.registry import DriverURL, register
+from ..errors import BadInput
+from ..optics import LensMap
+from ..profiles import load_profile
+from .camera import FAULT_FRAMES, SimCamera
+from .lens import SimLens
+from .params import SimParams
+from .scene import SCENES
+
+ALLOWED_KEYS = {"seed", "scene", "profile", "depth_m", "noise", "fault_stall", "fault_frame", "fault_p"}
+DEFAULT_PROFILE = "sim-default"
+DEFAULT_LENS_MAP = LensMap((0.0, 12.0), (100.0, 900.0))
+
+
+def _prob(url: DriverURL, key: str) -> float:
+    v = url.get(key, 0.0, float)
+    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+        raise BadInput(f"{url.raw}: {key}={v} must be a probability in [0, 1]")
+    return v
+
+
+def _resolve_profile(url: DriverURL, ctx: dict[str, Any]) -> dict[str, Any]:
+    if "profile" in url.query:
+        return load_profile(url.query["profile"])
+    given = ctx.get("profile") or {}
+    if "sim" in given:
+        return given
+    return load_profile(DEFAULT_PROFILE)
+
+
+def scene_seed(rig_seed: int, i: int) -> int:
+    """Seed of cards scene ``i`` of a rig opened with ``seed=rig_seed``."""
+    return int(np.random.SeedSequence([int(rig_seed), int(i), 0xC4D5]).generate_state(1)[0])
+
+
+def open_sim(url: DriverURL, ctx: dict[str, Any]) -> Rig:
+    """Open the simulated rig described by ``url`` (see module docstring)."""
+    url.unknown_keys(ALLOWED_KEYS)
+    seed = url.get("seed", 0, int)
+    scene = url.get("scene", "cards")
+    if scene not in SCENES:
+        raise BadInput(f"{url.raw}: scene={scene!r} is not a sim scene; known: {', '.join(SCENES)}")
+    depth_m = url.get("depth_m", None, float)
+    if depth_m is not None and not (math.isfinite(depth_m) and depth_m > 0):
+        raise BadInput(f"{url.raw}: depth_m={depth_m} must be > 0 metres")
+    noise = url.get("noise", 1.0, float)
+    if not (math.isfinite(noise) and noise >= 0):
+        raise BadInput(f"{url.raw}: noise={noise} must be >= 0")
+    fault_stall = _prob(url, "fault_stall")
+    fault_frame = url.get("fault_frame", None)
+    if fault_frame is not None and fault_frame not in FAULT_FRAMES:
+        raise BadInput(f"{url.raw}: fault_frame={fault_frame!r} must be one of {', '.join(FAULT_FRAMES)}")
+    fault_p = _prob(url, "fault_p")
+    if fault_p > 0 and fault_frame is None:
+        raise BadInput(f"{url.raw}: fault_p given without fault_frame ({', '.join(FAULT_FRAMES)})")
+
+    profile = _resolve_profile(url, ctx)
+    where = f"{profile.get('_path', 'profile')}: [sim]"
+    params = SimParams.from_table(profile.get("sim"), where)
+    lm = profile.get("lens_map")
+    lens_map = LensMap(tuple(lm["dioptres"]), tuple(lm["codes"])) if lm else (ctx.get("lens_map") or DEFAULT_LENS_MAP)
+    name = profile.get("rig", {}).get("name", DEFAULT_PROFILE)
+    clock = ctx["clock"]
+
+    lens = SimLens(params, clock, fault_stall=fault_stall, seed=seed)
+    cam = SimCamera(params, lens, lens_map, clock, seed=seed, scene=scene, depth_m=depth_m, noise=noise,
+                    fault_frame=fault_frame, fault_p=fault_p, name=name)
+
+    def change_scene(i: int) -> str:
+        """Put seeded cards scene ``i`` in front of the camera; returns its label ``cards-i``."""
+        return cam.set_scene("cards", scene_seed(seed, i), label=f"cards-{int(i)}")
+
+    prof = {k: v for k, v in profile.items()}
+    prof.setdefault("af", {"slices": 49, "range": [100, 900]})
+    return Rig(source=cam, lens=lens, name=name, lens_map=lens_map, clock=clock, profile=prof,
+               truth=cam.truth_codes, change_scene=change_scene)
+
+
+register("sim", "rig", "simulated dual-pixel camera + VCM (both ends)")(open_sim)

@@ -1,0 +1,212 @@
+"""Seeded textured scenes of fronto-parallel "cards" at known depths.
+
+The view plane (H x W pixels) is cut into the 3 x 4 cells of
+``grid_rois((H, W), 3, 4)``; every cell belongs to exactly one card (a card
+may span several neighbouring cells), so every standard RoI, and the centre
+RoI (the two middle cells of row 1 always share a card), lies on one depth.
+Each card has a depth (dioptres = 1 / metres) and a reflectance texture in
+[0, 1] with real high-frequency content: band-limited 1/f noise, rotated
+checkers, "dead leaves" (occluding discs with sharp edges), or a mix.
+
+Textures are generated once per scene for the padded plane
+(H + 2 pad) x (W + 2 pad), so rendering a blurred cell never needs data
+outside the texture.  Scene names: ``cards``, ``chart``, ``white``,
+``flat-centre``, ``dark`` (see ``SCENES``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import BadInput
+
+SCENES = {
+    "cards": "random cards at random depths (seed-controlled)",
+    "chart": "one textured plane at depth_m",
+    "white": "uniform white target at depth_m (flat-field target)",
+    "flat-centre": "cards, but the card under the centre RoI is uniform (no texture)",
+    "dark": "cards at very low light (3% of the normal exposure)",
+}
+
+GRID = (3, 4)  # rows, cols of cells (= the standard RoI grid)
+DARK_ILLUMINATION = 0.03
+
+
+@dataclass
+class Scene:
+    """A rendered-once scene description.
+
+    cell_y, cell_x: cell boundaries in view pixels, int [rows + 1], [cols + 1].
+    card_of_cell: int [rows, cols], card index of each cell.
+    card_dioptres: float64 [n_cards], depth of each card in dioptres (1/m).
+    textures: float32 [n_cards, H + 2 pad, W + 2 pad], reflectance in [0, 1].
+    illumination: scale on the exposure (1 normal, 0.03 for ``dark``).
+    """
+
+    name: str
+    label: str
+    seed: int
+    pad: int
+    cell_y: np.ndarray
+    cell_x: np.ndarray
+    card_of_cell: np.ndarray
+    card_dioptres: np.ndarray
+    textures: np.ndarray
+    illumination: float = 1.0
+
+    @property
+    def n_cards(self) -> int:
+        return int(len(self.card_dioptres))
+
+    def cell_at(self, y: float, x: float) -> tuple[int, int]:
+        """(row, col) of the cell holding view pixel (y, x)."""
+        r = int(np.clip(np.searchsorted(self.cell_y, y, side="right") - 1, 0, len(self.cell_y) - 2))
+        c = int(np.clip(np.searchsorted(self.cell_x, x, side="right") - 1, 0, len(self.cell_x) - 2))
+        return r, c
+
+    def dioptres_at(self, y: float, x: float) -> float:
+        """Depth (dioptres) of the card under view pixel (y, x)."""
+        r, c = self.cell_at(y, x)
+        return float(self.card_dioptres[self.card_of_cell[r, c]])
+
+    def depth_map_dioptres(self, hw: tuple[int, int]) -> np.ndarray:
+        """float32 [H, W] depth of every view pixel, dioptres."""
+        out = np.empty(hw, np.float32)
+        rows, cols = self.card_of_cell.shape
+        for r in range(rows):
+            for c in range(cols):
+                out[self.cell_y[r] : self.cell_y[r + 1], self.cell_x[c] : self.cell_x[c + 1]] = self.card_dioptres[self.card_of_cell[r, c]]
+        return out
+
+
+def cell_edges(hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Cell boundaries matching ``grid_rois(hw, 3, 4)`` (cells of H//3 x W//4, the last ones take the rest)."""
+    H, W = hw
+    rows, cols = GRID
+    ys = np.array([r * (H // rows) for r in range(rows)] + [H])
+    xs = np.array([c * (W // cols) for c in range(cols)] + [W])
+    return ys, xs
+
+
+# ----------------------------------------------------------------- textures
+
+
+def _normalise(t: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = t - t.min()
+    m = t.max()
+    return (lo + (hi - lo) * (t / m if m > 0 else t)).astype(np.float32)
+
+
+def texture_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Band-limited 1/f noise (0.01..0.4 cycles/px), reflectance ~[0.05, 0.95]."""
+    h, w = shape
+    spec = np.fft.rfft2(rng.standard_normal(shape))
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    f = np.hypot(fy, fx)
+    beta = rng.uniform(0.5, 1.0)
+    filt = np.where((f > 0.01) & (f < 0.4), 1.0 / np.maximum(f, 1e-3) ** beta, 0.0)
+    n = np.fft.irfft2(spec * filt, s=shape)
+    n = (n - n.mean()) / (n.std() + 1e-12)
+    c = rng.uniform(0.15, 0.25)
+    return np.clip(0.5 + c * n, 0.05, 0.95).astype(np.float32)
+
+
+def texture_checker(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Rotated checkerboard, period 6..20 px, sharp edges."""
+    h, w = shape
+    p = rng.uniform(6, 20)
+    a = rng.uniform(0, np.pi)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    u = xx * np.cos(a) + yy * np.sin(a)
+    v = -xx * np.sin(a) + yy * np.cos(a)
+    s = np.sign(np.sin(2 * np.pi * u / p) * np.sin(2 * np.pi * v / p))
+    c = rng.uniform(0.25, 0.4)
+    return (0.5 + c * s).astype(np.float32)
+
+
+def texture_dead_leaves(rng: np.random.Generator, shape: tuple[int, int], n: int = 400) -> np.ndarray:
+    """Occluding discs of power-law radii (2..40 px) and random grey levels."""
+    h, w = shape
+    out = np.full(shape, rng.uniform(0.2, 0.8), np.float32)
+    radii = 2.0 / np.sqrt(1 - rng.uniform(0, 1 - (2.0 / 40.0) ** 2, n))  # density ~ 1/r^3
+    cy = rng.uniform(0, h, n)
+    cx = rng.uniform(0, w, n)
+    grey = rng.uniform(0.05, 0.95, n).astype(np.float32)
+    for r, y, x, g in zip(radii, cy, cx, grey):
+        y0, y1 = max(int(y - r), 0), min(int(y + r) + 1, h)
+        x0, x1 = max(int(x - r), 0), min(int(x + r) + 1, w)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        yy, xx = np.ogrid[y0:y1, x0:x1]
+        m = (yy - y) ** 2 + (xx - x) ** 2 <= r * r
+        out[y0:y1, x0:x1][m] = g
+    return out
+
+
+def texture_mixed(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    a = texture_dead_leaves(rng, shape, n=250)
+    b = texture_noise(rng, shape)
+    return np.clip(0.6 * a + 0.4 * b, 0.0, 1.0).astype(np.float32)
+
+
+TEXTURES = (texture_noise, texture_checker, texture_dead_leaves, texture_mixed)
+
+
+# ------------------------------------------------------------------- scenes
+
+
+def _random_cards(rng: np.random.Generator) -> np.ndarray:
+    """card_of_cell [rows, cols]: cells merged at random with a neighbour; the centre pair always shares a card."""
+    rows, cols = GRID
+    lab = np.arange(rows * cols).reshape(rows, cols)
+    for r in range(rows):
+        for c in range(cols):
+            u = rng.random()
+            if c > 0 and u < 0.2:
+                lab[lab == lab[r, c]] = lab[r, c - 1]
+            elif r > 0 and u < 0.35:
+                lab[lab == lab[r, c]] = lab[r - 1, c]
+    lab[lab == lab[1, 2]] = lab[1, 1]  # the centre RoI straddles cells (1, 1) and (1, 2)
+    _, inv = np.unique(lab, return_inverse=True)
+    return inv.reshape(rows, cols)
+
+
+def make_scene(name: str, seed: int, hw: tuple[int, int], pad: int, depth_range_m: tuple[float, float],
+               depth_m: float | None = None, label: str | None = None) -> Scene:
+    """Build scene ``name`` (one of SCENES) deterministically from ``seed``.
+
+    depth_range_m: (near, far) metres for random cards (depths uniform in dioptres).
+    depth_m: depth of ``chart`` / ``white`` (default 1 m); ignored by card scenes.
+    """
+    if name not in SCENES:
+        raise BadInput(f"unknown sim scene {name!r}; known: {', '.join(SCENES)}")
+    if depth_m is not None and not (np.isfinite(depth_m) and depth_m > 0):
+        raise BadInput(f"sim scene depth_m must be > 0 metres, got {depth_m}")
+    seed = int(seed)
+    rng = np.random.default_rng([seed, 0x5CE4E])
+    H, W = hw
+    ys, xs = cell_edges(hw)
+    shape = (H + 2 * pad, W + 2 * pad)
+    illumination = 1.0
+    if name in ("chart", "white"):
+        d = 1.0 / (depth_m if depth_m is not None else 1.0)
+        card_of_cell = np.zeros(GRID, dtype=np.int64)
+        dioptres = np.array([d])
+        tex = np.ones((1, *shape), np.float32) if name == "white" else texture_mixed(rng, shape)[None]
+        label = label or f"{name}@{1.0 / d:g}m"
+    else:
+        card_of_cell = _random_cards(rng)
+        n = int(card_of_cell.max()) + 1
+        near, far = depth_range_m
+        dioptres = rng.uniform(1.0 / far, 1.0 / near, n)
+        kinds = rng.integers(0, len(TEXTURES), n)
+        tex = np.stack([TEXTURES[k](rng, shape) for k in kinds])
+        if name == "flat-centre":
+            tex[card_of_cell[1, 1]] = 0.5
+        if name == "dark":
+            illumination = DARK_ILLUMINATION
+        label = label or f"{name}:{seed}"
+    return Scene(name, label, seed, pad, ys, xs, card_of_cell, dioptres, tex, illumination)
