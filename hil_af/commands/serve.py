@@ -32,6 +32,8 @@ def add_arguments(p) -> None:
     p.add_argument("--max-clients", type=int, default=32, metavar="N", help="concurrent clients at most (default: 32)")
     p.add_argument("--tick", type=float, default=0.05, metavar="S",
                    help="continuous-AF loop period when frames come faster (default: 0.05 s)")
+    p.add_argument("--clock", choices=("system", "sim"), default="system",
+                   help="rig clock: system (real time), or sim (virtual time: simulated rigs in tests and soaks)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
@@ -48,6 +50,11 @@ def run(args) -> int:
     cfg = ServiceConfig(rig=args.rig, lens=args.lens, method=args.method, mode=args.mode,
                         calibration=args.calibration, model_dir=args.model, flatfield=args.flatfield,
                         park=args.park)
-    daemon = Daemon(AFService(cfg), args.socket, Notifier(), tick_s=args.tick,
+    clock = None
+    if args.clock == "sim":
+        from ..clock import SimClock
+
+        clock = SimClock()
+    daemon = Daemon(AFService(cfg, clock=clock), args.socket, Notifier(), tick_s=args.tick,
                     hang_s=args.hang_timeout, max_clients=args.max_clients)
     return daemon.run()

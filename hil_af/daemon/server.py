@@ -57,6 +57,7 @@ class _Handler(socketserver.StreamRequestHandler):
                     return
                 if len(line) > MAX_LINE_BYTES:
                     rest = self._discard_line() if not line.endswith(b"\n") else 0
+                    d.service.count("requests", "errors")
                     reply = error_reply(f"request line too long: more than {MAX_LINE_BYTES} bytes "
                                         f"({len(line) + rest} read); limit {MAX_LINE_BYTES}")
                 else:
@@ -172,8 +173,7 @@ class Daemon:
         try:
             req = parse_request(line)
         except ProtocolError as e:
-            self.service.counts["requests"] += 1
-            self.service.counts["errors"] += 1
+            self.service.count("requests", "errors")
             return error_reply(str(e), e.request_id)
         reply = self.service.handle(req)
         if req.cmd == "mode":

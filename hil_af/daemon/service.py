@@ -64,6 +64,7 @@ class AFService:
         self._busy_what = ""
         self.counts: dict[str, int] = {"requests": 0, "errors": 0, "focus": 0, "focused": 0, "failed": 0,
                                        "device_errors": 0, "reloads": 0}
+        self._counts_lock = threading.Lock()
         self.last_status: dict[str, Any] = {}
         self.started = time.monotonic()
 
@@ -145,7 +146,7 @@ class AFService:
             if new_rig is not old_rig:
                 self._park_and_close(old_rig)
             self.rig, self.controller = new_rig, ctl
-            self.counts["reloads"] += 1
+            self.count("reloads")
             self._refresh_status()
 
     def close(self) -> float | None:
@@ -171,6 +172,12 @@ class AFService:
             rig.close()
         return pos
 
+    def count(self, *keys: str) -> None:
+        """Add one to each counter in ``keys`` (thread-safe)."""
+        with self._counts_lock:
+            for k in keys:
+                self.counts[k] = self.counts.get(k, 0) + 1
+
     # -- locking and watchdog support --------------------------------------
     @contextmanager
     def busy(self, what: str, timeout: float | None = None) -> Iterator[None]:
@@ -182,7 +189,7 @@ class AFService:
         try:
             yield
         except DeviceError:
-            self.counts["device_errors"] += 1
+            self.count("device_errors")
             self._recover_lens()
             raise
         finally:
@@ -214,12 +221,12 @@ class AFService:
         last = s.get("last") or {}
         if last.get("state") == "Failed" and last.get("reason"):
             line += f" last_failure={last['reason']}"
-        return line + f" requests={self.counts['requests']}"
+        return line
 
     # -- requests ---------------------------------------------------------
     def handle(self, req: Request) -> dict[str, Any]:
         """One request -> one reply dict; never raises."""
-        self.counts["requests"] += 1
+        self.count("requests")
         try:
             reply = getattr(self, f"_cmd_{req.cmd}")(req)
         except BadInput as e:
@@ -233,7 +240,7 @@ class AFService:
             log.exception("%s: internal error", req.cmd)
             reply = error_reply(f"internal error: {type(e).__name__}: {e}", req.id)
         if not reply.get("ok"):
-            self.counts["errors"] += 1
+            self.count("errors")
         return reply
 
     def _cmd_status(self, req: Request) -> dict[str, Any]:
@@ -243,7 +250,9 @@ class AFService:
             busy = False
         except RigBusy:  # answer from the last known status rather than wait behind a focus cycle
             busy = True
-        return ok_reply(req, **self.last_status, busy=busy, counts=dict(self.counts),
+        with self._counts_lock:
+            counts = dict(self.counts)
+        return ok_reply(req, **self.last_status, busy=busy, counts=counts,
                         uptime_s=round(time.monotonic() - self.started, 3))
 
     def _cmd_mode(self, req: Request) -> dict[str, Any]:
@@ -276,8 +285,7 @@ class AFService:
         return ok_reply(req, **body)
 
     def _count_result(self, res) -> None:
-        self.counts["focus"] += 1
-        self.counts["focused" if res.state.value == "Focused" else "failed"] += 1
+        self.count("focus", "focused" if res.state.value == "Focused" else "failed")
         if res.state.value == "Failed":
             log.warning("focus failed: %s", res.reason)
 
@@ -294,7 +302,7 @@ class AFService:
                 self._count_result(res)
             self._refresh_status()
         except DeviceError as e:
-            self.counts["device_errors"] += 1
+            self.count("device_errors")
             log.error("continuous AF: device error: %s", e)
             self._recover_lens()
         finally:
