@@ -1,0 +1,173 @@
+"""Run the position-encoded AF model with onnxruntime (no torch at run time).
+
+A model directory holds ``card.json`` (what the model expects: arch, n
+slices, encoding config; see hil_af.model.card) and ``step1.onnx`` /
+``step2.onnx`` (input ``x`` float32 [B, 5, S, S], output ``logits`` [B, n]).
+
+``PEPredictor`` keeps one ``onnxruntime.InferenceSession`` per model for its
+whole life and runs every RoI of a frame as one batch.  Decoding:
+``index`` = argmax of the softmax; ``confidence`` = the softmax mass within
++-1 slice of the argmax (in [0, 1]; ~1 for a sharp unimodal prediction,
+low for a flat or multimodal one); ``expected`` = the softmax-weighted mean
+slice (sub-slice).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadInput, FormatError
+from ..frames import DualPixelFrame, validate_rois
+from .encoding import EncodingConfig, FlatField, encode_fitted, encode_frame_rois, fit_patch
+
+CARD = "card.json"
+
+
+@dataclass
+class PEPrediction:
+    """Per-RoI decoded prediction: index int64 [P] (slice), confidence float64 [P] in [0, 1],
+    probs float32 [P, n] (softmax), expected float64 [P] (mean slice, sub-slice)."""
+
+    index: np.ndarray
+    confidence: np.ndarray
+    probs: np.ndarray
+    expected: np.ndarray
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def decode(logits: np.ndarray) -> PEPrediction:
+    """Logits [P, n] -> PEPrediction (see module doc for the confidence)."""
+    p = softmax(np.asarray(logits, dtype=np.float64))
+    n = p.shape[1]
+    idx = p.argmax(axis=1).astype(np.int64)
+    cum = np.concatenate([np.zeros((p.shape[0], 1)), np.cumsum(p, axis=1, dtype=np.float64)], axis=1)
+    lo = np.clip(idx - 1, 0, n - 1)
+    hi = np.clip(idx + 1, 0, n - 1)
+    conf = np.clip(cum[np.arange(len(idx)), hi + 1] - cum[np.arange(len(idx)), lo], 0.0, 1.0)
+    expected = (p.astype(np.float64) * np.arange(n)[None, :]).sum(axis=1)
+    return PEPrediction(index=idx, confidence=conf, probs=p, expected=expected)
+
+
+def read_card(model_dir: Path) -> dict[str, Any]:
+    """card.json of ``model_dir``; BadInput if missing, FormatError if unreadable or incomplete."""
+    path = Path(model_dir) / CARD
+    if not path.is_file():
+        raise BadInput(f"model card {path} is missing (train a model with `hil-af train` or point --model at one)")
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError(f"model card {path} is not valid JSON: {e}") from e
+    for key in ("n_slices", "encoding", "files"):
+        if not isinstance(card, dict) or key not in card:
+            raise FormatError(f"model card {path} lacks the key {key!r}")
+    return card
+
+
+class PEPredictor:
+    """Step-1 or step-2 PE model of ``model_dir`` (default: hil_af.paths.models_dir()).
+
+    threads: onnxruntime intra-op threads.  flatfield: optional callable applied to raw
+    patches before encoding (see hil_af.model.encoding)."""
+
+    def __init__(self, model_dir: str | Path | None = None, step: int = 1, threads: int = 1,
+                 flatfield: FlatField | None = None):
+        if step not in (1, 2):
+            raise BadInput(f"PE model step must be 1 or 2, got {step}")
+        if model_dir is None:
+            from ..paths import models_dir
+
+            model_dir = models_dir()
+        self.model_dir = Path(model_dir)
+        self.step = step
+        self.card = read_card(self.model_dir)
+        card_path = self.model_dir / CARD
+        try:
+            self.encoding = EncodingConfig.from_dict(self.card["encoding"])
+            self.n_slices = int(self.card["n_slices"])
+            fname = self.card["files"][f"step{step}"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise FormatError(f"model card {card_path}: bad encoding/files/n_slices entry: {e}") from e
+        self.path = self.model_dir / fname
+        self.flatfield = flatfield
+        self.session = _open_session(self.path, threads)
+        self._check_io()
+
+    def _check_io(self) -> None:
+        inp = self.session.get_inputs()[0]
+        out = self.session.get_outputs()[0]
+        self.input_name = inp.name
+        S = self.encoding.size
+        shape = list(inp.shape)
+        if len(shape) != 4 or shape[1:] != [5, S, S]:
+            raise FormatError(f"{self.path}: model input shape {shape} does not match card.json (expects [B, 5, {S}, {S}])")
+        oshape = list(out.shape)
+        if len(oshape) != 2 or oshape[1] != self.n_slices:
+            raise FormatError(f"{self.path}: model output shape {oshape} does not match card.json n_slices={self.n_slices}")
+
+    def _check_n(self, n_slices: int) -> None:
+        if int(n_slices) != self.n_slices:
+            raise BadInput(f"model {self.path} predicts {self.n_slices} slices, the sweep has {n_slices}")
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Raw logits float32 [B, n] of encoded inputs x [B, 5, S, S]."""
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def predict(self, frame: DualPixelFrame, rois: Any, slice_index: int, n_slices: int) -> PEPrediction:
+        """Predict the in-focus slice of every RoI (view pixels, int32 [P, 4]) of one frame
+        taken at slice ``slice_index`` of ``n_slices``: one batched onnxruntime call."""
+        self._check_n(n_slices)
+        rois = validate_rois(rois, frame.shape)
+        x = encode_frame_rois(frame.left, frame.right, rois, frame.origin, frame.sensor_hw or frame.shape,
+                              int(slice_index), int(n_slices), self.encoding, self.flatfield)
+        return decode(self.run(x))
+
+    def predict_patches(self, left: np.ndarray, right: np.ndarray, rois_full_xywh: np.ndarray,
+                        sensor_hw: tuple[int, int], slice_index: Any, n_slices: int) -> PEPrediction:
+        """Predict for B raw RoI patches (black-subtracted) left/right [B, h, w] whose RoIs on
+        the FULL plane are ``rois_full_xywh`` int [B, 4] (w, h = patch size), taken at
+        ``slice_index`` int [B] (or one int) of ``n_slices``."""
+        self._check_n(n_slices)
+        left = np.asarray(left)
+        right = np.asarray(right)
+        if left.ndim != 3 or left.shape != right.shape:
+            raise BadInput(f"patches must be [B, h, w] of equal shape, got left {left.shape} right {right.shape}")
+        B, h, w = left.shape
+        rois = np.asarray(rois_full_xywh, dtype=np.int64).reshape(-1, 4)
+        if len(rois) != B or np.any(rois[:, 2] != w) or np.any(rois[:, 3] != h):
+            raise BadInput(f"rois_full_xywh must be [{B}, 4] with w={w}, h={h}; got {rois.tolist()}")
+        cfg = self.encoding
+        local = np.array([0, 0, w, h])
+        pls, prs = [], []
+        for b in range(B):
+            lp, rp = left[b], right[b]
+            if self.flatfield is not None:
+                lp, rp = self.flatfield(lp, rp, tuple(int(v) for v in rois[b]), (int(sensor_hw[0]), int(sensor_hw[1])))
+            pls.append(fit_patch(lp, local, cfg.size, cfg.fit))
+            prs.append(fit_patch(rp, local, cfg.size, cfg.fit))
+        ks = np.broadcast_to(np.asarray(slice_index, dtype=np.int64), (B,))
+        x = encode_fitted(np.stack(pls), np.stack(prs), rois, sensor_hw, ks, int(n_slices), cfg)
+        return decode(self.run(x))
+
+
+def _open_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise BadInput(f"model file {path} is missing")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, int(threads))
+    opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
+        raise FormatError(f"model file {path} cannot be loaded by onnxruntime: {type(e).__name__}: {e}") from e

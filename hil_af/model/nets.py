@@ -1,0 +1,143 @@
+"""The networks (torch; the ``[train]`` extra): a compact MCUNet-class CNN and MobileNet-v2.
+
+Both map an encoded RoI batch float32 [B, 5, S, S] (hil_af.model.encoding)
+to logits [B, n] over the n focus slices.  ``count_macs`` counts the
+multiply-accumulates of the conv and linear layers for one patch (FLOPs are
+reported as 2 x MACs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import BadInput
+
+ARCHS = ("mcunet", "mobilenetv2")
+
+
+def _cbr(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    if act:
+        layers.append(nn.ReLU6(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNet-v2 block: 1x1 expand, kxk depthwise (stride), 1x1 project; residual when shapes match."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int, k: int = 3):
+        super().__init__()
+        hid = cin * expand
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers.append(_cbr(cin, hid, 1))
+        layers += [_cbr(hid, hid, k, stride, groups=hid), _cbr(hid, cout, 1, act=False)]
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+class MCUNetAF(nn.Module):
+    """Compact MCUNet-class CNN: a full-resolution 3x3 stem on the stacked views (to see
+    pixel-level disparity), then inverted-residual stages down to 4x4, 1x1 head, global
+    average pool, linear classifier."""
+
+    # (expand, out channels, repeats, first stride, kernel)
+    STAGES = ((3, 16, 1, 2, 3), (3, 24, 2, 2, 3), (4, 40, 2, 2, 3), (4, 64, 2, 2, 3))
+
+    def __init__(self, n_classes: int = 49, in_ch: int = 5, stem: int = 12, head: int = 160):
+        super().__init__()
+        layers: list[nn.Module] = [_cbr(in_ch, stem, 3, 1), _cbr(stem, 16, 3, 2)]
+        cin = 16
+        for e, c, r, s, k in self.STAGES:
+            for i in range(r):
+                layers.append(InvertedResidual(cin, c, s if i == 0 else 1, e, k))
+                cin = c
+        layers.append(_cbr(cin, head, 1))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(0.1)
+        self.classifier = nn.Linear(head, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(torch.flatten(self.pool(self.features(x)), 1)))
+
+
+class MobileNetV2AF(nn.Module):
+    """MobileNet-v2, width 1.0 (Sandler et al. 2018), 5-channel input, n classes.
+
+    The standard stem has stride 2; on 64x64 patches the standard strides would
+    leave 2x2 maps, so the first stride-2 stage of the original (24 channels)
+    keeps stride 2 and the rest follow the paper exactly."""
+
+    CFG = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+
+    def __init__(self, n_classes: int = 49, in_ch: int = 5):
+        super().__init__()
+        layers: list[nn.Module] = [_cbr(in_ch, 32, 3, 2)]
+        cin = 32
+        for t, c, n, s in self.CFG:
+            for i in range(n):
+                layers.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        layers.append(_cbr(cin, 1280, 1))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(0.2)
+        self.classifier = nn.Linear(1280, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(torch.flatten(self.pool(self.features(x)), 1)))
+
+
+def build(arch: str, n_classes: int, in_ch: int = 5) -> nn.Module:
+    if arch == "mcunet":
+        return MCUNetAF(n_classes, in_ch)
+    if arch == "mobilenetv2":
+        return MobileNetV2AF(n_classes, in_ch)
+    raise BadInput(f"unknown arch {arch!r}; known: {', '.join(ARCHS)}")
+
+
+def count_params(model: nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def count_macs(model: nn.Module, input_hw: tuple[int, int] = (64, 64), in_ch: int = 5) -> int:
+    """Multiply-accumulates of all Conv2d and Linear layers for ONE input patch.
+
+    Conv2d: out_h * out_w * out_ch * (in_ch / groups) * kh * kw; Linear: in * out.
+    (BatchNorm, activations, pooling and additions are not counted.)
+    """
+    total = 0
+
+    def conv_hook(m: nn.Conv2d, _inp: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = m.kernel_size
+        total += int(out.shape[2] * out.shape[3] * m.out_channels * (m.in_channels // m.groups) * kh * kw)
+
+    def lin_hook(m: nn.Linear, _inp: Any, _out: torch.Tensor) -> None:
+        nonlocal total
+        total += int(m.in_features * m.out_features)
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(lin_hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_ch, *input_hw))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return total

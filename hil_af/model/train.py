@@ -1,0 +1,272 @@
+"""Training of the step-1 / step-2 PE models, ONNX export, npz weights, card (torch; ``[train]``).
+
+Recipe (Choi et al., ICCV 2023, multi-step setting):
+1. step 1: every (RoI, slice k) of the training stacks, label = gt slice,
+   ordinal soft-label CE with T = 1;
+2. step 2: initialised from step 1, fine-tuned with T = 0.5 on the patches at
+   the slice where step 1 leaves the lens from each start slice.
+AdamW with a one-cycle cosine schedule, batch 256, Gaussian-noise and
+contrast-jitter augmentation (dataset.PatchSet.batch).  Whole stacks are held out for
+validation; val loss, exact and <=1-slice accuracy are printed every epoch.
+
+Outputs in MODEL_DIR: step1.onnx, step2.onnx (input ``x`` [B, 5, S, S],
+output ``logits`` [B, n], dynamic batch), weights.npz (every state-dict
+tensor as ``step1/<name>``, ``step2/<name>``; loaded with allow_pickle=False
+for ``--init``), card.json.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import BadInput, FormatError
+from . import card as cardmod
+from .dataset import PatchSet, find_stacks, load_patchset, split_by_stack, step2_pairs
+from .encoding import N_CHANNELS, EncodingConfig
+from .loss import T_STEP1, T_STEP2, ordinal_ce
+from .nets import build, count_macs, count_params
+
+WEIGHTS = "weights.npz"
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "mcunet"
+    epochs: int = 8  # step 1
+    epochs2: int | None = None  # step 2; default max(1, epochs // 2)
+    batch: int = 256
+    lr: float = 3e-3
+    lr2: float = 1e-3
+    weight_decay: float = 1e-4
+    noise: float = 0.1
+    seed: int = 0
+    val_frac: float = 0.15
+    threads: int = 2
+    roi_pe: bool = True
+    lens_pe: bool = True
+    size: int = 64
+    fit: str = "crop"
+    T1: float = T_STEP1
+    T2: float = T_STEP2
+    max_samples_per_epoch: int | None = None  # subsample pairs each epoch (None: all)
+
+    @property
+    def n_epochs2(self) -> int:
+        return self.epochs2 if self.epochs2 is not None else max(1, self.epochs // 2)
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def save_weights(path: Path, models: dict[str, nn.Module]) -> None:
+    """All state-dict tensors of ``models`` as ``<step>/<name>`` float/int arrays in one npz."""
+    arrays = {}
+    for step, m in models.items():
+        for name, t in m.state_dict().items():
+            arrays[f"{step}/{name}"] = t.detach().cpu().numpy()
+    from ..atomic import atomic_open
+
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_weights(model: nn.Module, path: Path, step: str) -> None:
+    """Load ``<step>/*`` tensors of an npz (allow_pickle=False) into ``model``; FormatError on mismatch."""
+    if not path.is_file():
+        raise BadInput(f"weights file {path} is missing")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            sd = {k[len(step) + 1 :]: torch.from_numpy(np.array(z[k])) for k in z.files if k.startswith(step + "/")}
+    except Exception as e:
+        raise FormatError(f"weights file {path} cannot be read as npz: {e}") from e
+    own = model.state_dict()
+    missing = sorted(set(own) - set(sd))
+    extra = sorted(set(sd) - set(own))
+    bad = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    if missing or extra or bad:
+        raise FormatError(f"weights file {path} ({step}) does not fit the model: missing {missing[:3]}, "
+                          f"unexpected {extra[:3]}, wrong shape {bad[:3]}")
+    model.load_state_dict(sd)
+
+
+# --------------------------------------------------------------------------- loops
+
+
+def _lr_at(step: int, total: int, peak: float) -> float:
+    warm = max(1, total // 20)
+    if step < warm:
+        return peak * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+@torch.no_grad()
+def evaluate_pairs(model: nn.Module, ps: PatchSet, pairs: np.ndarray, T: float, batch: int = 512) -> dict[str, float]:
+    """Mean loss, exact and <=1 accuracy, MAE (slices) of ``model`` on ``pairs`` of ``ps``."""
+    model.eval()
+    tot, exact, le1, ae, n = 0.0, 0, 0, 0.0, 0
+    for i in range(0, len(pairs), batch):
+        x, y = ps.batch(pairs[i : i + batch])
+        logits = model(torch.from_numpy(x))
+        yt = torch.from_numpy(y)
+        tot += float(ordinal_ce(logits, yt, T)) * len(y)
+        err = np.abs(logits.argmax(1).numpy() - y)
+        exact += int((err == 0).sum())
+        le1 += int((err <= 1).sum())
+        ae += float(err.sum())
+        n += len(y)
+    return {"loss": tot / max(n, 1), "exact": exact / max(n, 1), "le1": le1 / max(n, 1), "mae": ae / max(n, 1)}
+
+
+def fit(model: nn.Module, ps: PatchSet, pairs: np.ndarray, val: PatchSet | None, val_pairs: np.ndarray | None,
+        epochs: int, lr: float, T: float, cfg: TrainConfig, rng: np.random.Generator, label: str,
+        log: list[dict[str, Any]]) -> None:
+    """Train ``model`` in place on ``pairs`` for ``epochs``; append per-epoch metrics to ``log``."""
+    from tqdm import tqdm
+
+    per_epoch = len(pairs) if not cfg.max_samples_per_epoch else min(len(pairs), cfg.max_samples_per_epoch)
+    steps_per_epoch = max(1, per_epoch // cfg.batch)
+    total = steps_per_epoch * epochs
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    step = 0
+    for ep in range(epochs):
+        model.train()
+        order = rng.permutation(len(pairs))[: steps_per_epoch * cfg.batch]
+        t0 = time.perf_counter()
+        run_loss = 0.0
+        bar = tqdm(range(steps_per_epoch), desc=f"{label} epoch {ep + 1}/{epochs}", unit="batch", leave=False)
+        for b in bar:
+            sel = pairs[order[b * cfg.batch : (b + 1) * cfg.batch]]
+            x, y = ps.batch(sel, rng, cfg.noise)
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, total, lr)
+            loss = ordinal_ce(model(torch.from_numpy(x)), torch.from_numpy(y), T)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            run_loss += loss.item()
+            bar.set_postfix(loss=f"{run_loss / (b + 1):.3f}")
+        bar.close()
+        rec: dict[str, Any] = {"step": label, "epoch": ep + 1, "train_loss": run_loss / steps_per_epoch,
+                               "seconds": round(time.perf_counter() - t0, 1)}
+        if val is not None and val_pairs is not None and len(val_pairs):
+            m = evaluate_pairs(model, val, val_pairs, T)
+            rec.update({f"val_{k}": v for k, v in m.items()})
+        log.append(rec)
+        msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items())
+        tqdm.write(msg)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export_onnx(model: nn.Module, path: Path, size: int) -> None:
+    """torch.onnx.export with a dynamic batch axis (legacy TorchScript exporter, opset 17)."""
+    model.eval()
+    dummy = torch.zeros(2, N_CHANNELS, size, size)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.onnx.export(model, (dummy,), str(tmp), input_names=["x"], output_names=["logits"],
+                      dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    tmp.replace(path)
+
+
+def onnx_max_abs_diff(model: nn.Module, path: Path, x: np.ndarray) -> float:
+    """max |onnxruntime(x) - torch(x)| over a batch (logits)."""
+    import onnxruntime as ort
+
+    model.eval()
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x.astype(np.float32)})[0]
+    return float(np.abs(got - ref).max())
+
+
+# --------------------------------------------------------------------------- main entry
+
+
+def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: str | Path | None = None) -> dict[str, Any]:
+    """Train step 1 and step 2 from the stacks in ``stacks_dir``; write the model to ``out_dir``.
+
+    Returns the card dict (also written as out_dir/card.json)."""
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(max(1, int(cfg.threads)))
+    rng = np.random.default_rng(cfg.seed)
+    enc = EncodingConfig(size=cfg.size, roi_pe=cfg.roi_pe, lens_pe=cfg.lens_pe, fit=cfg.fit)
+    init_card = None
+    if init is not None:
+        from .inference import read_card
+
+        init_card = read_card(Path(init))
+        if init_card.get("arch") != cfg.arch:
+            raise BadInput(f"--init {init} is a {init_card.get('arch')!r} model, training {cfg.arch!r}")
+        if int(init_card["encoding"].get("size", -1)) != cfg.size:
+            raise BadInput(f"--init {init} expects {init_card['encoding'].get('size')} px patches, training {cfg.size}")
+    paths = find_stacks(stacks_dir)
+    ps = load_patchset(paths, enc, progress=lambda it: tqdm(it, desc="reading stacks", unit="stack", leave=False))
+    if init_card is not None and int(init_card["n_slices"]) != ps.n:
+        raise BadInput(f"--init {init} predicts {init_card['n_slices']} slices, the stacks have {ps.n}")
+    tr, va, val_ids = split_by_stack(ps, cfg.val_frac, cfg.seed)
+    model = build(cfg.arch, ps.n)
+    if init is not None:
+        load_weights(model, Path(init) / WEIGHTS, "step1")
+    log: list[dict[str, Any]] = []
+    t1 = time.perf_counter()
+    fit(model, tr, tr.all_pairs(), va, va.all_pairs() if va else None, cfg.epochs, cfg.lr, cfg.T1, cfg, rng, "step1", log)
+    t1 = time.perf_counter() - t1
+    step1_state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def predict_fn(x: np.ndarray) -> np.ndarray:
+        model.eval()
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+
+    tr2 = step2_pairs(tr, predict_fn)
+    va2 = step2_pairs(va, predict_fn) if va else None
+    val_step1 = evaluate_pairs(model, va, va.all_pairs(), cfg.T1) if va else None
+    model2 = build(cfg.arch, ps.n)
+    model2.load_state_dict(step1_state)
+    t2 = time.perf_counter()
+    fit(model2, tr, tr2, va, va2, cfg.n_epochs2, cfg.lr2, cfg.T2, cfg, rng, "step2", log)
+    t2 = time.perf_counter() - t2
+    val_step2 = evaluate_pairs(model2, va, va2, cfg.T2) if va and va2 is not None else None
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, out / "step1.onnx", cfg.size)
+    export_onnx(model2, out / "step2.onnx", cfg.size)
+    check_set = va if va is not None else tr
+    xb, _ = check_set.batch(check_set.all_pairs()[rng.permutation(check_set.n_rois * check_set.n)[:64]])
+    diffs = {"step1": onnx_max_abs_diff(model, out / "step1.onnx", xb),
+             "step2": onnx_max_abs_diff(model2, out / "step2.onnx", xb)}
+    save_weights(out / WEIGHTS, {"step1": model, "step2": model2})
+    macs = count_macs(model, (cfg.size, cfg.size))
+    card = cardmod.build_card(
+        arch=cfg.arch, n_slices=ps.n, encoding=enc.to_dict(), params=count_params(model), macs=macs,
+        data={"stacks_dir": str(stacks_dir), "stacks": len(paths), "rois_with_gt": ps.n_rois,
+              "train_rois": tr.n_rois, "val_rois": va.n_rois if va else 0,
+              "val_stacks": [Path(ps.stacks[i]).name for i in val_ids],
+              "sources": sorted({str(m.get("source")) for m in ps.stack_meta if m.get("source")})[:200],
+              "step1_samples": tr.n_rois * tr.n, "step2_samples": int(len(tr2))},
+        settings={**asdict(cfg), "epochs2": cfg.n_epochs2, "init": str(init) if init else None,
+                  "optimizer": "AdamW, warm-up + cosine", "loss": "ordinal soft-label CE",
+                  "augmentation": f"Gaussian noise std U(0,{cfg.noise}) + common contrast U(0.8,1.25) on normalised views",
+                  "torch": torch.__version__},
+        val={"step1": val_step1, "step2": val_step2, "history": log},
+        onnx_check={"max_abs_logit_diff": diffs, "batch": int(len(xb))},
+        timing_s={"step1": round(t1, 1), "step2": round(t2, 1), "total": round(time.perf_counter() - t_start, 1)},
+    )
+    cardmod.write_card(out, card)
+    return card

@@ -1,0 +1,146 @@
+"""The five-channel PE-model encoding (numpy only)."""
+
+import numpy as np
+import pytest
+
+from hil_af.errors import BadInput
+from hil_af.model.encoding import (
+    EncodingConfig,
+    encode_fitted,
+    encode_frame_rois,
+    fit_patch,
+    lens_pe_value,
+    normalise_views,
+    pe_planes,
+    resample_matrix,
+)
+
+
+def _views(h=48, w=80, seed=0):
+    rng = np.random.default_rng(seed)
+    left = rng.uniform(50, 200, (h, w)).astype(np.float32)
+    right = rng.uniform(50, 200, (h, w)).astype(np.float32)
+    return left, right
+
+
+def test_roi_pe_of_a_cropped_frame_uses_full_plane_coordinates():
+    # frame cropped at origin (y0, x0) = (100, 40) of a 256 x 384 sensor; RoI (x=8, y=4, 64, 64) in view px
+    cfg = EncodingConfig()
+    left, right = _views(96, 128)
+    x = encode_frame_rois(left, right, np.array([[8, 4, 64, 64]]), origin=(100, 40), sensor_hw=(256, 384),
+                          slice_index=0, n_slices=49, cfg=cfg)
+    assert x.shape == (1, 5, 64, 64)
+    # pixel (y, x) = (0, 0) of the patch is view (4, 8) -> full (104, 48)
+    assert x[0, 2, 0, 0] == pytest.approx(2 * (48 + 0.5) / 384 - 1)
+    assert x[0, 3, 0, 0] == pytest.approx(2 * (104 + 0.5) / 256 - 1)
+    # last pixel (63, 63) -> full (167, 111)
+    assert x[0, 2, 63, 63] == pytest.approx(2 * (111 + 0.5) / 384 - 1)
+    assert x[0, 3, 63, 63] == pytest.approx(2 * (167 + 0.5) / 256 - 1)
+    # x varies along columns only, y along rows only
+    assert np.ptp(x[0, 2], axis=0).max() == 0 and np.ptp(x[0, 3], axis=1).max() == 0
+
+
+def test_pe_of_whole_sensor_spans_minus_one_to_one():
+    px, py = pe_planes(np.array([0, 0, 384, 256]), (256, 384), 64, "area")
+    # 384 / 64 = 6 px per output column: first centre at x = 3; 256 / 64 = 4 px per row: y = 2
+    assert px[0, 0] == pytest.approx(-1 + 6 / 384) and px[0, -1] == pytest.approx(1 - 6 / 384)
+    assert py[0, 0] == pytest.approx(-1 + 4 / 256) and py[-1, 0] == pytest.approx(1 - 4 / 256)
+    assert np.all(np.abs(px) < 1) and np.all(np.abs(py) < 1)
+
+
+@pytest.mark.parametrize("k,n,expected", [(0, 49, 0.0), (48, 49, 1.0), (12, 49, 0.25), (1, 3, 0.5)])
+def test_lens_pe_plane(k, n, expected):
+    left, right = _views()
+    x = encode_frame_rois(left, right, np.array([[0, 0, 64, 48]]), (0, 0), (48, 80), k, n, EncodingConfig())
+    assert np.all(x[0, 4] == np.float32(expected))
+    assert lens_pe_value(k, n) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("k,n", [(-1, 49), (49, 49), (0, 1)])
+def test_lens_pe_rejects_bad_slice(k, n):
+    with pytest.raises(BadInput):
+        lens_pe_value(k, n)
+
+
+def test_ablation_switches_give_zero_planes_and_keep_five_channels():
+    left, right = _views()
+    rois = np.array([[3, 5, 64, 40]])
+    full = encode_frame_rois(left, right, rois, (0, 0), (48, 80), 7, 9, EncodingConfig())
+    x = encode_frame_rois(left, right, rois, (0, 0), (48, 80), 7, 9, EncodingConfig(roi_pe=False, lens_pe=False))
+    assert x.shape == full.shape == (1, 5, 64, 64)
+    assert np.all(x[:, 2:] == 0) and np.any(full[:, 2:4] != 0) and np.all(full[:, 4] == 7 / 8)
+    np.testing.assert_array_equal(x[:, :2], full[:, :2])
+
+
+@pytest.mark.parametrize("n_in,n_out,tol", [(37, 64, 0.25), (64, 64, 1e-9), (101, 64, 0.25), (128, 64, 1e-9), (5, 8, 0.25)])
+def test_area_resampling_preserves_mean_and_ramps(n_in, n_out, tol):
+    m = resample_matrix(n_in, n_out)
+    np.testing.assert_allclose(m.sum(axis=1), 1.0, atol=1e-12)
+    # total mass: every input pixel contributes n_out/n_in in all
+    np.testing.assert_allclose(m.sum(axis=0), n_out / n_in, atol=1e-12)
+    # pixel-centre ramp -> output cell centres: exact for integer factors, within 1/4 input px otherwise
+    ramp = np.arange(n_in) + 0.5
+    np.testing.assert_allclose(m @ ramp, (np.arange(n_out) + 0.5) * n_in / n_out, atol=tol)
+
+
+def test_odd_roi_sizes_are_fitted_consistently_with_pe():
+    # a view whose value is the full-plane x coordinate: the resampled patch must equal the PE centres
+    H, W = 120, 200
+    view = np.tile(np.arange(W, dtype=np.float32) + 0.5, (H, 1))
+    for fit in ("area", "crop"):
+        for roi in ([11, 3, 101, 77], [0, 0, 37, 50], [20, 10, 64, 64]):
+            p = fit_patch(view, roi, 64, fit)
+            assert p.shape == (64, 64)
+            px, _ = pe_planes(np.array(roi), (H, W), 64, fit)
+            np.testing.assert_allclose(p, (px + 1) * W / 2, atol=0.25)  # within 1/4 px of the PE centre
+    # crop keeps pixel scale: a 101-wide RoI cropped gives consecutive pixels centred in the RoI
+    p = fit_patch(view, [11, 3, 101, 77], 64, "crop")
+    assert p[0, 0] == pytest.approx(11 + (101 - 64) // 2 + 0.5) and p[0, 1] - p[0, 0] == pytest.approx(1.0)
+
+
+def test_roi_outside_view_is_bad_input():
+    left, _ = _views(48, 80)
+    with pytest.raises(BadInput, match="not inside"):
+        fit_patch(left, [40, 0, 64, 48], 64, "crop")
+
+
+def test_normalisation_removes_per_view_gain_and_keeps_relative_contrast():
+    left, right = _views(64, 64, seed=3)
+    nl, nr = normalise_views(left, right)
+    gl, gr = normalise_views(3.0 * left, 0.5 * right)  # different vignetting gain per view
+    np.testing.assert_allclose(gl, nl, atol=1e-4)
+    np.testing.assert_allclose(gr, nr, atol=1e-4)
+    assert abs(nl.mean()) < 1e-4 and abs(nr.mean()) < 1e-4
+    assert 0.5 * (nl.var() + nr.var()) == pytest.approx(1.0, rel=1e-2)  # eps=1e-3 on the std
+    # a flat right view and a textured left one: common std keeps right ~0 instead of amplifying noise
+    fl, fr = normalise_views(left, np.full_like(right, 100.0))
+    assert np.abs(fr).max() < 1e-5 and fl.std() > 1.0
+
+
+def test_flatfield_callable_is_applied_with_full_plane_roi():
+    left, right = _views(96, 128)
+    seen = []
+
+    def ff(lp, rp, roi_full, sensor_hw):
+        seen.append((roi_full, sensor_hw, lp.shape))
+        return lp * 2.0, rp
+
+    cfg = EncodingConfig()
+    a = encode_frame_rois(left, right, np.array([[8, 4, 64, 64]]), (100, 40), (256, 384), 3, 9, cfg, flatfield=ff)
+    b = encode_frame_rois(left, right, np.array([[8, 4, 64, 64]]), (100, 40), (256, 384), 3, 9, cfg)
+    assert seen == [((48, 104, 64, 64), (256, 384), (64, 64))]
+    np.testing.assert_allclose(a, b, atol=1e-4)  # a pure gain is removed by the per-view normalisation
+
+
+def test_encode_fitted_checks_shapes():
+    with pytest.raises(BadInput, match="patches must be"):
+        encode_fitted(np.zeros((2, 32, 32)), np.zeros((2, 32, 32)), np.zeros((2, 4)), (64, 64), 0, 9, EncodingConfig())
+
+
+def test_config_roundtrip_and_validation():
+    cfg = EncodingConfig(size=32, roi_pe=False, fit="area")
+    assert EncodingConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(BadInput):
+        EncodingConfig(fit="stretch")
+    with pytest.raises(BadInput, match="lacks"):
+        EncodingConfig.from_dict({"size": 64})
