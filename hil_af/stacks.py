@@ -261,20 +261,20 @@ def _open_npz(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ())
     if path.is_dir():
         raise BadInput(f"{path}: is a folder, not an .npz file")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise _fail(str(path), "not an .npz archive (a bare .npy array)")
+        z = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise _fail(str(path), f"not a readable .npz archive ({type(e).__name__}: {e})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise _fail(str(path), "not an .npz archive (a bare .npy array)")
+    try:
+        with z:
             missing = [k for k in keys if k not in z.files]
             if missing:
                 raise _fail(str(path), f"missing required key(s) {', '.join(missing)} (has: {', '.join(z.files) or 'none'})")
             return {k: z[k] for k in keys + optional if k in z.files}
     except FormatError:
         raise
-    except AttributeError:  # np.load of a .npy returns an ndarray without __enter__ on old numpy
-        raise _fail(str(path), "not an .npz archive") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, RuntimeError, TypeError) as e:
-        raise _fail(str(path), f"not a readable .npz archive ({type(e).__name__}: {e})") from None
-    except Exception as e:  # zlib.error and friends from a corrupt member
+    except Exception as e:  # BadZipFile (bad CRC), zlib.error, EOFError, ValueError (pickled/corrupt member)...
         raise _fail(str(path), f"not a readable .npz archive ({type(e).__name__}: {e})") from None
 
 
