@@ -1,0 +1,521 @@
+"""Fakes at the library / bus boundary, for tests and for trying drivers without hardware.
+
+- ``Dw98xxModel``, ``Ak7375Model``, ``Dw9714Model``: register-level models of
+  the VCM chips (what a chip does with the bytes it receives), and
+  ``FakeI2CBus`` (the ``I2CBus`` protocol) that routes transfers to them and
+  logs every one; ``FakeSMBus`` stands in for ``smbus2.SMBus`` (it takes real
+  ``i2c_msg`` objects), ``MicroPythonI2C`` for ``machine.I2C`` in the
+  serial-bridge firmware.
+- ``FakeV4L2Subdev``: an ``IoctlDevice`` with one integer control, decoding the
+  ioctl structs with its own copies of the kernel layouts.
+- ``fake_picamera2_module``: a module object with a ``Picamera2`` class
+  (configure, start, capture_request(wait=False) + wait(job, timeout),
+  make_array("raw"), get_metadata, release, set_controls, capture_metadata).
+- ``FakeSerialPort``: a pyserial-like port that hands each written line to a
+  responder (e.g. the firmware's ``Bridge.handle_line``), with fault injection.
+
+Fault injection everywhere is explicit (counters the test sets), never random.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import types
+from collections import deque
+from typing import Any, Callable
+
+import numpy as np
+
+
+# --------------------------------------------------------------------------- I2C chips
+class ChipModel:
+    """Base: ``write(data)`` and ``read(n)`` as the chip sees them on the wire."""
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def read(self, n: int) -> bytes:
+        raise NotImplementedError
+
+
+class Dw98xxModel(ChipModel):
+    """DW9807/DW9817: auto-incrementing registers; STATUS 0x05 reads busy ``busy_polls`` times after each move."""
+
+    def __init__(self, busy_polls: int = 0):
+        self.regs = bytearray(256)
+        self.ptr = 0
+        self.busy_polls = busy_polls     # STATUS reads that return 1 after each position write
+        self._busy = 0
+        self.violations: list[str] = []  # protocol misuse the chip would suffer
+
+    @property
+    def code(self) -> int:
+        return ((self.regs[0x03] & 0x03) << 8) | self.regs[0x04]
+
+    @property
+    def powered(self) -> bool:
+        return not (self.regs[0x02] & 0x01)
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self.ptr = data[0]
+        if len(data) > 1 and self.ptr == 0x03:
+            if self._busy:
+                self.violations.append(f"position written while STATUS busy: {data.hex()}")
+            if not self.powered:
+                self.violations.append(f"position written while powered down: {data.hex()}")
+            if len(data) != 3:
+                self.violations.append(f"position split across transfers: {data.hex()}")
+            self._busy = self.busy_polls
+        for i, b in enumerate(data[1:]):
+            self.regs[(self.ptr + i) & 0xFF] = b
+
+    def read(self, n: int) -> bytes:
+        if self.ptr == 0x05:
+            busy = 1 if self._busy else 0
+            self._busy = max(0, self._busy - 1)
+            return bytes([busy] + [0] * (n - 1))
+        return bytes(self.regs[(self.ptr + i) & 0xFF] for i in range(n))
+
+
+class Ak7375Model(ChipModel):
+    """AK7375: position register 0x00 (code << 4, big-endian), mode register 0x02 (0x40 standby)."""
+
+    def __init__(self):
+        self.regs = bytearray(256)
+        self.regs[0x02] = 0x40  # standby at reset
+        self.ptr = 0
+        self.violations: list[str] = []
+
+    @property
+    def code(self) -> int:
+        return ((self.regs[0x00] << 8) | self.regs[0x01]) >> 4
+
+    @property
+    def powered(self) -> bool:
+        return self.regs[0x02] == 0x00
+
+    def write(self, data: bytes) -> None:
+        self.ptr = data[0]
+        if self.ptr == 0x00 and len(data) > 1 and not self.powered:
+            self.violations.append(f"position written in standby: {data.hex()}")
+        for i, b in enumerate(data[1:]):
+            self.regs[(self.ptr + i) & 0xFF] = b
+
+    def read(self, n: int) -> bytes:
+        return bytes(self.regs[(self.ptr + i) & 0xFF] for i in range(n))
+
+
+class Dw9714Model(ChipModel):
+    """DW9714: every write is one 16-bit word PD<<15 | code<<4 | S."""
+
+    def __init__(self):
+        self.word = 0x8000  # powered down at reset
+        self.violations: list[str] = []
+
+    @property
+    def code(self) -> int:
+        return (self.word >> 4) & 0x3FF
+
+    @property
+    def slew(self) -> int:
+        return self.word & 0xF
+
+    @property
+    def powered(self) -> bool:
+        return not (self.word & 0x8000)
+
+    def write(self, data: bytes) -> None:
+        if len(data) != 2:
+            self.violations.append(f"write of {len(data)} bytes (needs exactly 2): {data.hex()}")
+            return
+        self.word = (data[0] << 8) | data[1]
+
+    def read(self, n: int) -> bytes:
+        return self.word.to_bytes(2, "big")[:n]
+
+
+def chip_model(name: str, **kw: Any) -> ChipModel:
+    if name in ("dw9807", "dw9817"):
+        return Dw98xxModel(**kw)
+    return {"ak7375": Ak7375Model, "dw9714": Dw9714Model}[name](**kw)
+
+
+class FakeI2CBus:
+    """``I2CBus`` over chip models: ``devices`` maps 7-bit address -> model.
+
+    ``log`` holds ("w", addr, bytes) and ("wr", addr, bytes_written, bytes_read);
+    ``fail_next`` transfers raise OSError(``fail_errno``) (EREMOTEIO = NACK);
+    an address with no device NACKs.
+    """
+
+    def __init__(self, devices: dict[int, ChipModel] | None = None):
+        self.devices = dict(devices or {})
+        self.log: list[tuple] = []
+        self.fail_next = 0
+        self.fail_errno = errno.EREMOTEIO
+        self.failures = 0
+        self.closed = False
+
+    def _dev(self, addr: int) -> ChipModel:
+        if self.closed:
+            raise OSError(errno.EBADF, "bus closed")
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            self.failures += 1
+            raise OSError(self.fail_errno, os.strerror(self.fail_errno))  # as the kernel reports it
+        dev = self.devices.get(addr)
+        if dev is None:
+            raise OSError(errno.EREMOTEIO, os.strerror(errno.EREMOTEIO))  # no ACK
+        return dev
+
+    def write(self, addr: int, data: bytes) -> None:
+        dev = self._dev(addr)
+        dev.write(bytes(data))
+        self.log.append(("w", addr, bytes(data)))
+
+    def write_read(self, addr: int, data: bytes, n: int) -> bytes:
+        dev = self._dev(addr)
+        dev.write(bytes(data))
+        out = dev.read(n)
+        self.log.append(("wr", addr, bytes(data), out))
+        return out
+
+    def writes(self, addr: int | None = None) -> list[bytes]:
+        """The payloads of plain writes (status polls excluded), in order."""
+        return [e[2] for e in self.log if e[0] == "w" and (addr is None or e[1] == addr)]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeSMBus:
+    """Stands in for ``smbus2.SMBus``: ``FakeSMBus.buses[n]`` is the FakeI2CBus behind /dev/i2c-n.
+
+    ``i2c_rdwr`` takes real ``smbus2.i2c_msg`` objects: a write then a read is
+    a combined transfer (``write_read``), a lone write is ``write``.
+    """
+
+    buses: dict[int, FakeI2CBus] = {}
+
+    def __init__(self, bus: int | None = None, force: bool = False):
+        if bus not in self.buses:
+            raise FileNotFoundError(errno.ENOENT, f"No such file or directory: '/dev/i2c-{bus}'")
+        self.fake = self.buses[bus]
+        self.open = True
+
+    def i2c_rdwr(self, *msgs: Any) -> None:
+        i = 0
+        while i < len(msgs):
+            m = msgs[i]
+            if m.flags & 0x0001:
+                raise OSError(errno.EOPNOTSUPP, "fake: a read must follow a write")
+            data = bytes(list(m))
+            if i + 1 < len(msgs) and msgs[i + 1].flags & 0x0001:
+                r = msgs[i + 1]
+                out = self.fake.write_read(m.addr, data, r.len)
+                for j, b in enumerate(out):
+                    r.buf[j] = bytes([b])
+                i += 2
+            else:
+                self.fake.write(m.addr, data)
+                i += 1
+
+    def close(self) -> None:
+        self.open = False
+        self.fake.close()
+
+
+class MicroPythonI2C:
+    """``machine.I2C`` (writeto / readfrom_mem) over a FakeI2CBus, for the bridge firmware."""
+
+    def __init__(self, bus: FakeI2CBus):
+        self.bus = bus
+
+    def writeto(self, addr: int, buf: bytes, stop: bool = True) -> int:
+        self.bus.write(addr, bytes(buf))
+        return len(buf)
+
+    def readfrom_mem(self, addr: int, memaddr: int, nbytes: int) -> bytes:
+        return self.bus.write_read(addr, bytes([memaddr]), nbytes)
+
+
+# --------------------------------------------------------------------------- V4L2
+class FakeV4L2Subdev:
+    """A lens sub-device with one integer control (the kernel's view of the ioctls).
+
+    Decodes requests with its own layouts: v4l2_control '=Ii' (8 bytes),
+    v4l2_queryctrl '=II32siiiiI2I' (68 bytes), request numbers as the kernel
+    headers give them.  Unknown control ids -> EINVAL, like the kernel.
+    """
+
+    G_CTRL, S_CTRL, QUERYCTRL = 0xC008561B, 0xC008561C, 0xC0445624
+
+    def __init__(self, cid: int = 0x009A090A, minimum: int = 0, maximum: int = 1023, step: int = 1,
+                 default: int = 0, flags: int = 0, name: str = "Focus, Absolute"):
+        self.cid, self.minimum, self.maximum, self.step, self.flags, self.name = cid, minimum, maximum, step, flags, name
+        self.value = default
+        self.default = default
+        self.calls: list[tuple[int, bytes]] = []
+        self.fail_next = 0
+        self.fail_errno = errno.EBUSY
+        self.closed = False
+
+    def ioctl(self, request: int, buf: bytearray) -> None:
+        if self.closed:
+            raise OSError(errno.EBADF, "closed")
+        self.calls.append((request, bytes(buf)))
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise OSError(self.fail_errno, "injected fault")
+        if request == self.QUERYCTRL:
+            if len(buf) != 68:
+                raise OSError(errno.EFAULT, "bad queryctrl size")
+            cid = struct.unpack_from("=I", buf, 0)[0]
+            if cid != self.cid:
+                raise OSError(errno.EINVAL, "no such control")
+            struct.pack_into("=II32siiiiI2I", buf, 0, self.cid, 1, self.name.encode(), self.minimum, self.maximum,
+                             self.step, self.default, self.flags, 0, 0)
+        elif request in (self.G_CTRL, self.S_CTRL):
+            if len(buf) != 8:
+                raise OSError(errno.EFAULT, "bad control size")
+            cid, value = struct.unpack("=Ii", bytes(buf))
+            if cid != self.cid:
+                raise OSError(errno.EINVAL, "no such control")
+            if request == self.S_CTRL:
+                if not self.minimum <= value <= self.maximum:
+                    raise OSError(errno.ERANGE, "out of range")
+                self.value = value
+            struct.pack_into("=Ii", buf, 0, cid, self.value)
+        else:
+            raise OSError(errno.ENOTTY, f"inappropriate ioctl 0x{request:08x}")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# --------------------------------------------------------------------------- Picamera2
+def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "SRGGB10_CSI2P",
+                          black16: int = 4096, stall: int = 0, lens_range: tuple[float, float, float] | None = (0.0, 15.0, 1.0),
+                          image: Callable[[float, int], np.ndarray] | None = None) -> types.ModuleType:
+    """A ``picamera2`` module whose ``Picamera2`` makes raw frames of ``raw_size`` (W, H).
+
+    ``image(lens_dioptres, frame_no)`` -> uint16 [H, W] raw values (default: a
+    ramp that shifts with the frame number); packed per ``fmt`` with
+    hil_af.rawdecode's packers.  ``stall``: this many captures time out first
+    (``wait`` raises TimeoutError).  ``lens_range``: the LensPosition control
+    (min, max, default) or None for a fixed-focus module.  Every call is
+    recorded in ``module.calls``.
+    """
+    from ..rawdecode import pack_raw10, pack_raw12
+
+    mod = types.ModuleType("picamera2")
+    mod.calls = []          # type: ignore[attr-defined]
+    mod.instances = []      # type: ignore[attr-defined]
+    mod.stall = stall       # type: ignore[attr-defined]
+    bits = int("".join(c for c in fmt.split("_")[0] if c.isdigit()) or 16)
+
+    def default_image(d: float, n: int) -> np.ndarray:
+        W, H = raw_size
+        base = (np.arange(W)[None, :] * 7 + np.arange(H)[:, None] * 3 + n) % (2 ** bits - 64)
+        return (base + 64).astype(np.uint16)
+
+    make_image = image or default_image
+
+    class Job:
+        def __init__(self, result: Any, stalled: bool):
+            self.result, self.stalled = result, stalled
+
+    class Request:
+        def __init__(self, cam: "Picamera2", arr: np.ndarray, md: dict):
+            self.cam, self.arr, self.md, self.released = cam, arr, md, False
+
+        def make_array(self, name: str) -> np.ndarray:
+            mod.calls.append(("make_array", name))
+            if name != "raw":
+                raise KeyError(name)
+            return self.arr
+
+        def get_metadata(self) -> dict:
+            return dict(self.md)
+
+        def release(self) -> None:
+            self.released = True
+            self.cam.outstanding -= 1
+
+    class Picamera2:
+        def __init__(self, camera_num: int = 0):
+            mod.calls.append(("init", camera_num))
+            mod.instances.append(self)
+            self.camera_num = camera_num
+            self.camera_controls = {"ExposureTime": (1, 1000000, 10000), "AnalogueGain": (1.0, 16.0, 1.0)}
+            if lens_range is not None:
+                self.camera_controls["LensPosition"] = lens_range
+            self.controls: dict[str, Any] = {}
+            self.config: dict[str, Any] | None = None
+            self.started = False
+            self.closed = False
+            self.frame = 0
+            self.outstanding = 0
+
+        def create_still_configuration(self, raw: dict | None = None, buffer_count: int = 1, controls: dict | None = None):
+            return {"use": "still", "raw": dict(raw or {}), "buffer_count": buffer_count, "controls": dict(controls or {})}
+
+        def create_video_configuration(self, **kw: Any):
+            return {"use": "video", "raw": {}, "controls": {}}
+
+        def configure(self, config: dict) -> None:
+            mod.calls.append(("configure", config["use"]))
+            if self.started:
+                raise RuntimeError("Camera must be stopped before configuring")
+            self.config = config
+            self.controls.update(config.get("controls", {}))
+
+        def camera_configuration(self) -> dict:
+            raw = dict(self.config["raw"]) if self.config else {}
+            raw.setdefault("format", fmt)
+            raw["size"] = tuple(raw.get("size", raw_size))
+            w = raw["size"][0]
+            f = raw["format"]
+            if f.endswith("_CSI2P"):
+                b = int("".join(c for c in f if c.isdigit()))
+                row = (w + 3) // 4 * 5 if b == 10 else (w + 1) // 2 * 3
+            else:
+                row = 2 * w
+            raw["stride"] = (row + 31) // 32 * 32
+            return {"raw": raw}
+
+        def start(self) -> None:
+            mod.calls.append(("start",))
+            if self.config is None:
+                raise RuntimeError("Camera has not been configured")
+            self.started = True
+
+        def stop(self) -> None:
+            mod.calls.append(("stop",))
+            self.started = False
+
+        def close(self) -> None:
+            mod.calls.append(("close",))
+            self.closed = True
+
+        def set_controls(self, controls: dict) -> None:
+            mod.calls.append(("set_controls", dict(controls)))
+            if "LensPosition" in controls and "LensPosition" not in self.camera_controls:
+                raise RuntimeError("Control LensPosition is not advertised by libcamera")
+            self.controls.update(controls)
+
+        def _metadata(self) -> dict:
+            md = {"SensorTimestamp": 1_000_000_000 + self.frame * 33_333_333, "ExposureTime": 10000,
+                  "AnalogueGain": 1.0, "SensorBlackLevels": [black16] * 4}
+            if "LensPosition" in self.camera_controls:
+                md["LensPosition"] = float(self.controls.get("LensPosition", self.camera_controls["LensPosition"][2]))
+            return md
+
+        def capture_request(self, wait: Any = None, flush: Any = None) -> Any:
+            mod.calls.append(("capture_request",))
+            if not self.started:
+                raise RuntimeError("Camera is not running")
+            if mod.stall > 0:
+                mod.stall -= 1
+                return Job(None, True)
+            cfg = self.camera_configuration()["raw"]
+            md = self._metadata()
+            img = make_image(md.get("LensPosition", float("nan")), self.frame)
+            f = cfg["format"]
+            if f.endswith("_CSI2P"):
+                packer = pack_raw10 if "10" in f else pack_raw12
+                arr = packer(img, stride=cfg["stride"])
+            else:
+                rows = np.zeros((img.shape[0], cfg["stride"] // 2), dtype="<u2")
+                rows[:, : img.shape[1]] = img
+                arr = rows.view(np.uint8)
+            self.frame += 1
+            self.outstanding += 1
+            req = Request(self, arr, md)
+            return Job(req, False) if wait is False else req
+
+        def capture_metadata(self, wait: Any = None) -> Any:
+            if not self.started:
+                raise RuntimeError("Camera is not running")
+            self.frame += 1
+            md = self._metadata()
+            return Job(md, False) if wait is False else md
+
+        def wait(self, job: Job, timeout: float | None = None) -> Any:
+            if job.stalled:
+                raise TimeoutError("fake: frame never arrived")
+            return job.result
+
+        def cancel_all_and_flush(self) -> None:
+            mod.calls.append(("cancel_all_and_flush",))
+
+    mod.Picamera2 = Picamera2  # type: ignore[attr-defined]
+    return mod
+
+
+# --------------------------------------------------------------------------- serial
+class FakeSerialPort:
+    """A pyserial-like port: each line written goes to ``responder(line) -> reply bytes``.
+
+    ``readline`` returns the next queued reply line, or b"" (a timeout) when
+    none is queued.  Faults for the next replies: ``drop`` (no reply: the host
+    times out), ``corrupt`` (one byte flipped: checksum error), ``garble``
+    (replaced by noise), ``stale`` (an old reply is delivered first).
+    """
+
+    def __init__(self, responder: Callable[[bytes], bytes], timeout: float = 0.2):
+        self.responder = responder
+        self.timeout = timeout
+        self.rx: deque[bytes] = deque()
+        self.written: list[bytes] = []
+        self.replies: list[bytes] = []
+        self.drop = 0
+        self.corrupt = 0
+        self.garble = 0
+        self.stale = 0
+        self._partial = b""
+        self.is_open = True
+
+    def write(self, data: bytes) -> int:
+        if not self.is_open:
+            raise OSError(errno.EBADF, "port closed")
+        self._partial += bytes(data)
+        while b"\n" in self._partial:
+            line, self._partial = self._partial.split(b"\n", 1)
+            line += b"\n"
+            self.written.append(line)
+            reply = self.responder(line)
+            if self.stale > 0 and self.replies:
+                self.stale -= 1
+                self.rx.append(self.replies[-1])
+            self.replies.append(reply)
+            if self.drop > 0:
+                self.drop -= 1
+                continue
+            if self.corrupt > 0:
+                self.corrupt -= 1
+                b = bytearray(reply)
+                b[len(b) // 2] ^= 0x01
+                reply = bytes(b)
+            elif self.garble > 0:
+                self.garble -= 1
+                reply = b"\x00\xff~~garbage~~\n"
+            self.rx.append(reply)
+        return len(data)
+
+    def readline(self) -> bytes:
+        return self.rx.popleft() if self.rx else b""
+
+    def reset_input_buffer(self) -> None:
+        self.rx.clear()
+
+    @property
+    def in_waiting(self) -> int:
+        return sum(len(x) for x in self.rx)
+
+    def close(self) -> None:
+        self.is_open = False

@@ -1,0 +1,154 @@
+"""The lens as libcamera drives it: ``libcamera-lens://``.
+
+URL grammar::
+
+    libcamera-lens://N[?settle_ms=T][&timeout_ms=T]
+
+    N           camera index (the same N as the rig's picamera2://N)
+    settle_ms   wait after a move before frames are trusted (default 100 ms:
+                libcamera applies controls a few frames late)
+    timeout_ms  wait for one frame's metadata in read_position (default 1000 ms)
+
+Positions are dioptres (1/m; 0 = infinity), the unit of libcamera's
+``LensPosition`` control; ``range`` is the control's (min, max) from
+``camera_controls``.  Moves set ``AfMode`` = Manual and ``LensPosition``
+with ``Picamera2.set_controls``.  ``position`` is the ``LensPosition`` the
+newest frame's metadata reported when that frame came after the last move,
+else the commanded value; ``read_position`` waits for fresh metadata.  With
+the rig's lens map, ``move_to_code``/``code`` convert from/to VCM codes.
+
+The Picamera2 instance is shared with ``picamera2://N`` (``shared_camera``),
+so a rig ``picamera2://0?... + libcamera-lens://0`` opens the camera once.
+Use this lens whenever libcamera owns the camera and a kernel VCM driver is
+bound (e.g. Camera Module 3, dtoverlay=imx708): libcamera would overwrite any
+raw I2C write.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..errors import BadInput, DeviceError, DeviceTimeout
+from ..optics import LensMap
+from .base import ContextMixin
+from .picamera2_source import SharedCamera, camera_index, release_camera, shared_camera
+from .registry import DriverURL, register
+
+
+def _af_manual() -> Any:
+    """libcamera's AfModeEnum.Manual (0 when the libcamera bindings are not importable)."""
+    try:
+        from libcamera import controls
+
+        return controls.AfModeEnum.Manual
+    except (ImportError, AttributeError):
+        return 0
+
+
+class LibcameraLens(ContextMixin):
+    """LensPosition (dioptres) through a shared Picamera2."""
+
+    def __init__(self, shared: SharedCamera, *, lens_map: LensMap | None = None, settle_s: float = 0.1,
+                 timeout_s: float = 1.0):
+        self.shared = shared
+        self.lens_map = lens_map
+        self._settle_s = float(settle_s)
+        self.timeout_s = float(timeout_s)
+        self._closed = False
+        try:
+            ctrl = shared.cam.camera_controls.get("LensPosition")
+            if ctrl is None:
+                raise DeviceError(
+                    f"camera {shared.index} has no LensPosition control: no kernel VCM driver is bound to its lens "
+                    f"(fixed-focus module, or the overlay lacks the VCM: see drivers/devicetree.md; "
+                    f"without one use i2c://BUS/0x0c?chip=...)")
+            lo, hi = float(ctrl[0]), float(ctrl[1])
+            self._range = (min(lo, hi), max(lo, hi))
+            default = float(ctrl[2]) if len(ctrl) > 2 and ctrl[2] is not None else self._range[0]
+            self._commanded = min(max(default, self._range[0]), self._range[1])
+            self._moved_at_seq = shared.metadata_seq
+            shared.ensure_started()
+            shared.cam.set_controls({"AfMode": _af_manual()})
+        except Exception:
+            release_camera(shared)
+            raise
+
+    @property
+    def position(self) -> float:
+        """Reported LensPosition of the newest frame after the last move, else the commanded one (dioptres)."""
+        with self.shared.lock:
+            md = self.shared.last_metadata
+            if self.shared.metadata_seq > self._moved_at_seq and "LensPosition" in md:
+                return float(md["LensPosition"])
+        return self._commanded
+
+    @property
+    def range(self) -> tuple[float, float]:
+        """(min, max) dioptres of the LensPosition control."""
+        return self._range
+
+    @property
+    def settle_time_s(self) -> float:
+        return self._settle_s
+
+    def move_to(self, position: float) -> None:
+        """Manual focus at ``position`` dioptres; out of range raises BadInput."""
+        if self._closed:
+            raise DeviceError(f"libcamera-lens://{self.shared.index}: lens is closed")
+        try:
+            d = float(position)
+        except (TypeError, ValueError):
+            raise BadInput(f"libcamera-lens://{self.shared.index}: position {position!r} is not a number") from None
+        lo, hi = self._range
+        if not (math.isfinite(d) and lo <= d <= hi):
+            raise BadInput(f"libcamera-lens://{self.shared.index}: {position!r} dioptres is outside {lo:g}..{hi:g}")
+        with self.shared.lock:
+            self.shared.cam.set_controls({"AfMode": _af_manual(), "LensPosition": d})
+            self._commanded = d
+            self._moved_at_seq = self.shared.metadata_seq
+
+    def read_position(self) -> float:
+        """Wait for the next frame's metadata; its LensPosition (dioptres)."""
+        cam = self.shared.cam
+        job = cam.capture_metadata(wait=False)
+        try:
+            md = cam.wait(job, timeout=self.timeout_s)
+        except TimeoutError:
+            raise DeviceTimeout(f"libcamera-lens://{self.shared.index}: no metadata within {self.timeout_s:g} s") from None
+        self.shared.note_metadata(md)
+        if "LensPosition" not in md:
+            raise DeviceError(f"libcamera-lens://{self.shared.index}: frame metadata has no LensPosition")
+        return float(md["LensPosition"])
+
+    def _map(self) -> LensMap:
+        if self.lens_map is None:
+            raise BadInput(f"libcamera-lens://{self.shared.index}: no lens map: add [lens_map] to the rig profile")
+        return self.lens_map
+
+    def move_to_code(self, code: float) -> None:
+        """Move to a VCM code through the rig's lens map."""
+        self.move_to(float(self._map().to_dioptres(code)))
+
+    @property
+    def code(self) -> float:
+        """The current position as a VCM code through the rig's lens map."""
+        return float(self._map().to_code(self.position))
+
+    def close(self) -> None:
+        """Hand focus back to libcamera's default (AfMode stays Manual) and release the camera."""
+        if not self._closed:
+            self._closed = True
+            release_camera(self.shared)
+
+
+@register("libcamera-lens", "lens", "LensPosition (dioptres) through Picamera2/libcamera: libcamera-lens://N")
+def open_libcamera_lens(url: DriverURL, ctx: dict) -> LibcameraLens:
+    url.unknown_keys({"settle_ms", "timeout_ms"})
+    index = camera_index(url)
+    settle_ms = url.get("settle_ms", 100.0, float)
+    timeout_ms = url.get("timeout_ms", 1000.0, float)
+    if not (math.isfinite(settle_ms) and settle_ms >= 0 and math.isfinite(timeout_ms) and timeout_ms > 0):
+        raise BadInput(f"{url.raw}: settle_ms must be >= 0 and timeout_ms > 0")
+    return LibcameraLens(shared_camera(index), lens_map=ctx.get("lens_map"), settle_s=settle_ms / 1e3,
+                         timeout_s=timeout_ms / 1e3)

@@ -1,0 +1,285 @@
+"""Raw dual-pixel frames through Picamera2: ``picamera2://``.
+
+URL grammar::
+
+    picamera2://N?layout=columns|rows|halves|planes[&format=SRGGB10_CSI2P]
+                 [&width=W][&height=H][&black=B][&white=W][&timeout_ms=T]
+                 [&tries=K][&exposure_us=E][&gain=G]
+
+    N           camera index (Picamera2(N); 0 = the first camera)
+    layout      how the two sub-aperture views sit in the raw image
+                (hil_af.rawdecode: columns = L R L R..., rows, halves, planes)
+    format      the raw stream's Picamera2/libcamera format: *_CSI2P packed
+                10/12-bit (SRGGB10_CSI2P, SBGGR12_CSI2P, ...) or unpacked
+                16-bit containers (SRGGB10, SRGGB16, R16 ...); default: the
+                sensor's native mode
+    width, height  raw stream size in pixels (default: the sensor's full size;
+                for layout=planes, the size of one view)
+    black, white   black / white level in DN of the raw bit depth (default:
+                black from the request's SensorBlackLevels, white 2**bits-1)
+    timeout_ms  wait for one frame (default 1000 ms); tries: attempts (default 3)
+    exposure_us, gain   fixed ExposureTime / AnalogueGain (default: auto)
+
+Frames: float32 views with the black level subtracted, ``lens_position``
+from the request's ``LensPosition`` metadata (dioptres, the native unit of
+``libcamera-lens://``; NaN when no lens driver reports one), ``timestamp_s``
+= ``SensorTimestamp`` / 1e9 (seconds), uncropped: ``origin`` (0, 0) and
+``sensor_hw`` = the view size.  Picamera2 is imported lazily (it exists only
+on Raspberry Pi OS: ``sudo apt install python3-picamera2``).
+
+One ``Picamera2`` object per camera is shared by this source and
+``libcamera-lens://N`` through ``shared_camera(N)`` (a reference-counted cache):
+libcamera lets only one process-wide owner open a camera.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from typing import Any
+
+from ..errors import BadInput, DeviceError, DeviceTimeout
+from ..frames import DualPixelFrame
+from ..rawdecode import LAYOUTS, decode_raw
+from .base import ContextMixin
+from .registry import DriverURL, register
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- shared camera cache
+class SharedCamera:
+    """One ``Picamera2`` opened once per camera index and shared by reference count.
+
+    ``last_metadata`` is the metadata of the newest request anyone captured
+    (the lens reads its reported position from it); ``raw_config`` is the
+    raw stream configuration the frame source asked for (None: the camera
+    runs a default video configuration, enough for controls and metadata).
+    """
+
+    def __init__(self, index: int):
+        try:
+            from picamera2 import Picamera2
+        except ImportError as e:
+            raise DeviceError(
+                f"picamera2 is not importable ({e}): on Raspberry Pi OS run 'sudo apt install python3-picamera2' "
+                f"and create the venv with --system-site-packages") from None
+        self.index = index
+        try:
+            self.cam = Picamera2(index)
+        except (IndexError, RuntimeError) as e:
+            raise DeviceError(f"cannot open camera {index} with Picamera2: {e} (is it connected? 'rpicam-hello --list-cameras')") from None
+        self.refs = 0
+        self.started = False
+        self.raw_config: dict[str, Any] | None = None
+        self.last_metadata: dict[str, Any] = {}
+        self.metadata_seq = 0
+        self.lock = threading.RLock()
+
+    def ensure_started(self) -> None:
+        with self.lock:
+            if not self.started:
+                self.cam.configure(self.cam.create_video_configuration())
+                self.cam.start()
+                self.started = True
+
+    def configure_raw(self, raw: dict[str, Any], controls: dict[str, Any]) -> dict[str, Any]:
+        """(Re)configure with a raw stream and start; returns the raw stream's actual configuration."""
+        with self.lock:
+            if self.started:
+                self.cam.stop()
+                self.started = False
+            cfg = self.cam.create_still_configuration(raw=raw, buffer_count=2, controls=controls or {})
+            self.cam.configure(cfg)
+            self.cam.start()
+            self.started = True
+            actual = dict(self.cam.camera_configuration()["raw"])
+            self.raw_config = actual
+            return actual
+
+    def note_metadata(self, md: dict[str, Any]) -> None:
+        with self.lock:
+            self.last_metadata = dict(md)
+            self.metadata_seq += 1
+
+
+_CAMERAS: dict[int, SharedCamera] = {}
+_CAMERAS_LOCK = threading.Lock()
+
+
+def shared_camera(index: int) -> SharedCamera:
+    """Acquire camera ``index`` (opening it on first use); pair with ``release_camera``."""
+    with _CAMERAS_LOCK:
+        cam = _CAMERAS.get(index)
+        if cam is None:
+            cam = _CAMERAS[index] = SharedCamera(index)
+        cam.refs += 1
+        return cam
+
+
+def release_camera(cam: SharedCamera) -> None:
+    """Drop one reference; the last one stops and closes the camera."""
+    with _CAMERAS_LOCK:
+        cam.refs -= 1
+        if cam.refs > 0:
+            return
+        _CAMERAS.pop(cam.index, None)
+    try:
+        if cam.started:
+            cam.cam.stop()
+    finally:
+        cam.cam.close()
+
+
+# --------------------------------------------------------------------------- formats
+def raw_format(fmt: str) -> tuple[str, int]:
+    """(rawdecode format, bit depth) of a Picamera2 raw format name."""
+    m = re.fullmatch(r"(?:S[RGB]{4}|R|Y|MONO_PISP_COMP|BGGR_PISP_COMP)(\d+)(_CSI2P)?", fmt.upper())
+    if not m or "PISP_COMP" in fmt.upper():
+        raise BadInput(f"raw format {fmt!r} is not supported: use a *_CSI2P packed format (e.g. SRGGB10_CSI2P) "
+                       f"or an unpacked 16-bit one (e.g. SRGGB16); PiSP compressed formats cannot be decoded")
+    bits, packed = int(m.group(1)), bool(m.group(2))
+    if packed:
+        if bits not in (10, 12):
+            raise BadInput(f"raw format {fmt!r}: only 10- and 12-bit CSI-2 packing is supported")
+        return ("RAW10" if bits == 10 else "RAW12"), bits
+    if bits > 16:
+        raise BadInput(f"raw format {fmt!r}: more than 16 bits per pixel")
+    return "U16", bits
+
+
+# --------------------------------------------------------------------------- the source
+class Picamera2Source(ContextMixin):
+    """Dual-pixel frames from a Picamera2 raw stream (see the module header for units)."""
+
+    def __init__(self, index: int = 0, *, layout: str = "columns", fmt: str | None = None,
+                 size: tuple[int, int] | None = None, black: float | None = None, white: float | None = None,
+                 timeout_s: float = 1.0, tries: int = 3, controls: dict[str, Any] | None = None):
+        if layout not in LAYOUTS:
+            raise BadInput(f"picamera2://{index}: unknown layout {layout!r} (known: {', '.join(LAYOUTS)})")
+        if fmt is not None:
+            raw_format(fmt)  # check before touching the camera
+        self.index = index
+        self.layout = layout
+        self.black = black
+        self.white = white
+        self.timeout_s = float(timeout_s)
+        self.tries = max(1, int(tries))
+        self._closed = False
+        self.timeouts = 0
+        self.shared = shared_camera(index)
+        try:
+            raw: dict[str, Any] = {}
+            if fmt:
+                raw["format"] = fmt
+            if size:
+                w, h = size
+                raw["size"] = (w, 2 * h) if layout == "planes" else (w, h)
+            actual = self.shared.configure_raw(raw, controls or {})
+            self.fmt_name = str(actual.get("format", fmt or ""))
+            self.fmt, self.bits = raw_format(self.fmt_name)
+            rw, rh = (int(v) for v in actual["size"])
+            self.raw_size = (rw, rh)
+            self.stride = int(actual["stride"]) if actual.get("stride") else None
+            self.view_hw = {"columns": (rh, rw // 2), "rows": (rh // 2, rw), "halves": (rh, rw // 2),
+                            "planes": (rh // 2, rw)}[layout]
+        except Exception:
+            release_camera(self.shared)
+            raise
+
+    @property
+    def sensor_hw(self) -> tuple[int, int]:
+        """(H, W) of the view plane, pixels (frames are uncropped)."""
+        return self.view_hw
+
+    def capture(self) -> DualPixelFrame:
+        """One raw request -> DualPixelFrame; DeviceTimeout after ``tries`` timeouts."""
+        if self._closed:
+            raise DeviceError(f"picamera2://{self.index}: source is closed")
+        cam = self.shared.cam
+        for attempt in range(1, self.tries + 1):
+            job = cam.capture_request(wait=False)
+            try:
+                request = cam.wait(job, timeout=self.timeout_s)
+            except TimeoutError:
+                self.timeouts += 1
+                log.warning("picamera2://%d: no frame within %.3f s (attempt %d/%d)", self.index, self.timeout_s,
+                            attempt, self.tries)
+                flush = getattr(cam, "cancel_all_and_flush", None)
+                if flush is not None:
+                    flush()  # drop the stale job so its request is not leaked
+                continue
+            try:
+                buf = request.make_array("raw")
+                md = dict(request.get_metadata())
+            finally:
+                request.release()
+            self.shared.note_metadata(md)
+            return self._decode(buf, md)
+        raise DeviceTimeout(f"picamera2://{self.index}: no frame within {self.timeout_s:g} s in {self.tries} tries "
+                            f"(camera stalled? check the ribbon cable and 'dmesg')")
+
+    def _decode(self, buf: Any, md: dict[str, Any]) -> DualPixelFrame:
+        w, h = self.raw_size
+        if self.layout == "planes":
+            h //= 2
+        black = self.black
+        if black is None:
+            levels = md.get("SensorBlackLevels")
+            black = (sum(levels) / len(levels)) / 2 ** (16 - self.bits) if levels else 0.0
+        white = self.white if self.white is not None else float(2 ** self.bits - 1)
+        stride = None
+        if self.stride is not None and self.fmt != "U16":
+            stride = self.stride
+        ts = md.get("SensorTimestamp")
+        lens = md.get("LensPosition")
+        keep = {k: md[k] for k in ("ExposureTime", "AnalogueGain", "SensorTimestamp", "FrameDuration", "LensPosition")
+                if k in md}
+        return decode_raw(buf, w, h, fmt=self.fmt, stride=stride, layout=self.layout, black_level=black,
+                          white_level=white, lens_position=float(lens) if lens is not None else math.nan,
+                          timestamp_s=ts / 1e9 if ts is not None else 0.0,
+                          metadata={"source": f"picamera2://{self.index}", "sensor_format": self.fmt_name, **keep})
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            release_camera(self.shared)
+
+
+def _positive(url: DriverURL, key: str, default, type_=float):
+    v = url.get(key, default, type_)
+    if v is not None and not (math.isfinite(v) and v > 0):
+        raise BadInput(f"{url.raw}: {key} must be > 0, got {v}")
+    return v
+
+
+def camera_index(url: DriverURL) -> int:
+    s = url.netloc or url.path.strip("/") or "0"
+    if not s.isdigit():
+        raise BadInput(f"{url.raw}: camera index {s!r} is not a number (e.g. {url.scheme}://0)")
+    return int(s)
+
+
+@register("picamera2", "source", "raw dual-pixel frames through Picamera2: picamera2://N?layout=columns|rows|halves|planes&format=...")
+def open_picamera2(url: DriverURL, ctx: dict) -> Picamera2Source:
+    url.unknown_keys({"layout", "format", "width", "height", "black", "white", "timeout_ms", "tries", "exposure_us", "gain"})
+    index = camera_index(url)
+    width, height = _positive(url, "width", None, int), _positive(url, "height", None, int)
+    if (width is None) != (height is None):
+        raise BadInput(f"{url.raw}: give both width and height, or neither")
+    black = url.get("black", None, float)
+    if black is not None and not (math.isfinite(black) and black >= 0):
+        raise BadInput(f"{url.raw}: black must be >= 0, got {black}")
+    controls: dict[str, Any] = {}
+    exposure = _positive(url, "exposure_us", None, int)
+    gain = _positive(url, "gain", None, float)
+    if exposure is not None:
+        controls["ExposureTime"] = exposure
+    if gain is not None:
+        controls["AnalogueGain"] = gain
+    return Picamera2Source(
+        index, layout=url.get("layout", "columns"), fmt=url.get("format"),
+        size=(width, height) if width else None, black=black, white=_positive(url, "white", None),
+        timeout_s=_positive(url, "timeout_ms", 1000.0) / 1e3, tries=url.get("tries", 3, int), controls=controls)
