@@ -73,17 +73,23 @@ def half_kernel(defocus_dioptres: float, p: SimParams, max_radius_px: float) -> 
     """
     R = min(0.5 * p.blur_px_per_dioptre * abs(float(defocus_dioptres)), max_radius_px)
     half = int(np.ceil(R)) + 1
-    ax = np.arange(-half, half + 1, dtype=np.float64)
+    ss = 33 if R < 1 else (9 if R < 4 else 3)  # fine samples per pixel (odd: one sits on the centre)
+    nf = (2 * half + 1) * ss
+    ax = (np.arange(nf, dtype=np.float64) - (nf - 1) / 2.0) / ss
     X, Y = np.meshgrid(ax, ax)
-    disc = np.clip(R + 0.5 - np.hypot(X, Y), 0.0, 1.0)  # area-coverage anti-aliasing
+    disc = (np.hypot(X, Y) <= R).astype(np.float64)
     side = -1.0 if defocus_dioptres >= 0 else 1.0
-    w = 0.5 * (1.0 + np.tanh(side * X / (p.aperture_softness * max(R, 0.5))))
-    k = disc * w
-    s = k.sum()
-    if s <= 0:  # R ~ 0: a point
-        k = np.zeros_like(k)
+    fine = disc * 0.5 * (1.0 + np.tanh(side * X / (p.aperture_softness * max(R, 0.25))))
+    if fine.sum() <= 0:  # R ~ 0: a point
+        k = np.zeros((2 * half + 1, 2 * half + 1))
         k[half, half] = 1.0
         return k
+    # pixel-level kernel: the continuous PSF seen through the pixel aperture from a source at a
+    # uniformly random sub-pixel position = PSF (x) box (x) box sampled at pixel centres (triangle weights)
+    pix = np.arange(-half, half + 1, dtype=np.float64)
+    T = np.clip(1.0 - np.abs(pix[:, None] - ax[None, :]), 0.0, None)
+    k = T @ fine @ T.T
+    s = k.sum()
     return k / s
 
 
