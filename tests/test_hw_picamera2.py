@@ -1,0 +1,179 @@
+"""picamera2:// source and libcamera-lens:// against a fake ``picamera2`` module (injected
+with pytest-mock into sys.modules): configuration, raw unpacking + L/R split, metadata,
+timeouts and retries, the shared camera, LensPosition control.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from hil_af.drivers import picamera2_source as p2
+from hil_af.drivers.fakes import fake_picamera2_module
+from hil_af.drivers.registry import open_lens, open_rig, open_source
+from hil_af.errors import BadInput, DeviceError, DeviceTimeout
+from hil_af.optics import LensMap
+
+W, H = 64, 32
+
+
+def checker(d, n):
+    """Raw image whose even columns (left) and odd columns (right) are distinguishable."""
+    img = np.zeros((H, W), dtype=np.uint16)
+    img[:, 0::2] = 100 + np.arange(W // 2)[None, :] + 5 * np.arange(H)[:, None]
+    img[:, 1::2] = 600 + n
+    return img
+
+
+@pytest.fixture
+def fake(mocker):
+    def install(**kw):
+        kw.setdefault("raw_size", (W, H))
+        kw.setdefault("image", checker)
+        mod = fake_picamera2_module(**kw)
+        mocker.patch.dict(sys.modules, {"picamera2": mod})
+        return mod
+
+    yield install
+    assert not p2._CAMERAS, "a test leaked an open camera"
+
+
+@pytest.mark.parametrize("fmt,bits", [("SRGGB10_CSI2P", 10), ("SBGGR12_CSI2P", 12), ("SRGGB16", 16)])
+def test_capture_unpacks_splits_and_fills_metadata(fake, fmt, bits):
+    mod = fake(fmt=fmt, black16=4096)
+    with open_source(f"picamera2://0?layout=columns&format={fmt}&width={W}&height={H}") as src:
+        assert src.sensor_hw == (H, W // 2)
+        f1 = src.capture()
+        f2 = src.capture()
+    black = 4096 / 2 ** (16 - bits)
+    want_left = checker(0, 0)[:, 0::2].astype(np.float32) - black
+    np.testing.assert_array_equal(f1.left, want_left)
+    np.testing.assert_array_equal(f1.right, np.full((H, W // 2), 600 - black, np.float32))
+    assert f2.right[0, 0] == 601 - black  # the next frame
+    assert f1.left.dtype == np.float32 and f1.shape == (H, W // 2) and f1.origin == (0, 0)
+    assert f1.white_level == pytest.approx(2 ** bits - 1 - black)
+    assert f1.timestamp_s == pytest.approx(1.0) and f2.timestamp_s == pytest.approx(1.0 + 1 / 30, abs=1e-6)
+    assert f1.lens_position == 1.0  # LensPosition metadata (dioptres)
+    assert f1.metadata["sensor_format"] == fmt and f1.metadata["ExposureTime"] == 10000
+    still = [c for c in mod.calls if c[0] == "configure"]
+    assert still == [("configure", "still")]
+    cam = mod.instances[0]
+    assert cam.config["raw"] == {"format": fmt, "size": (W, H)}
+    assert cam.outstanding == 0  # every request released
+    assert cam.closed and not cam.started
+
+
+@pytest.mark.parametrize("layout,view_hw", [("rows", (H // 2, W)), ("halves", (H, W // 2)), ("planes", (H // 2, W))])
+def test_layouts(fake, layout, view_hw):
+    fake()
+    size = f"&width={W}&height={H // 2}" if layout == "planes" else ""
+    with open_source(f"picamera2://0?layout={layout}&black=0{size}") as src:
+        f = src.capture()
+    assert f.shape == view_hw == src.sensor_hw
+    img = checker(0, 0).astype(np.float32)
+    if layout == "rows":
+        np.testing.assert_array_equal(f.left, img[0::2])
+    elif layout == "halves":
+        np.testing.assert_array_equal(f.right, img[:, W // 2:])
+    else:
+        np.testing.assert_array_equal(f.left, img[: H // 2])
+
+
+def test_capture_timeout_retried_then_succeeds(fake):
+    mod = fake(stall=2)
+    src = open_source("picamera2://0?timeout_ms=50&tries=3")
+    frame = src.capture()
+    assert frame.shape == (H, W // 2) and src.timeouts == 2
+    assert mod.calls.count(("cancel_all_and_flush",)) == 2
+    src.close()
+
+
+def test_capture_timeout_exhausted_raises_device_timeout(fake):
+    fake(stall=10)
+    with open_source("picamera2://0?timeout_ms=50&tries=3") as src:
+        with pytest.raises(DeviceTimeout, match=r"picamera2://0: no frame within 0.05 s in 3 tries"):
+            src.capture()
+
+
+def test_exposure_and_gain_controls_passed_to_configuration(fake):
+    mod = fake()
+    with open_source("picamera2://0?exposure_us=5000&gain=2.5"):
+        assert mod.instances[0].config["controls"] == {"ExposureTime": 5000, "AnalogueGain": 2.5}
+
+
+@pytest.mark.parametrize("url,msg", [
+    ("picamera2://0?layout=diagonal", "unknown layout 'diagonal'"),
+    ("picamera2://0?format=BGGR_PISP_COMP1", "PiSP compressed"),
+    ("picamera2://0?format=SRGGB8_CSI2P", "10- and 12-bit"),
+    ("picamera2://0?width=64", "both width and height"),
+    ("picamera2://0?timeout_ms=0", "timeout_ms must be > 0"),
+    ("picamera2://x", "camera index 'x'"),
+    ("picamera2://0?fps=30", "unknown query parameter"),
+])
+def test_url_errors(fake, url, msg):
+    fake()
+    with pytest.raises(BadInput, match=msg):
+        open_source(url)
+
+
+def test_missing_picamera2_says_how_to_install(mocker):
+    mocker.patch.dict(sys.modules, {"picamera2": None})  # import fails
+    with pytest.raises(DeviceError, match="apt install python3-picamera2"):
+        open_source("picamera2://0")
+    assert not p2._CAMERAS
+
+
+# ---------------------------------------------------------------- libcamera-lens and the shared camera
+def test_rig_shares_one_picamera2_between_source_and_lens(fake, tmp_path):
+    mod = fake()
+    prof = tmp_path / "cm3.toml"
+    prof.write_text('[rig]\nsource = "picamera2://0?layout=columns"\nlens = "libcamera-lens://0"\n'
+                    '[lens_map]\ndioptres = [0.0, 15.0]\ncodes = [445, 925]\n')
+    with open_rig(str(prof)) as rig:
+        assert len(mod.instances) == 1
+        cam = mod.instances[0]
+        assert rig.lens.range == (0.0, 15.0)
+        rig.lens.move_to(4.5)
+        assert cam.controls["LensPosition"] == 4.5 and cam.controls["AfMode"] == 0
+        assert rig.lens.position == 4.5  # commanded, no frame since
+        frame = rig.source.capture()
+        assert frame.lens_position == 4.5 and rig.lens.position == 4.5  # reported by the frame's metadata
+        rig.lens.move_to_code(685)  # through the lens map: 685 -> 7.5 dioptres
+        assert cam.controls["LensPosition"] == pytest.approx(7.5)
+        assert rig.lens.code == pytest.approx(685)
+        assert rig.lens.read_position() == pytest.approx(7.5)
+    assert cam.closed and mod.calls.count(("close",)) == 1
+
+
+def test_position_reports_metadata_not_command(fake):
+    mod = fake()
+    with open_source("picamera2://0") as src, open_lens("libcamera-lens://0") as lens:
+        lens.move_to(3.0)
+        cam = mod.instances[0]
+        cam.controls["LensPosition"] = 2.75  # the lens has not arrived yet
+        src.capture()
+        assert lens.position == 2.75
+
+
+def test_lens_alone_starts_a_default_configuration(fake):
+    mod = fake()
+    with open_lens("libcamera-lens://0?settle_ms=50") as lens:
+        assert lens.settle_time_s == pytest.approx(0.05)
+        assert ("configure", "video") in mod.calls and mod.instances[0].started
+        lens.move_to(15.0)
+        with pytest.raises(BadInput, match="outside 0..15"):
+            lens.move_to(15.5)
+        with pytest.raises(BadInput):
+            lens.move_to(math.nan)
+        with pytest.raises(BadInput, match="no lens map"):
+            lens.move_to_code(500)
+
+
+def test_fixed_focus_camera_has_no_lens(fake):
+    fake(lens_range=None)
+    with pytest.raises(DeviceError, match="no LensPosition control.*i2c://"):
+        open_lens("libcamera-lens://0")
+    assert not p2._CAMERAS
