@@ -2,14 +2,17 @@
 
 ``sweep(rig)`` moves the lens through ``rig.slice_positions(n)`` in
 increasing order, waits ``lens.settle_time_s`` seconds on ``rig.clock`` after
-each move, captures one frame per slice and returns a ``FocalStack``.
+each move (3x after the first, possibly long, jump to the first slice),
+captures one frame per slice and returns a ``FocalStack``.
 
-Stored views: the frames a source gives are already black-subtracted
-float32, so a sweep stores them as they are with ``meta["black_level"] = 0``:
-as uint16 when every value of every frame is an integer in 0..65535
-(lossless, half the size), else as float32.  ``white_level`` is the frames'
-``white_level`` (saturation after black subtraction); when no frame knows it,
-the largest stored value (``meta["white_level_estimated"] = true``).
+Stored views: the frames a source gives are black-subtracted float32.  When
+every value is an integer (raw sensor data), the sweep stores uint16 views
+``frame + B`` with ``meta["black_level"] = B`` (lossless, half the size): B
+is the source's black level (``frame.metadata["black_level"]``) when the
+values fit, else the smallest B >= 0 that makes every value >= 0.  Otherwise
+it stores the float32 frames as they are with ``meta["black_level"] = 0``.
+``white_level`` is the frames' ``white_level`` + B; when no frame knows it,
+the largest value + B (``meta["white_level_estimated"] = true``).
 Lens positions are the frames' read-back ``lens_position`` where finite,
 else the commanded ones (``meta["lens_positions_from"]`` says which).
 
@@ -38,6 +41,7 @@ from .frames import DualPixelFrame, grid_rois, validate_rois
 from .stacks import FocalStack
 
 DEFAULT_GRID = (3, 4)
+FIRST_MOVE_SETTLE_FACTOR = 3.0  # the first (long) move waits this many settle times
 MIN_PEAK_CONFIDENCE = 0.25  # contrast_peak confidence below this -> gt -1 (flat curve)
 
 RoiSpec = np.ndarray | Sequence[Sequence[int]] | Callable[[tuple[int, int]], np.ndarray] | None
@@ -169,13 +173,37 @@ def _show_progress(progress: bool) -> bool:
         return False
 
 
+def _uint16_offset(left: np.ndarray, right: np.ndarray, hint: Any) -> int | None:
+    """Black level B that stores black-subtracted views losslessly as uint16 (views + B in
+    0..65535, all integer-valued): the source's own black level ``hint`` when it fits, else the
+    smallest B >= 0 that lifts the minimum to 0; None when the data are not integers."""
+    if not all((a == np.round(a)).all() for a in (left, right)):
+        return None
+    lo = float(min(left.min(), right.min()))
+    hi = float(max(left.max(), right.max()))
+    cands = []
+    if isinstance(hint, (int, float)) and not isinstance(hint, bool) and math.isfinite(hint) and hint == int(hint):
+        cands.append(int(hint))
+    cands.append(max(0, int(-lo)))
+    for b in cands:
+        if b >= 0 and lo + b >= 0 and hi + b <= 65535:
+            return b
+    return None
+
+
 def _lens_units(rig: Rig) -> str:
-    for obj in (rig.lens, rig):
+    """``meta["lens_units"]``: the lens's ``units`` attribute, the profile's ``[af] units``, else
+    "dioptres" for libcamera lenses and "vcm_code" for every other driver (all DAC codes)."""
+    for obj in (rig.lens, getattr(rig.lens, "inner", None), rig):
         u = getattr(obj, "units", None) or getattr(obj, "lens_units", None)
         if isinstance(u, str) and u:
             return u
-    u = rig.profile.get("af", {}).get("units") if isinstance(rig.profile.get("af"), dict) else None
-    return u if isinstance(u, str) and u else "native"
+    af = rig.profile.get("af")
+    u = af.get("units") if isinstance(af, dict) else None
+    if isinstance(u, str) and u:
+        return u
+    lens = getattr(rig.lens, "inner", rig.lens)  # see through spy+ wrappers
+    return "dioptres" if "libcamera" in type(lens).__module__ else "vcm_code"
 
 
 def sweep(
@@ -204,7 +232,8 @@ def sweep(
     try:
         for k, p in enumerate(bar):
             rig.lens.move_to(float(p))
-            rig.clock.sleep(float(rig.lens.settle_time_s))
+            # the jump to the first slice can be long (from anywhere in the range): settle longer there
+            rig.clock.sleep(float(rig.lens.settle_time_s) * (FIRST_MOVE_SETTLE_FACTOR if k == 0 else 1.0))
             f = rig.source.capture()
             if first is None:
                 first = f
@@ -229,15 +258,18 @@ def sweep(
     if not (np.diff(lp) > 0).all():
         lp, lp_from = positions, "commanded"
 
-    ints = all(((a == np.round(a)).all() and a.min() >= 0 and a.max() <= 65535) for a in (left, right))
-    store_l, store_r = (left.astype(np.uint16), right.astype(np.uint16)) if ints else (left, right)
-
-    meta: dict[str, Any] = {"format": "focal-stack", "version": 1, "black_level": 0,
-                            "black_level_note": "views stored black-subtracted"}
-    if white:
-        meta["white_level"] = max(white)
+    black = _uint16_offset(left, right, first.metadata.get("black_level"))
+    if black is None:
+        store_l, store_r, black = left, right, 0
     else:
-        meta["white_level"] = max(float(max(left.max(), right.max())), 1.0)
+        store_l = (left + np.float32(black)).astype(np.uint16)
+        store_r = (right + np.float32(black)).astype(np.uint16)
+
+    meta: dict[str, Any] = {"format": "focal-stack", "version": 1, "black_level": black}
+    if white:
+        meta["white_level"] = max(white) + black
+    else:
+        meta["white_level"] = max(float(max(left.max(), right.max())), 1.0) + black
         meta["white_level_estimated"] = True
     meta["lens_units"] = _lens_units(rig)
     meta["lens_positions_from"] = lp_from

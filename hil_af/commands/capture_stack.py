@@ -38,6 +38,8 @@ def add_arguments(p) -> None:
     p.add_argument("--rois", default="grid:3x4", metavar="grid:RxC", help="RoI grid of 64 px RoIs (default grid:3x4)")
     p.add_argument("--lens", default=None, metavar="URL", help="lens URL (when RIG is a frame source only)")
     p.add_argument("--scene", default=None, metavar="LABEL", help="free scene label stored in meta")
+    p.add_argument("--clock", choices=("system", "sim"), default="system",
+                   help="rig clock: system (real time), or sim (virtual time: simulated rigs, tests)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--uncompressed", action="store_true", help="numpy.savez instead of savez_compressed")
     add_json_option(p)
@@ -45,6 +47,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from ..capture import sweep
+    from ..clock import SimClock
     from ..drivers.registry import open_rig
     from ..frames import grid_rois
     from ..stacks import save_stack
@@ -53,7 +56,8 @@ def run(args) -> int:
     if args.slices is not None and args.slices < 2:
         raise BadInput(f"--slices must be >= 2, got {args.slices}")
     t0 = time.monotonic()
-    with open_rig(args.rig, lens=args.lens) as rig:
+    clock = SimClock() if args.clock == "sim" else None
+    with open_rig(args.rig, lens=args.lens, clock=clock) as rig:
         stack = sweep(rig, args.slices, rois=lambda hw: grid_rois(hw, rows, cols), progress=not args.no_progress,
                       scene=args.scene, source="hil-af capture-stack")
     path = save_stack(args.out, stack, compressed=not args.uncompressed)
