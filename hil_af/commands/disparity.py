@@ -1,0 +1,78 @@
+"""``hil-af disparity FRAME.npz [--grid RxC] [--method M] [--flatfield FLAT.npz] [--json]``.
+
+Classical PDAF on one frame file (shared/focal-stack-format.md): the view is
+cut into a R x C grid of equal cells, and each cell's disparity (pixels;
+positive when the right view is shifted to the right of the left view) and
+confidence (0..1) are estimated by ``hil_af.pdaf``.  JSON (shared/CLI.md):
+``{"cells": [{"row", "col", "x", "y", "w", "h", "disparity_px", "confidence"}, ...]}``
+with x, y, w, h in view pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..cli import add_json_option, emit_json
+from ..errors import BadInput
+from ..pdaf import DEFAULT_MAX_SHIFT, METHODS, estimate_rois
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """'RxC' -> (R, C); BadInput naming the value otherwise."""
+    try:
+        r, c = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise BadInput(f"--grid must look like RxC (e.g. 3x4), got {text!r}") from None
+    if r < 1 or c < 1:
+        raise BadInput(f"--grid needs at least 1x1 cells, got {text!r}")
+    return r, c
+
+
+def cell_rois(view_hw: tuple[int, int], rows: int, cols: int) -> np.ndarray:
+    """The R x C cells tiling the view (x, y, w, h), int32 [R*C, 4], row-major; all cells one size."""
+    H, W = view_hw
+    ch, cw = H // rows, W // cols
+    if ch < 8 or cw < 8:
+        raise BadInput(f"grid {rows}x{cols} on a {W}x{H} view leaves cells of {cw}x{ch} px (need >= 8x8)")
+    oy, ox = (H - rows * ch) // 2, (W - cols * cw) // 2
+    return np.array([(ox + c * cw, oy + r * ch, cw, ch) for r in range(rows) for c in range(cols)], dtype=np.int32)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("frame", metavar="FRAME.npz", help="a frame file (shared/focal-stack-format.md)")
+    p.add_argument("--grid", default="3x4", help="cells as RxC (default 3x4)")
+    p.add_argument("--method", default="xcorr", choices=METHODS, help="estimator (default xcorr)")
+    p.add_argument("--max-shift", type=float, default=None, metavar="PX",
+                   help=f"largest |disparity| searched, px (default {DEFAULT_MAX_SHIFT:g}, at most a quarter of the cell width)")
+    p.add_argument("--flatfield", metavar="FLAT.npz", help="flat-field gain map applied first (hil-af calibrate flatfield)")
+    add_json_option(p)
+
+
+def run(args) -> int:
+    from ..stacks import load_frame
+
+    rows, cols = parse_grid(args.grid)
+    frame = load_frame(args.frame)
+    if args.flatfield:
+        from ..calibration.flatfield import load_flatfield
+
+        frame = load_flatfield(args.flatfield).apply(frame)
+    rois = cell_rois(frame.shape, rows, cols)
+    w = int(rois[0, 2])
+    max_shift = args.max_shift if args.max_shift is not None else min(DEFAULT_MAX_SHIFT, max(1, w // 4))
+    if not max_shift >= 1:
+        raise BadInput(f"--max-shift must be >= 1 px, got {args.max_shift}")
+    res = estimate_rois(frame.left, frame.right, rois, method=args.method, max_shift=max_shift,
+                        white_level=frame.white_level)
+    cells = []
+    for i, (x, y, cw, ch) in enumerate(rois):
+        cells.append({"row": i // cols, "col": i % cols, "x": int(x), "y": int(y), "w": int(cw), "h": int(ch),
+                      "disparity_px": round(float(res.disparity_px[i]), 4), "confidence": round(float(res.confidence[i]), 4)})
+    if args.json:
+        emit_json({"cells": cells, "method": args.method, "max_shift_px": max_shift,
+                   "flatfield": args.flatfield, "frame": str(args.frame)}, args.json)
+    else:
+        print(f"{args.frame}: {rows}x{cols} cells, method {args.method}, disparity px (confidence)")
+        for r in range(rows):
+            print("  ".join(f"{c['disparity_px']:+7.2f} ({c['confidence']:.2f})" for c in cells[r * cols:(r + 1) * cols]))
+    return 0
