@@ -398,9 +398,11 @@ def _json_default(o: Any) -> Any:
 
 
 def _write_npz(path: Path, arrays: Mapping[str, np.ndarray], compressed: bool) -> None:
-    saver = np.savez_compressed if compressed else np.savez
     with atomic_open(path, "wb") as f:
-        saver(f, **arrays)
+        if compressed:
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
+        else:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
 
 
 def save_stack(path: str | os.PathLike, stack: FocalStack, compressed: bool = True) -> Path:
