@@ -185,7 +185,7 @@ class SimCamera(ContextMixin):
         if fault is None:
             L, R = self.render(code)
         else:
-            level = {"black": 0.0, "saturated": float(p.white_level), "flat": 0.5 * p.exposure_dn}[fault]
+            level = {"black": 0.0, "saturated": 4.0 * p.white_level, "flat": 0.5 * p.exposure_dn}[fault]
             L, R = self._vl * np.float32(level), self._vr * np.float32(level)
         n = self._noise_rng.standard_normal((2, *p.hw), dtype=np.float32)
         left, right = self._sensor(L, n[0]), self._sensor(R, n[1])

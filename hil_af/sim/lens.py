@@ -47,7 +47,7 @@ class SimLens(ContextMixin):
 
     @property
     def settle_time_s(self) -> float:
-        """Seconds after a move until the lens is within ~1 % of the step (5 time constants by default)."""
+        """Seconds after a move until the lens is within ~1 % of the step (7 time constants by default: a full-range step ends within 1 code)."""
         return float(self._p.vcm_settle_taus * self._p.vcm_tau_s)
 
     @property

@@ -55,7 +55,7 @@ class SimParams:
     # VCM
     vcm_range_codes: tuple[float, float] = (0.0, 1023.0)
     vcm_tau_s: float = 0.008
-    vcm_settle_taus: float = 5.0
+    vcm_settle_taus: float = 7.0
     vcm_hysteresis_codes: float = 1.5
     vcm_start_code: float = 500.0
 

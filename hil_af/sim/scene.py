@@ -199,6 +199,10 @@ def make_scene(name: str, seed: int, hw: tuple[int, int], pad: int, depth_range_
         label = label or f"{name}@{1.0 / d:g}m"
     else:
         card_of_cell = _random_cards(rng)
+        if name == "flat-centre":  # the centre pair becomes a card of its own (made uniform below)
+            card_of_cell[1, 1:3] = card_of_cell.max() + 1
+            _, inv = np.unique(card_of_cell, return_inverse=True)
+            card_of_cell = inv.reshape(GRID)
         n = int(card_of_cell.max()) + 1
         near, far = depth_range_m
         dioptres = rng.uniform(1.0 / far, 1.0 / near, n)
