@@ -276,3 +276,26 @@ def test_random_input_gives_frame_or_badinput(data, width, height, fmt, layout, 
     assert isinstance(f, DualPixelFrame)
     assert f.left.dtype == np.float32 and f.left.shape == f.right.shape
     assert np.isfinite(f.left).all() and np.isfinite(f.right).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    fmt=st.sampled_from(["RAW10", "RAW12", "U16"]),
+    layout=st.sampled_from(list(LAYOUTS)),
+    h=st.integers(1, 6),
+    w=st.integers(1, 9),
+    pad=st.integers(0, 9),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_random_views_round_trip_through_the_reference_packer(fmt, layout, h, w, pad, seed):
+    rng = np.random.default_rng(seed)
+    top = 2 ** BITS[fmt] - 1
+    L = rng.integers(0, top + 1, (h, w)).astype(np.uint16)
+    R = rng.integers(0, top + 1, (h, w)).astype(np.uint16)
+    raw = ref_interleave(L, R, layout)
+    rh, rw = raw.shape
+    stride = (rw if fmt == "U16" else packed_row_bytes(rw, fmt)) + pad
+    width, height = (w, h) if layout == "planes" else (rw, rh)
+    f = decode_raw(ref_pack(raw, fmt, stride), width, height, fmt=fmt, stride=stride, layout=layout)
+    np.testing.assert_array_equal(f.left, L)
+    np.testing.assert_array_equal(f.right, R)

@@ -316,6 +316,33 @@ def test_mutated_stacks_load_or_raise_format_error(muts):
         s.frame(0)
 
 
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(muts=st.lists(mutations(), min_size=1, max_size=2))
+def test_mutated_frame_files_load_or_raise_format_error(muts):
+    a = frame_arrays(sensor_hw=np.array([12, 20], np.int32), origin=np.array([0, 0], np.int32))
+    for key, val in muts:
+        if key == "meta_key":
+            a["meta"][val[0]] = val[1]
+        elif key in ("left", "right", "sensor_hw", "origin"):
+            a[key] = val
+        elif key == "meta":
+            a["meta"] = np.array(val)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "f.npz"
+        if isinstance(a["meta"], dict):
+            try:
+                a["meta"] = np.array(json.dumps(a["meta"]))
+            except ValueError:
+                return
+        np.savez(path, **a)
+        try:
+            f = load_frame(path)
+        except FormatError as e:
+            assert str(path) in str(e)
+            return
+        assert isinstance(f, DualPixelFrame) and f.left.dtype == np.float32
+
+
 def test_frame_reader_survives_mutation(tmp_path):
     # a quick deterministic sweep of dtype swaps on the frame reader
     for dtype in _DTYPES:
