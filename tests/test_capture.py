@@ -236,3 +236,19 @@ def test_capture_stack_sim_round_trip_matches_truth(tmp_path, capsys):
     ok = (cgt >= 0) & (s.gt_index >= 0)
     assert ok.sum() >= 8 and np.abs(cgt[ok] - s.gt_index[ok]).max() <= 1
     assert s.meta["lens_units"] == "vcm_code" and len(s.meta["lens_dioptres"]) == 49
+
+
+def test_contrast_labels_on_the_sim_without_its_truth():
+    """On realistic noise: flat RoIs get -1, textured ones the truth slice within one slice."""
+    pytest.importorskip("hil_af.sim.rig", reason="the simulator (hil_af.sim) is not in this tree")
+    with open_rig("sim://?seed=3&scene=flat-centre", clock=SimClock()) as rig:
+        truth = rig.truth
+        rig.truth = None  # label by contrast only
+        s = sweep(rig, 25, progress=False)
+    assert s.meta["gt_source"] == "contrast peak"
+    true_gt = gt_from_truth(truth(s.rois), s.lens_positions)
+    centre = [5, 6]  # the two middle RoIs of the 3x4 grid lie on the flat centre patch
+    assert s.gt_index[centre].tolist() == [-1, -1]
+    others = np.setdiff1d(np.arange(12), centre)
+    assert (s.gt_index[others] >= 0).all()
+    assert np.abs(s.gt_index[others] - true_gt[others]).max() <= 1
