@@ -26,12 +26,13 @@ from ..frames import DualPixelFrame, grid_rois, validate_rois
 from ..optics import LensMap
 from .lens import SimLens
 from .params import SimParams
-from .psf import curvature_dioptres, disparity_px, field_xy, half_aperture_otfs, vignetting_maps
+from .psf import curvature_dioptres, disparity_px, field_xy, half_aperture_otfs, kernel_reach_px, vignetting_maps
 from .scene import GRID, SCENES, Scene, make_scene
 
 FAULT_FRAMES = ("black", "saturated", "flat", "timeout")
 TIMEOUT_S = 0.5  # clock seconds a timed-out capture waits before raising
 PAD_PX = 40  # texture margin around a cell; blur radius is clipped to PAD_PX - 8
+PADS = (10, 20, PAD_PX)  # margins tried per cell: the smallest that holds the kernel (smaller FFTs)
 
 
 def _fast_len(n: int) -> int:
@@ -86,8 +87,8 @@ class SimCamera(ContextMixin):
             r, c = divmod(i, GRID[1])
             y0, y1, x0, x1 = int(ys[r]), int(ys[r + 1]), int(xs[c]), int(xs[c + 1])
             fx, fy = field_xy(rx + rw / 2.0, ry + rh / 2.0, params.hw)
-            shape = (_fast_len(y1 - y0 + 2 * PAD_PX), _fast_len(x1 - x0 + 2 * PAD_PX))
-            self._tiles.append(dict(r=r, c=c, y0=y0, y1=y1, x0=x0, x1=x1, fx=fx, fy=fy, shape=shape))
+            shapes = {q: (_fast_len(y1 - y0 + 2 * q), _fast_len(x1 - x0 + 2 * q)) for q in PADS}
+            self._tiles.append(dict(r=r, c=c, y0=y0, y1=y1, x0=x0, x1=x1, fx=fx, fy=fy, shapes=shapes))
         self.scene: Scene
         self.set_scene(scene, self.seed, depth_m)
 
@@ -100,17 +101,19 @@ class SimCamera(ContextMixin):
         seed = self.seed if seed is None else int(seed)
         self.scene = make_scene(name, seed, self._p.hw, PAD_PX, self._p.depth_range_m,
                                 depth_m if depth_m is not None else self._depth_m, label=label)
-        self._patch_fft: dict[int, np.ndarray] = {}
+        self._patch_fft: dict[tuple[int, int], np.ndarray] = {}
         return self.scene.label
 
-    def _tile_fft(self, i: int) -> np.ndarray:
-        t = self._tiles[i]
-        F = self._patch_fft.get(i)
+    def _tile_fft(self, i: int, pad: int) -> np.ndarray:
+        """FFT of cell ``i``'s card texture with a ``pad`` px margin (cached per scene)."""
+        F = self._patch_fft.get((i, pad))
         if F is None:
+            t = self._tiles[i]
             card = self.scene.card_of_cell[t["r"], t["c"]]
-            patch = self.scene.textures[card, t["y0"] : t["y1"] + 2 * PAD_PX, t["x0"] : t["x1"] + 2 * PAD_PX]
-            F = np.fft.rfft2(patch, s=t["shape"])
-            self._patch_fft[i] = F
+            o = PAD_PX - pad
+            patch = self.scene.textures[card, t["y0"] + o : t["y1"] + PAD_PX + pad, t["x0"] + o : t["x1"] + PAD_PX + pad]
+            F = np.fft.rfft2(patch, s=t["shapes"][pad])
+            self._patch_fft[(i, pad)] = F
         return F
 
     # ------------------------------------------------------------ physics
@@ -143,12 +146,15 @@ class SimCamera(ContextMixin):
         for i, t in enumerate(self._tiles):
             dz = float(defocus[t["r"], t["c"]])
             disp = float(disparity_px(p, dz, t["fx"], t["fy"]))
-            OL, OR = half_aperture_otfs(dz, disp, p, t["shape"], PAD_PX - 8)
-            T = self._tile_fft(i)
+            reach = kernel_reach_px(dz, disp, p, PAD_PX - 8)
+            pad = next((q for q in PADS if q >= reach), PAD_PX)
+            shape = t["shapes"][pad]
+            OL, OR = half_aperture_otfs(dz, disp, p, shape, PAD_PX - 8)
+            T = self._tile_fft(i, pad)
             h, w = t["y1"] - t["y0"], t["x1"] - t["x0"]
-            sl = (slice(PAD_PX, PAD_PX + h), slice(PAD_PX, PAD_PX + w))
-            L[t["y0"] : t["y1"], t["x0"] : t["x1"]] = np.fft.irfft2(T * OL, s=t["shape"])[sl]
-            R[t["y0"] : t["y1"], t["x0"] : t["x1"]] = np.fft.irfft2(T * OR, s=t["shape"])[sl]
+            views = np.fft.irfft2(np.stack([T * OL, T * OR]), s=shape)
+            L[t["y0"] : t["y1"], t["x0"] : t["x1"]] = views[0, pad : pad + h, pad : pad + w]
+            R[t["y0"] : t["y1"], t["x0"] : t["x1"]] = views[1, pad : pad + h, pad : pad + w]
         gain = np.float32(p.exposure_dn * self.scene.illumination)
         L *= self._vl * gain
         R *= self._vr * gain

@@ -18,6 +18,8 @@ shift is a phase ramp, the base optical blur a Gaussian transfer function.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .params import SimParams
@@ -93,6 +95,26 @@ def half_kernel(defocus_dioptres: float, p: SimParams, max_radius_px: float) -> 
     return k / s
 
 
+def blur_radius_px(defocus_dioptres: float, p: SimParams, max_radius_px: float) -> float:
+    """Radius (px) of the defocus disc, clipped to ``max_radius_px``."""
+    return min(0.5 * p.blur_px_per_dioptre * abs(float(defocus_dioptres)), max_radius_px)
+
+
+def kernel_reach_px(defocus_dioptres: float, disparity: float, p: SimParams, max_radius_px: float) -> float:
+    """How far (px) from its centre a view's kernel (disc, shift, base blur) has non-negligible weight."""
+    R = blur_radius_px(defocus_dioptres, p, max_radius_px)
+    return R + 0.5 * R + 0.5 * abs(disparity) + 3.0 * p.base_blur_sigma_px + 4.0
+
+
+@lru_cache(maxsize=64)
+def _freq(fft_shape: tuple[int, int], sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    fh, fw = fft_shape
+    fy = np.fft.fftfreq(fh)[:, None]
+    fx = np.fft.rfftfreq(fw)[None, :]
+    gauss = np.exp(-2.0 * (np.pi * sigma) ** 2 * (fy**2 + fx**2))
+    return fx, gauss, (-np.arange(fh)) % fh
+
+
 def half_aperture_otfs(defocus_dioptres: float, disparity: float, p: SimParams, fft_shape: tuple[int, int],
                        max_radius_px: float) -> tuple[np.ndarray, np.ndarray]:
     """(OTF_left, OTF_right) complex128 [fh, fw // 2 + 1] for ``np.fft.irfft2(..., s=fft_shape)``.
@@ -108,13 +130,14 @@ def half_aperture_otfs(defocus_dioptres: float, disparity: float, p: SimParams, 
     c = n // 2
     cx = float((k.sum(axis=0) * (np.arange(n) - c)).sum())  # left centroid, px
     arr = np.zeros(fft_shape)
-    arr[:n, :n] = k
-    arr = np.roll(arr, (-c, -c), axis=(0, 1))
+    idx = np.arange(n) - c
+    arr[np.ix_(idx % fh, idx % fw)] = k
+    fx, gauss, mirror = _freq((int(fh), int(fw)), float(p.base_blur_sigma_px))
     FL = np.fft.rfft2(arr)
-    FR = np.conj(FL[(-np.arange(fh)) % fh])  # mirror in x
-    fy = np.fft.fftfreq(fh)[:, None]
-    fx = np.fft.rfftfreq(fw)[None, :]
+    FL *= gauss
+    FR = np.conj(FL[mirror])  # mirror in x
     shift_l = -0.5 * disparity - cx  # move the left centroid from cx to -disparity/2; right mirrors
     ramp = np.exp(-2j * np.pi * fx * shift_l)
-    gauss = np.exp(-2.0 * (np.pi * p.base_blur_sigma_px) ** 2 * (fy**2 + fx**2))
-    return FL * ramp * gauss, FR * np.conj(ramp) * gauss
+    FL *= ramp
+    FR *= np.conj(ramp)
+    return FL, FR
