@@ -31,12 +31,11 @@ import numpy as np
 from .atomic import atomic_open
 from .errors import BadInput, FormatError
 from .frames import DualPixelFrame
+from .stackcheck import (KNOWN_VERSIONS, MIN_VIEW_SIDE, VIEW_DTYPES, check_meta, check_placement, check_stack,
+                         check_views, fail, is_number, parse_meta)
 
-KNOWN_VERSIONS = (1,)
-VIEW_DTYPES = (np.dtype(np.uint16), np.dtype(np.float32))
 STACK_KEYS = ("left", "right", "lens_positions", "rois", "gt_index", "sensor_hw", "origin", "meta")
 FRAME_KEYS = ("left", "right", "meta")
-MIN_VIEW_SIDE = 8  # H, W >= 8 pixels
 
 
 # --------------------------------------------------------------------------- data types
@@ -121,134 +120,7 @@ class FocalStack:
     def validate(self, where: str = "<in-memory stack>") -> None:
         """Raise FormatError naming ``where`` and the rule if this stack breaks the spec."""
         arrays, meta = _stack_arrays(self, where)
-        _check_stack(arrays, meta, where)
-
-
-# --------------------------------------------------------------------------- rule checks
-
-
-def _fail(where: str, rule: str) -> FormatError:
-    return FormatError(f"{where}: {rule}")
-
-
-def _need_dtype(arrays: Mapping[str, np.ndarray], key: str, dtype: Any, shape_desc: str, ndim: int, where: str) -> np.ndarray:
-    a = arrays[key]
-    if a.dtype != np.dtype(dtype):
-        raise _fail(where, f"'{key}' must be {np.dtype(dtype).name} {shape_desc}, got dtype {a.dtype}")
-    if a.ndim != ndim:
-        raise _fail(where, f"'{key}' must have shape {shape_desc}, got {a.shape}")
-    return a
-
-
-def _parse_meta(raw: np.ndarray, where: str) -> dict[str, Any]:
-    if raw.ndim != 0 or raw.dtype.kind not in "US":
-        raise _fail(where, f"'meta' must be a 0-d str array holding a JSON object, got dtype {raw.dtype} shape {raw.shape}")
-    text = raw.item()
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _fail(where, "'meta' is not UTF-8 text") from None
-    try:
-        meta = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise _fail(where, f"'meta' does not parse as JSON: {e}") from None
-    if not isinstance(meta, dict):
-        raise _fail(where, f"'meta' must be a JSON object, got {type(meta).__name__}")
-    return meta
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _check_meta(meta: Mapping[str, Any], fmt: str, where: str, n: int | None) -> None:
-    if meta.get("format") != fmt:
-        raise _fail(where, f"meta 'format' must be {fmt!r}, got {meta.get('format')!r}")
-    version = meta.get("version")
-    if isinstance(version, bool) or version not in KNOWN_VERSIONS:
-        raise _fail(where, f"meta 'version' {version!r} is not a known version (known: {list(KNOWN_VERSIONS)})")
-    for key in ("black_level", "white_level"):
-        if key not in meta:
-            raise _fail(where, f"meta lacks required key {key!r}")
-        if not _is_number(meta[key]):
-            raise _fail(where, f"meta {key!r} must be a finite number, got {meta[key]!r}")
-    if not meta["white_level"] > meta["black_level"]:
-        raise _fail(where, f"meta white_level {meta['white_level']} must exceed black_level {meta['black_level']}")
-    for key in ("source", "scene", "rig"):
-        if key in meta and not isinstance(meta[key], str):
-            raise _fail(where, f"meta {key!r} must be a string, got {meta[key]!r}")
-    if fmt == "focal-stack":
-        if not isinstance(meta.get("lens_units"), str) or not meta["lens_units"]:
-            raise _fail(where, f"meta 'lens_units' must be a non-empty string, got {meta.get('lens_units')!r}")
-        if "lens_dioptres" in meta:
-            d = meta["lens_dioptres"]
-            if not isinstance(d, list) or len(d) != n or not all(_is_number(v) for v in d):
-                raise _fail(where, f"meta 'lens_dioptres' must be a list of {n} finite numbers (one per slice)")
-    else:
-        lp = meta.get("lens_position")
-        if lp is not None and not _is_number(lp):
-            raise _fail(where, f"meta 'lens_position' must be a finite number, got {lp!r}")
-
-
-def _check_views(left: np.ndarray, right: np.ndarray, ndim: int, where: str) -> None:
-    shape_desc = "[n, H, W]" if ndim == 3 else "[H, W]"
-    for key, a in (("left", left), ("right", right)):
-        if a.dtype not in VIEW_DTYPES:
-            raise _fail(where, f"'{key}' must be uint16 or float32 {shape_desc}, got dtype {a.dtype}")
-        if a.ndim != ndim:
-            raise _fail(where, f"'{key}' must have shape {shape_desc}, got {a.shape}")
-    if left.dtype != right.dtype or left.shape != right.shape:
-        raise _fail(where, f"'left' and 'right' must have the same dtype and shape, got {left.dtype} {left.shape} vs {right.dtype} {right.shape}")
-    if ndim == 3 and left.shape[0] < 2:
-        raise _fail(where, f"a focal stack needs n >= 2 slices, got {left.shape[0]}")
-    if left.shape[-2] < MIN_VIEW_SIDE or left.shape[-1] < MIN_VIEW_SIDE:
-        raise _fail(where, f"views must be at least {MIN_VIEW_SIDE} x {MIN_VIEW_SIDE} (H, W >= 8), got H={left.shape[-2]} W={left.shape[-1]}")
-    if left.dtype.kind == "f" and not (np.isfinite(left).all() and np.isfinite(right).all()):
-        raise _fail(where, "float32 views must be finite (no NaN or inf)")
-
-
-def _check_placement(sensor_hw: np.ndarray, origin: np.ndarray, view_hw: tuple[int, int], where: str) -> None:
-    for key, a in (("sensor_hw", sensor_hw), ("origin", origin)):
-        if a.dtype != np.int32 or a.shape != (2,):
-            raise _fail(where, f"'{key}' must be int32 [2], got {a.dtype} {a.shape}")
-    H_full, W_full = int(sensor_hw[0]), int(sensor_hw[1])
-    y0, x0 = int(origin[0]), int(origin[1])
-    H, W = view_hw
-    if H_full <= 0 or W_full <= 0:
-        raise _fail(where, f"'sensor_hw' must be positive, got {(H_full, W_full)}")
-    if y0 < 0 or x0 < 0 or y0 + H > H_full or x0 + W > W_full:
-        raise _fail(where, f"origin + (H, W) must lie inside sensor_hw: origin {(y0, x0)} + {(H, W)} does not fit in {(H_full, W_full)}")
-
-
-def _check_stack(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], where: str) -> None:
-    left, right = arrays["left"], arrays["right"]
-    _check_views(left, right, 3, where)
-    n, H, W = (int(s) for s in left.shape)
-    lp = _need_dtype(arrays, "lens_positions", np.float64, "[n]", 1, where)
-    if lp.shape != (n,):
-        raise _fail(where, f"'lens_positions' must have shape [n] = ({n},), got {lp.shape}")
-    if not np.isfinite(lp).all():
-        raise _fail(where, "'lens_positions' must be finite")
-    if not (np.diff(lp) > 0).all():
-        raise _fail(where, f"'lens_positions' must be strictly increasing, got {lp.tolist()[:8]}{'...' if n > 8 else ''}")
-    rois = _need_dtype(arrays, "rois", np.int32, "[P, 4]", 2, where)
-    if rois.shape[1] != 4:
-        raise _fail(where, f"'rois' must have shape [P, 4], got {rois.shape}")
-    x, y, w, h = (rois[:, i].astype(np.int64) for i in range(4))
-    bad = np.flatnonzero((w <= 0) | (h <= 0) | (x < 0) | (y < 0) | (x + w > W) | (y + h > H))
-    if bad.size:
-        i = int(bad[0])
-        raise _fail(where, f"every RoI must lie inside the {W}x{H} views: rois[{i}] = {rois[i].tolist()} (x, y, w, h) does not")
-    gt = _need_dtype(arrays, "gt_index", np.int16, "[P]", 1, where)
-    if gt.shape != (rois.shape[0],):
-        raise _fail(where, f"'gt_index' must have shape [P] = ({rois.shape[0]},), got {gt.shape}")
-    bad = np.flatnonzero((gt != -1) & ((gt < 0) | (gt >= n)))
-    if bad.size:
-        i = int(bad[0])
-        raise _fail(where, f"gt_index must be -1 or in [0, {n}): gt_index[{i}] = {int(gt[i])}")
-    _check_placement(arrays["sensor_hw"], arrays["origin"], (H, W), where)
-    _check_meta(meta, "focal-stack", where, n)
+        check_stack(arrays, meta, where)
 
 
 # --------------------------------------------------------------------------- reading
@@ -263,19 +135,19 @@ def _open_npz(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ())
     try:
         z = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise _fail(str(path), f"not a readable .npz archive ({type(e).__name__}: {e})") from None
+        raise fail(str(path), f"not a readable .npz archive ({type(e).__name__}: {e})") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
-        raise _fail(str(path), "not an .npz archive (a bare .npy array)")
+        raise fail(str(path), "not an .npz archive (a bare .npy array)")
     try:
         with z:
             missing = [k for k in keys if k not in z.files]
             if missing:
-                raise _fail(str(path), f"missing required key(s) {', '.join(missing)} (has: {', '.join(z.files) or 'none'})")
+                raise fail(str(path), f"missing required key(s) {', '.join(missing)} (has: {', '.join(z.files) or 'none'})")
             return {k: z[k] for k in keys + optional if k in z.files}
     except FormatError:
         raise
     except Exception as e:  # BadZipFile (bad CRC), zlib.error, EOFError, ValueError (pickled/corrupt member)...
-        raise _fail(str(path), f"not a readable .npz archive ({type(e).__name__}: {e})") from None
+        raise fail(str(path), f"not a readable .npz archive ({type(e).__name__}: {e})") from None
 
 
 def load_stack(path: str | os.PathLike) -> FocalStack:
@@ -283,8 +155,8 @@ def load_stack(path: str | os.PathLike) -> FocalStack:
     p = Path(path)
     arrays = _open_npz(p, STACK_KEYS)
     where = str(p)
-    meta = _parse_meta(arrays["meta"], where)
-    _check_stack(arrays, meta, where)
+    meta = parse_meta(arrays["meta"], where)
+    check_stack(arrays, meta, where)
     return FocalStack(
         left=arrays["left"],
         right=arrays["right"],
@@ -303,14 +175,14 @@ def read_frame_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, di
     p = Path(path)
     where = str(p)
     arrays = _open_npz(p, FRAME_KEYS, ("sensor_hw", "origin"))
-    meta = _parse_meta(arrays["meta"], where)
+    meta = parse_meta(arrays["meta"], where)
     left, right = arrays["left"], arrays["right"]
-    _check_views(left, right, 2, where)
+    check_views(left, right, 2, where)
     H, W = (int(s) for s in left.shape)
     shw = arrays.get("sensor_hw", np.array([H, W], dtype=np.int32))
     org = arrays.get("origin", np.array([0, 0], dtype=np.int32))
-    _check_placement(shw, org, (H, W), where)
-    _check_meta(meta, "frame", where, None)
+    check_placement(shw, org, (H, W), where)
+    check_meta(meta, "frame", where, None)
     return left, right, meta, (int(shw[0]), int(shw[1])), (int(org[0]), int(org[1]))
 
 
@@ -339,23 +211,23 @@ def _as_views(a: Any, name: str, where: str) -> np.ndarray:
         return arr
     if arr.dtype.kind in "iub":
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
-            raise _fail(where, f"'{name}': integer views must fit uint16 (0..65535), got {arr.min()}..{arr.max()}")
+            raise fail(where, f"'{name}': integer views must fit uint16 (0..65535), got {arr.min()}..{arr.max()}")
         return arr.astype(np.uint16)
     if arr.dtype.kind == "f":
         return arr.astype(np.float32)
-    raise _fail(where, f"'{name}' must be uint16 or float32 views, got dtype {arr.dtype}")
+    raise fail(where, f"'{name}' must be uint16 or float32 views, got dtype {arr.dtype}")
 
 
 def _as_int(a: Any, dtype: Any, name: str, where: str) -> np.ndarray:
     arr = np.asarray(a)
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or not (arr == np.round(arr)).all():
-            raise _fail(where, f"'{name}' must hold integers")
+            raise fail(where, f"'{name}' must hold integers")
     elif arr.dtype.kind not in "iub":
-        raise _fail(where, f"'{name}' must hold integers, got dtype {arr.dtype}")
+        raise fail(where, f"'{name}' must hold integers, got dtype {arr.dtype}")
     info = np.iinfo(dtype)
     if arr.size and (arr.min() < info.min or arr.max() > info.max):
-        raise _fail(where, f"'{name}' values do not fit {np.dtype(dtype).name}")
+        raise fail(where, f"'{name}' values do not fit {np.dtype(dtype).name}")
     return arr.astype(dtype)
 
 
@@ -365,7 +237,7 @@ def _stack_arrays(stack: FocalStack, where: str) -> tuple[dict[str, np.ndarray],
     meta.setdefault("version", 1)
     lp = np.asarray(stack.lens_positions)
     if lp.dtype.kind not in "iuf":
-        raise _fail(where, f"'lens_positions' must be numbers, got dtype {lp.dtype}")
+        raise fail(where, f"'lens_positions' must be numbers, got dtype {lp.dtype}")
     rois = _as_int(stack.rois, np.int32, "rois", where)
     if rois.size == 0:
         rois = rois.reshape(0, 4)
@@ -385,7 +257,7 @@ def _meta_json(meta: Mapping[str, Any], where: str) -> np.ndarray:
     try:
         text = json.dumps(meta, allow_nan=False, default=_json_default)
     except (TypeError, ValueError) as e:
-        raise _fail(where, f"meta is not JSON-serialisable: {e}") from None
+        raise fail(where, f"meta is not JSON-serialisable: {e}") from None
     return np.array(text)
 
 
@@ -418,7 +290,7 @@ def save_stack(path: str | os.PathLike, stack: FocalStack, compressed: bool = Tr
     # round-trip meta through JSON so the checks see exactly what a reader will
     meta_arr = _meta_json(meta, where)
     meta = json.loads(str(meta_arr))
-    _check_stack(arrays, meta, where)
+    check_stack(arrays, meta, where)
     _write_npz(p, {**arrays, "meta": meta_arr}, compressed)
     return p
 
@@ -443,7 +315,7 @@ def save_frame(
     """
     p = Path(path)
     where = f"{p} (writing)"
-    if not _is_number(black_level):
+    if not is_number(black_level):
         raise BadInput(f"{where}: black_level must be a finite number, got {black_level!r}")
     if white_level is None:
         if frame.white_level is None:
@@ -470,10 +342,10 @@ def save_frame(
         meta = {**dict(extra_meta), **meta}
     meta_arr = _meta_json(meta, where)
     meta = json.loads(str(meta_arr))
-    _check_views(lv, rv, 2, where)
+    check_views(lv, rv, 2, where)
     shw = np.asarray(frame.sensor_hw, dtype=np.int32)
     org = np.asarray(frame.origin, dtype=np.int32)
-    _check_placement(shw, org, frame.shape, where)
-    _check_meta(meta, "frame", where, None)
+    check_placement(shw, org, frame.shape, where)
+    check_meta(meta, "frame", where, None)
     _write_npz(p, {"left": lv, "right": rv, "sensor_hw": shw, "origin": org, "meta": meta_arr}, compressed)
     return p

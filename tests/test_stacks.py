@@ -296,7 +296,8 @@ def test_mutated_stacks_load_or_raise_format_error(muts):
     a["meta"]["lens_dioptres"] = [1.0, 2.0, 3.0]
     for key, val in muts:
         if key == "meta_key":
-            a["meta"][val[0]] = val[1]
+            if isinstance(a["meta"], dict):
+                a["meta"][val[0]] = val[1]
         else:
             a[key] = np.array(val) if key == "meta" else val
     with tempfile.TemporaryDirectory() as d:
@@ -322,7 +323,8 @@ def test_mutated_frame_files_load_or_raise_format_error(muts):
     a = frame_arrays(sensor_hw=np.array([12, 20], np.int32), origin=np.array([0, 0], np.int32))
     for key, val in muts:
         if key == "meta_key":
-            a["meta"][val[0]] = val[1]
+            if isinstance(a["meta"], dict):
+                a["meta"][val[0]] = val[1]
         elif key in ("left", "right", "sensor_hw", "origin"):
             a[key] = val
         elif key == "meta":
