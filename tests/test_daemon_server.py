@@ -276,6 +276,18 @@ def test_socket_mode_and_clean_stop(running):
     assert "STOPPING=1" in r.notify.lines()
 
 
+def test_a_lens_that_cannot_park_gives_exit_code_1_and_still_removes_the_socket(running):
+    r = running()
+
+    def broken_close():
+        raise DeviceError("i2c addr 0x0c (dw9807): write [03 00 00]: failed after 4 tries: EIO")
+
+    r.lens.close = broken_close
+    assert r.stop() == 1
+    assert not os.path.exists(r.path)
+    assert "failed after 4 tries" in r.service.close_error
+
+
 def test_too_many_clients_get_an_error(running):
     r = running(max_clients=2)
     a, b = r.client(), r.client()

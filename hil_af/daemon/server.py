@@ -14,7 +14,8 @@ Threads:
   more than ``hang_s`` seconds, so systemd restarts a daemon hung in a driver.
 
 Stop: the socket is unlinked first (no new clients), client connections are
-shut down, the loop joins, then the lens is parked and the rig closed.
+shut down, the loop joins, then the lens is parked and the rig closed; the
+exit code is 0, or 1 when parking or closing the devices failed.
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ class Daemon:
         pos = self.service.close()
         log.info("stopped; lens at %s", "unknown" if pos is None else f"{pos:g}")
         self.notifier.close()
-        return 0
+        return 1 if self.service.close_error else 0
 
     def _remove_socket(self) -> None:
         if self._server is not None:

@@ -65,6 +65,7 @@ class AFService:
         self.counts: dict[str, int] = {"requests": 0, "errors": 0, "focus": 0, "focused": 0, "failed": 0,
                                        "device_errors": 0, "reloads": 0}
         self._counts_lock = threading.Lock()
+        self.close_error: str | None = None
         self.last_status: dict[str, Any] = {}
         self.started = time.monotonic()
 
@@ -160,6 +161,7 @@ class AFService:
                 self.lock.release()
 
     def _park_and_close(self, rig) -> float | None:
+        """Park (``config.park``) and close ``rig``; failures are logged and kept in ``close_error``."""
         pos = None
         try:
             if self.config.park is not None:
@@ -167,9 +169,13 @@ class AFService:
                 rig.clock.sleep(float(rig.lens.settle_time_s))
             pos = float(rig.lens.position)
         except Exception as e:  # still close the devices
-            log.error("parking the lens failed: %s", e)
-        finally:
+            self.close_error = f"parking the lens failed: {e}"
+            log.error("%s", self.close_error)
+        try:
             rig.close()
+        except Exception as e:
+            self.close_error = f"closing the rig failed (the lens may not be parked): {e}"
+            log.error("%s", self.close_error)
         return pos
 
     def count(self, *keys: str) -> None:
