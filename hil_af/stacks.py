@@ -31,8 +31,8 @@ import numpy as np
 from .atomic import atomic_open
 from .errors import BadInput, FormatError
 from .frames import DualPixelFrame
-from .stackcheck import (KNOWN_VERSIONS, MIN_VIEW_SIDE, VIEW_DTYPES, check_meta, check_placement, check_stack,
-                         check_views, fail, is_number, parse_meta)
+from .stackcheck import KNOWN_VERSIONS, MIN_VIEW_SIDE  # noqa: F401  (re-exported)
+from .stackcheck import VIEW_DTYPES, check_meta, check_placement, check_stack, check_views, fail, is_number, parse_meta
 
 STACK_KEYS = ("left", "right", "lens_positions", "rois", "gt_index", "sensor_hw", "origin", "meta")
 FRAME_KEYS = ("left", "right", "meta")
