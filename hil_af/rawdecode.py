@@ -293,7 +293,8 @@ def decode_raw(
     else:
         white = _number(white_level, f"{fmt}/{layout}: white_level")
     if white <= black:
-        raise BadInput(f"{fmt}/{layout}: white_level {white} must exceed black_level {black}")
+        hint = " (FLOAT data: pass white_level=)" if white_level is None else ""
+        raise BadInput(f"{fmt}/{layout}: white_level {white} must exceed black_level {black}{hint}")
     lf = left.astype(np.float32)
     rf = right.astype(np.float32)
     if black:
