@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from hil_af.clock import SimClock
 from hil_af.drivers.base import FrameSource, LensActuator
 from hil_af.drivers.registry import open_lens, open_rig, open_source, schemes
-from hil_af.errors import BadInput, DeviceTimeout
+from hil_af.errors import BadInput, DeviceTimeout, FormatError
 from hil_af.frames import grid_rois
 from hil_af.optics import LensMap
 
 GRID = grid_rois((256, 384), 3, 4)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def sim(url: str = "sim://?seed=1"):
@@ -43,6 +46,23 @@ def test_profile_by_name_and_by_url():
         assert rig.source.params.field_curvature_dioptres == pytest.approx(0.8)
     with sim("sim://?profile=sim-default") as rig:
         assert rig.name == "sim-default"
+
+
+def test_custom_profile_file_drives_the_sim(tmp_path, monkeypatch):
+    text = (REPO / "calibration" / "rigs" / "sim-default.toml").read_text()
+    text = text.replace('source = "sim://?profile=sim-default"', 'source = "sim://?seed=4"')
+    text = text.replace("field_curvature_dioptres = 0.30", "field_curvature_dioptres = 1.25")
+    path = tmp_path / "my-sim.toml"
+    path.write_text(text.replace('name = "sim-default"', 'name = "my-sim"'))
+    with open_rig(str(path), clock=SimClock()) as rig:
+        assert rig.name == "my-sim" and rig.source.params.field_curvature_dioptres == 1.25
+    path.write_text(text + "bogus_knob = 3\n")
+    with pytest.raises(FormatError, match="bogus_knob"):
+        open_rig(str(path), clock=SimClock())
+    # a profile folder without sim-default still opens a bare sim:// URL (shipped defaults)
+    monkeypatch.setenv("HIL_AF_RIGS", str(tmp_path / "empty"))
+    with open_rig("sim://?seed=1", clock=SimClock()) as rig:
+        assert rig.name == "sim-default" and len(rig.slice_positions()) == 49
 
 
 @pytest.mark.parametrize(
