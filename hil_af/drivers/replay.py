@@ -24,6 +24,7 @@ the stack's ``meta["lens_dioptres"]`` when present (else the profile's).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,8 @@ class ReplaySource(ContextMixin):
         self.clock = clock
         self.closed = False
         self.captures = 0
+        self._cache: dict[int, DualPixelFrame] = {}
+        self._cache_of: FocalStack | None = stack
 
     @property
     def sensor_hw(self) -> tuple[int, int]:
@@ -119,9 +122,16 @@ class ReplaySource(ContextMixin):
         if self.closed:
             raise DeviceError("replay source is closed")
         k = self.stack.nearest_slice(self.lens.position)
-        frame = self.stack.frame(k)
-        frame.timestamp_s = float(self.clock.monotonic())
-        frame.metadata["source"] = f"replay:{self.stack.path}"
+        if self._cache_of is not self.stack:  # the stack was swapped: drop the cached views
+            self._cache, self._cache_of = {}, self.stack
+        views = self._cache.get(k)
+        if views is None:  # decode each slice once; views are read-only so callers cannot corrupt them
+            f = self.stack.frame(k)
+            f.left.flags.writeable = False
+            f.right.flags.writeable = False
+            views = self._cache[k] = f
+        frame = dataclasses.replace(views, timestamp_s=float(self.clock.monotonic()),
+                                    metadata={**views.metadata, "source": f"replay:{self.stack.path}"})
         self.captures += 1
         return frame
 
