@@ -1,6 +1,7 @@
 """Simulator speed and fidelity: capture time per frame, and contrast-peak vs truth, per profile.
 
 Usage: python benchmarks/bench_sim.py [--profile sim-default ...] [--frames 49] [--seeds 4] [--json out.json]
+                                     [--figures DIR]
 
 Speed: a 49-slice lens sweep on ``sim://?seed=S&profile=P`` (virtual clock,
 one thread), wall time of ``capture()`` per frame (render + sensor noise),
@@ -9,7 +10,8 @@ Laplacian-energy contrast peak (parabolic refinement) of each standard RoI
 in that sweep minus the ground truth ``rig.truth`` in slices (mean, RMS,
 max |.|); and the measured disparity slope (px per dioptre, FFT
 cross-correlation) at the centre and the top-left RoI.  docs/sim.md quotes
-this output.
+this output.  ``--figures DIR`` also writes the PNGs shown in docs/sim.md
+(needs matplotlib).
 """
 
 from __future__ import annotations
@@ -91,12 +93,71 @@ def disparity_slopes(profile: str) -> dict:
     return out
 
 
+def figures(out_dir: str, profiles: list[str]) -> None:
+    """sim-views.png (L, R, L-R of a cards scene, per profile) and sim-disparity.png
+    (measured disparity vs defocus at the centre and the top-left RoI, per profile)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    fig, axes = plt.subplots(len(profiles), 3, figsize=(12, 2.9 * len(profiles)), squeeze=False)
+    for row, prof in zip(axes, profiles):
+        rig = open_rig(f"sim://?seed=2&profile={prof}", clock=SimClock())
+        rois = grid_rois(rig.source.sensor_hw, 3, 4)
+        rig.lens.move_to(float(np.clip(rig.truth(rois)[5], 0, 1023)))
+        rig.clock.sleep(rig.lens.settle_time_s)
+        f = rig.source.capture()
+        for ax, img, title in ((row[0], f.left, "left"), (row[1], f.right, "right"), (row[2], f.left - f.right, "left - right")):
+            if title == "left - right":
+                lim = float(np.percentile(np.abs(img), 99))
+                ax.imshow(img, cmap="RdBu", vmin=-lim, vmax=lim, interpolation="nearest")
+            else:
+                ax.imshow(img, cmap="gray", vmin=0, vmax=f.white_level, interpolation="nearest")
+            for x, y, w, h in rois:
+                ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec="y", lw=0.6))
+            ax.set_title(f"{prof}: {title} (lens at truth of RoI 5)", fontsize=9)
+            ax.axis("off")
+        rig.close()
+    fig.tight_layout()
+    path = os.path.join(out_dir, "sim-views.png")
+    fig.savefig(path, dpi=56)
+    plt.close(fig)
+    from PIL import Image  # matplotlib's own dependency; a 128-colour palette keeps the PNG small
+
+    Image.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    dzs = np.linspace(-3, 3, 25)
+    for prof, ls in zip(profiles, ("-", "--")):
+        rig = open_rig(f"sim://?seed=3&scene=chart&depth_m=0.25&noise=0&profile={prof}", clock=SimClock())
+        for name, roi in (("centre", centre_roi(rig.source.sensor_hw)), ("top-left", grid_rois(rig.source.sensor_hw, 3, 4)[0])):
+            x, y, w, h = roi
+            d = []
+            for dz in dzs:
+                left, right = rig.source.render(rig.lens_map.to_code(rig.source.truth_dioptres(roi)[0] - dz))
+                d.append(xcorr_shift(left[y : y + h, x : x + w].astype(np.float64), right[y : y + h, x : x + w].astype(np.float64)))
+            ax.plot(dzs, d, ls, label=f"{prof} {name}")
+        rig.close()
+    ax.axhline(0, color="k", lw=0.5)
+    ax.axvline(0, color="k", lw=0.5)
+    ax.set_xlabel("defocus (scene - lens focus), dioptres")
+    ax.set_ylabel("measured R - L shift, px")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "sim-disparity.png"), dpi=80)
+    plt.close(fig)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", action="append")
     ap.add_argument("--frames", type=int, default=49)
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--json")
+    ap.add_argument("--figures", metavar="DIR")
     a = ap.parse_args()
     report = {}
     for prof in a.profile or ["sim-default", "sim-wide"]:
@@ -127,6 +188,8 @@ def main() -> int:
     if a.json:
         with open(a.json, "w") as f:
             json.dump(report, f, indent=2)
+    if a.figures:
+        figures(a.figures, a.profile or ["sim-default", "sim-wide"])
     return 0
 
 
