@@ -102,6 +102,7 @@ class SimCamera(ContextMixin):
         self.scene = make_scene(name, seed, self._p.hw, PAD_PX, self._p.depth_range_m,
                                 depth_m if depth_m is not None else self._depth_m, label=label)
         self._patch_fft: dict[tuple[int, int], np.ndarray] = {}
+        self._last_render: tuple[float, np.ndarray, np.ndarray] | None = None  # (code, L, R) of this scene
         return self.scene.label
 
     def _tile_fft(self, i: int, pad: int) -> np.ndarray:
@@ -138,6 +139,22 @@ class SimCamera(ContextMixin):
 
     def render(self, lens_code: float) -> tuple[np.ndarray, np.ndarray]:
         """Noise-free expected signal (DN above black) of the left and right views, float32 [H, W]."""
+        L, R = self._render_cached(float(lens_code))
+        return L.copy(), R.copy()
+
+    def _render_cached(self, lens_code: float) -> tuple[np.ndarray, np.ndarray]:
+        """``render`` reusing the last result when the lens has not moved by 0.001 code or more (repeated
+        captures; 0.001 code is ~1e-5 D); read-only arrays."""
+        last = self._last_render
+        if last is not None and abs(last[0] - lens_code) < 1e-3:
+            return last[1], last[2]
+        L, R = self._render(lens_code)
+        L.flags.writeable = False
+        R.flags.writeable = False
+        self._last_render = (lens_code, L, R)
+        return L, R
+
+    def _render(self, lens_code: float) -> tuple[np.ndarray, np.ndarray]:
         p = self._p
         H, W = p.hw
         L = np.empty((H, W), np.float32)
@@ -189,7 +206,7 @@ class SimCamera(ContextMixin):
             raise DeviceTimeout(f"sim camera: no frame within {TIMEOUT_S} s (injected fault_frame=timeout)")
         code = self.lens.actual_position
         if fault is None:
-            L, R = self.render(code)
+            L, R = self._render_cached(code)
         else:
             level = {"black": 0.0, "saturated": 4.0 * p.white_level, "flat": 0.5 * p.exposure_dn}[fault]
             L, R = self._vl * np.float32(level), self._vr * np.float32(level)
