@@ -258,3 +258,21 @@ def test_spy_prefix_logs_every_call(smbus, caplog):
     assert lens.log[2].error.startswith("BadInput") and lens.log[1].result == 42
     assert all(r.t_s > 0 and r.duration_s >= 0 for r in lens.log)
     assert "move_to(42)" in caplog.text and "raised BadInput" in caplog.text
+
+
+def test_refuses_a_chip_owned_by_a_kernel_driver(smbus, tmp_path, monkeypatch):
+    from hil_af.drivers import i2c_vcm
+
+    drv = tmp_path / "drivers" / "dw9807"
+    drv.mkdir(parents=True)
+    dev = tmp_path / "devices" / "10-000c"
+    dev.mkdir(parents=True)
+    (dev / "driver").symlink_to(drv)
+    monkeypatch.setattr(i2c_vcm, "SYSFS_I2C", tmp_path / "devices")
+    smbus[10] = bus = FakeI2CBus({ADDR: Dw98xxModel()})
+    with pytest.raises(DeviceError, match="kernel driver 'dw9807' owns 10-000c.*libcamera-lens"):
+        open_lens("i2c://10/0x0c?chip=dw9807")
+    assert bus.log == []  # not a single byte sent
+    with open_lens("i2c://10/0x0c?chip=dw9807&force=1", clock=SimClock()) as lens:
+        lens.move_to(3)
+    assert bus.writes()

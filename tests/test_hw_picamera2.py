@@ -62,6 +62,8 @@ def test_capture_unpacks_splits_and_fills_metadata(fake, fmt, bits):
     assert still == [("configure", "still")]
     cam = mod.instances[0]
     assert cam.config["raw"] == {"format": fmt, "size": (W, H)}
+    assert cam.config["queue"] is False  # never a frame older than the capture call
+    assert [c for c in mod.calls if c[0] == "capture_request"] == [("capture_request", True)] * 2  # flush=True
     assert cam.outstanding == 0  # every request released
     assert cam.closed and not cam.started
 
@@ -177,3 +179,17 @@ def test_fixed_focus_camera_has_no_lens(fake):
     with pytest.raises(DeviceError, match="no LensPosition control.*i2c://"):
         open_lens("libcamera-lens://0")
     assert not p2._CAMERAS
+
+
+def test_older_picamera2_without_flush_still_works(fake):
+    mod = fake()
+    base = mod.Picamera2
+
+    class OldPicamera2(base):  # picamera2 before capture_request grew flush=
+        def capture_request(self, wait=None):
+            return base.capture_request(self, wait=wait)
+
+    mod.Picamera2 = OldPicamera2
+    with open_source("picamera2://0") as src:
+        assert src.capture().shape == (H, W // 2)
+    assert ("capture_request", None) in mod.calls

@@ -361,8 +361,10 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
             self.frame = 0
             self.outstanding = 0
 
-        def create_still_configuration(self, raw: dict | None = None, buffer_count: int = 1, controls: dict | None = None):
-            return {"use": "still", "raw": dict(raw or {}), "buffer_count": buffer_count, "controls": dict(controls or {})}
+        def create_still_configuration(self, raw: dict | None = None, buffer_count: int = 1, queue: bool = True,
+                                       controls: dict | None = None):
+            return {"use": "still", "raw": dict(raw or {}), "buffer_count": buffer_count, "queue": queue,
+                    "controls": dict(controls or {})}
 
         def create_video_configuration(self, **kw: Any):
             return {"use": "video", "raw": {}, "controls": {}}
@@ -416,11 +418,11 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
             return md
 
         def capture_request(self, wait: Any = None, flush: Any = None) -> Any:
-            mod.calls.append(("capture_request",))
+            mod.calls.append(("capture_request", flush))
             if not self.started:
                 raise RuntimeError("Camera is not running")
-            if mod.stall > 0:
-                mod.stall -= 1
+            if mod.stall > 0:  # type: ignore[attr-defined]
+                mod.stall -= 1  # type: ignore[attr-defined]
                 return Job(None, True)
             cfg = self.camera_configuration()["raw"]
             md = self._metadata()

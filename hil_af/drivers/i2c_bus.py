@@ -70,7 +70,7 @@ class SMBus2Bus:
         w = i2c_msg.write(addr, list(data))
         r = i2c_msg.read(addr, n)
         self._bus.i2c_rdwr(w, r)
-        return bytes(list(r))
+        return bytes(r)
 
     def close(self) -> None:
         self._bus.close()

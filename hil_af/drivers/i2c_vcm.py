@@ -14,6 +14,8 @@ URL grammar::
     slew      DW9714 slew-rate bits S, 0..15 (default 0)
     settle_ms override the chip's mechanical settle time
     tries     attempts per transfer on EIO/NACK before failing (default 4)
+    force     1: drive the chip even though a kernel driver is bound to it
+              (refused by default: I2C_RDWR bypasses the kernel's ownership)
 
 Positions are DAC codes (native units), 0..1023 (4095 for ak7375).  The
 chip is powered up on open and parked on close: ramped to its park code
@@ -27,6 +29,8 @@ kernel, so use ``libcamera-lens://`` or ``v4l2://`` there (drivers/devicetree.md
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 from ..clock import Clock, SystemClock
 from ..errors import BadInput, DeviceError, DeviceTimeout
@@ -190,6 +194,17 @@ class I2CVcm(ContextMixin):
             pass
 
 
+SYSFS_I2C = Path("/sys/bus/i2c/devices")
+
+
+def bound_kernel_driver(bus: int, addr: int) -> str | None:
+    """Name of the kernel driver bound to ``bus``/``addr`` (from sysfs), or None."""
+    link = SYSFS_I2C / f"{bus}-{addr:04x}" / "driver"
+    if not link.exists():
+        return None
+    return os.path.basename(os.path.realpath(link))
+
+
 def _parse_addr(url: DriverURL) -> tuple[int, int]:
     bus_s = url.netloc
     addr_s = url.path.strip("/")
@@ -206,7 +221,7 @@ def _parse_addr(url: DriverURL) -> tuple[int, int]:
 
 @register("i2c", "lens", "VCM chip on /dev/i2c-BUS via smbus2: i2c://BUS/ADDR?chip=dw9714|dw9807|dw9817|ak7375 (DAC codes)")
 def open_i2c(url: DriverURL, ctx: dict) -> I2CVcm:
-    url.unknown_keys({"chip", "ramp", "ramp_ms", "slew", "settle_ms", "tries"})
+    url.unknown_keys({"chip", "ramp", "ramp_ms", "slew", "settle_ms", "tries", "force"})
     bus_n, addr = _parse_addr(url)
     name = url.get("chip")
     if name is None:
@@ -225,6 +240,12 @@ def open_i2c(url: DriverURL, ctx: dict) -> I2CVcm:
         if val is not None and not (math.isfinite(val) and val >= 0):
             raise BadInput(f"{url.raw}: {key} must be a number >= 0, got {val}")
     ramp, tries = url.get("ramp", 0, int), url.get("tries", 4, int)
+    owner = bound_kernel_driver(bus_n, addr)
+    if owner and url.get("force", 0, int) != 1:
+        raise DeviceError(
+            f"{url.raw}: the kernel driver {owner!r} owns {bus_n}-{addr:04x}; raw I2C writes would fight it. "
+            f"Use libcamera-lens://N (libcamera running) or v4l2:///dev/v4l-subdevN, "
+            f"or add force=1 if you really mean it (drivers/devicetree.md)")
     bus = SMBus2Bus(bus_n)
     return I2CVcm(  # closes the bus itself if power-up or its checks fail
         bus, addr, chip, clock=ctx.get("clock"), ramp=ramp,

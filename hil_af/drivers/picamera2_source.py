@@ -34,6 +34,7 @@ libcamera lets only one process-wide owner open a camera.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import re
@@ -91,7 +92,8 @@ class SharedCamera:
             if self.started:
                 self.cam.stop()
                 self.started = False
-            cfg = self.cam.create_still_configuration(raw=raw, buffer_count=2, controls=controls or {})
+            # queue=False: no frame is held back, so a capture is never older than the request for it
+            cfg = self.cam.create_still_configuration(raw=raw, buffer_count=2, queue=False, controls=controls or {})
             self.cam.configure(cfg)
             self.cam.start()
             self.started = True
@@ -150,6 +152,16 @@ def raw_format(fmt: str) -> tuple[str, int]:
     return "U16", bits
 
 
+def _capture_kwargs(cam: Any) -> dict[str, Any]:
+    """``capture_request`` arguments: asynchronous, and ``flush=True`` (only a frame that started
+    exposing after the call, i.e. after the lens moved) where this Picamera2 supports it."""
+    try:
+        params = inspect.signature(cam.capture_request).parameters
+    except (TypeError, ValueError):
+        params = {}
+    return {"wait": False, "flush": True} if "flush" in params else {"wait": False}
+
+
 # --------------------------------------------------------------------------- the source
 class Picamera2Source(ContextMixin):
     """Dual-pixel frames from a Picamera2 raw stream (see the module header for units)."""
@@ -170,6 +182,7 @@ class Picamera2Source(ContextMixin):
         self._closed = False
         self.timeouts = 0
         self.shared = shared_camera(index)
+        self._capture_kw = _capture_kwargs(self.shared.cam)
         try:
             raw: dict[str, Any] = {}
             if fmt:
@@ -200,7 +213,7 @@ class Picamera2Source(ContextMixin):
             raise DeviceError(f"picamera2://{self.index}: source is closed")
         cam = self.shared.cam
         for attempt in range(1, self.tries + 1):
-            job = cam.capture_request(wait=False)
+            job = cam.capture_request(**self._capture_kw)
             try:
                 request = cam.wait(job, timeout=self.timeout_s)
             except TimeoutError:

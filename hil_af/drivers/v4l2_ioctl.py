@@ -74,7 +74,7 @@ class QueryCtrl:
     flags: int
 
     @classmethod
-    def unpack(cls, buf: bytes) -> "QueryCtrl":
+    def unpack(cls, buf: bytes | bytearray) -> "QueryCtrl":
         cid, typ, name, mn, mx, step, dflt, flags, _r0, _r1 = V4L2_QUERYCTRL.unpack(bytes(buf))
         return cls(cid, typ, name.split(b"\0", 1)[0].decode("ascii", "replace"), mn, mx, step, dflt, flags)
 
