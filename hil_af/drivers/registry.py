@@ -120,7 +120,10 @@ def schemes() -> dict[str, str]:
 def parse_url(url: str) -> DriverURL:
     if not isinstance(url, str) or "://" not in url:
         raise BadInput(f"not a driver URL (expected scheme://...): {url!r}")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:  # e.g. "Invalid IPv6 URL" for an unbalanced '[' in the netloc
+        raise BadInput(f"malformed driver URL {url!r}: {e}") from None
     try:
         query = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
     except ValueError as e:
