@@ -241,3 +241,62 @@ def test_arbitrary_calibration_files_load_or_raise_bad_input(text):
             loader(p)
         except BadInput as e:
             assert str(e)
+
+
+def _valid_cal() -> dict:
+    fit = {"gain_px_per_unit": 0.05, "offset_px": 0.1, "dcc_units_per_px": 20.0, "gain_px_per_slice": 0.8,
+           "residual_rms_px": 0.1, "n_points": 40, "r2": 0.99}
+    cells = [{"row": r, "col": c, "y0": r * 128, "y1": (r + 1) * 128, "x0": c * 192, "x1": (c + 1) * 192,
+              **fit, "borrowed": False, "borrowed_from": []} for r in range(2) for c in range(2)]
+    return {"format": "hil-af-calibration", "version": 1, "kind": "per-position", "lens_units": "vcm_code",
+            "sensor_hw": [256, 384], "grid": [2, 2], "model": "m",
+            "estimator": {"method": "xcorr", "max_shift_px": 12, "refine": "upsample", "min_confidence": 0.2},
+            "slice_spacing": 16.7, "disparity_limit_px": 9.6, "flatfield": None, "stacks": {"dir": ".", "files": []},
+            "global_fit": dict(fit), "cells": cells,
+            "samples": {"cell": [0], "defocus": [1.0], "disparity_px": [0.1], "confidence": [0.9]}}
+
+
+def _paths(obj, prefix=()):
+    yield prefix
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _paths(v, prefix + (i,))
+
+
+CAL_PATHS = [p for p in _paths(_valid_cal()) if p]
+
+
+@FAST
+@given(st.lists(st.tuples(st.sampled_from(CAL_PATHS), st.one_of(json_values, st.just("__delete__"))), min_size=1, max_size=3))
+def test_mutated_calibrations_load_and_predict_or_raise_bad_input(muts):
+    store = pytest.importorskip("hil_af.calibration.store", reason="the CAL.json loader is not in this build yet")
+    predict = pytest.importorskip("hil_af.calibration.predict", reason="the PDAF predictor is not in this build yet")
+    cal = _valid_cal()
+    for path, value in muts:
+        node = cal
+        try:
+            for k in path[:-1]:
+                node = node[k]
+            if value == "__delete__":
+                del node[path[-1]]
+            else:
+                node[path[-1]] = value
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier mutation removed this path
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "CAL.json"
+        try:
+            p.write_text(json.dumps(cal))
+        except ValueError:
+            return
+        try:
+            store.load_calibration(p)
+            pred = predict.PdafPredictor.from_file(p)
+        except BadInput as e:
+            assert str(e)
+            return
+        g, o = pred.coefficients(np.array([10.0, 200.0]), np.array([10.0, 120.0]))
+        assert g.shape == (2,) and o.shape == (2,)
