@@ -197,3 +197,14 @@ def test_open_by_url_loop_port_times_out_clearly():
 def test_missing_port_is_a_device_error():
     with pytest.raises(DeviceError, match="cannot open /dev/ttyNOPE"):
         open_lens("serial:///dev/ttyNOPE")
+
+
+def test_firmware_logic_stays_micropython_portable():
+    import ast
+
+    tree = ast.parse((FIRMWARE_DIR / "bridge_protocol.py").read_text())
+    imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert imports == []  # no typing/dataclasses/etc.: the module must load under MicroPython as is
+    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.AnnAssign, ast.Match))]
+    main_src = (FIRMWARE_DIR / "main.py").read_text()
+    assert "from bridge_protocol import Bridge" in main_src and "machine.I2C(" in main_src
