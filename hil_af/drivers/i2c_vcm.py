@@ -28,6 +28,7 @@ kernel, so use ``libcamera-lens://`` or ``v4l2://`` there (drivers/devicetree.md
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -60,14 +61,17 @@ class I2CVcm(ContextMixin):
         tries: int = 4,
         label: str | None = None,
     ):
-        problem = (f"I2C address 0x{addr:02x} is outside the 7-bit range 0x03..0x77" if not 0x03 <= addr <= 0x77
-                   else f"ramp must be >= 0 codes per step, got {ramp}" if ramp < 0
-                   else f"tries must be >= 1, got {tries}" if tries < 1 else None)
+        problem = None
+        if not 0x03 <= addr <= 0x77:
+            problem = f"I2C address 0x{addr:02x} is outside the 7-bit range 0x03..0x77"
+        elif ramp < 0:
+            problem = f"ramp must be >= 0 codes per step, got {ramp}"
+        elif tries < 1:
+            problem = f"tries must be >= 1, got {tries}"
         if problem:
-            try:
-                bus.close()
-            finally:
-                raise BadInput(f"{label or chip.name}: {problem}")
+            with contextlib.suppress(OSError):
+                bus.close()  # it was handed over to this driver
+            raise BadInput(f"{label or chip.name}: {problem}")
         self.bus = bus
         self.addr = addr
         self.chip = chip
