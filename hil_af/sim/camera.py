@@ -224,14 +224,16 @@ class SimCamera(ContextMixin):
     # ------------------------------------------------------------ truth
 
     def truth_dioptres(self, rois) -> np.ndarray:
-        """float64 [P]: lens focus (dioptres) that puts each RoI's card in focus (card at the RoI centre,
-        field curvature at the RoI centre)."""
+        """float64 [P]: lens focus (dioptres) that puts each RoI in focus: the card under the RoI centre,
+        minus the field curvature the renderer uses there (that of the cell holding the RoI centre,
+        evaluated at the cell's standard-RoI centre; exact for the standard 3 x 4 RoIs)."""
         rois = validate_rois(rois, self._p.hw)
         out = np.empty(len(rois))
         for i, (x, y, w, h) in enumerate(rois):
-            cx, cy = x + w / 2.0, y + h / 2.0
-            fx, fy = field_xy(cx, cy, self._p.hw)
-            out[i] = self.scene.dioptres_at(cy, cx) - curvature_dioptres(self._p, fx, fy)
+            cy, cx = y + h / 2.0, x + w / 2.0
+            r, c = self.scene.cell_at(cy, cx)
+            t = self._tiles[r * GRID[1] + c]
+            out[i] = self.scene.dioptres_at(cy, cx) - curvature_dioptres(self._p, t["fx"], t["fy"])
         return out
 
     def truth_codes(self, rois) -> np.ndarray:

@@ -1,9 +1,10 @@
 """Seeded textured scenes of fronto-parallel "cards" at known depths.
 
-The view plane (H x W pixels) is cut into the 3 x 4 cells of
-``grid_rois((H, W), 3, 4)``; every cell belongs to exactly one card (a card
-may span several neighbouring cells), so every standard RoI, and the centre
-RoI (the two middle cells of row 1 always share a card), lies on one depth.
+The view plane (H x W pixels) is cut into 3 x 4 cells, one per RoI of
+``grid_rois((H, W), 3, 4)`` (and 2 x 2 of ``grid_rois((H, W), 6, 8)``);
+every cell belongs to exactly one card (a card may span several neighbouring
+cells), so every standard RoI, every 6 x 8 grid RoI, and the centre RoI (the
+two middle cells of row 1 always share a card) lies on one depth.
 Each card has a depth (dioptres = 1 / metres) and a reflectance texture in
 [0, 1] with real high-frequency content: band-limited 1/f noise, rotated
 checkers, "dead leaves" (occluding discs with sharp edges), or a mix.
@@ -82,11 +83,13 @@ class Scene:
 
 
 def cell_edges(hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Cell boundaries matching ``grid_rois(hw, 3, 4)`` (cells of H//3 x W//4, the last ones take the rest)."""
+    """Cell boundaries: every other boundary of the 6 x 8 grid (H//6, W//8 px cells), so that both
+    ``grid_rois(hw, 3, 4)`` and ``grid_rois(hw, 6, 8)`` RoIs lie inside one cell (256 x 384:
+    rows at 0, 84, 168, 256; columns at 0, 96, 192, 288, 384)."""
     H, W = hw
     rows, cols = GRID
-    ys = np.array([r * (H // rows) for r in range(rows)] + [H])
-    xs = np.array([c * (W // cols) for c in range(cols)] + [W])
+    ys = np.array([r * 2 * (H // (2 * rows)) for r in range(rows)] + [H])
+    xs = np.array([c * 2 * (W // (2 * cols)) for c in range(cols)] + [W])
     return ys, xs
 
 
@@ -127,11 +130,13 @@ def texture_checker(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndar
     return (0.5 + c * s).astype(np.float32)
 
 
-def texture_dead_leaves(rng: np.random.Generator, shape: tuple[int, int], n: int = 400) -> np.ndarray:
-    """Occluding discs of power-law radii (2..40 px) and random grey levels."""
+def texture_dead_leaves(rng: np.random.Generator, shape: tuple[int, int], n: int = 700) -> np.ndarray:
+    """Occluding discs of power-law radii (1.5..24 px) and random grey levels over a faint noise
+    background (so no window is left textureless)."""
     h, w = shape
-    out = np.full(shape, rng.uniform(0.2, 0.8), np.float32)
-    radii = 2.0 / np.sqrt(1 - rng.uniform(0, 1 - (2.0 / 40.0) ** 2, n))  # density ~ 1/r^3
+    out = 0.5 + 0.35 * (texture_noise(rng, shape) - 0.5)
+    rmin, rmax = 1.5, 24.0
+    radii = rmin / np.sqrt(1 - rng.uniform(0, 1 - (rmin / rmax) ** 2, n))  # density ~ 1/r^3
     cy = rng.uniform(0, h, n)
     cx = rng.uniform(0, w, n)
     grey = rng.uniform(0.05, 0.95, n).astype(np.float32)
@@ -143,11 +148,11 @@ def texture_dead_leaves(rng: np.random.Generator, shape: tuple[int, int], n: int
         yy, xx = np.ogrid[y0:y1, x0:x1]
         m = (yy - y) ** 2 + (xx - x) ** 2 <= r * r
         out[y0:y1, x0:x1][m] = g
-    return out
+    return out.astype(np.float32)
 
 
 def texture_mixed(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    a = texture_dead_leaves(rng, shape, n=250)
+    a = texture_dead_leaves(rng, shape, n=400)
     b = texture_noise(rng, shape)
     return np.clip(0.6 * a + 0.4 * b, 0.0, 1.0).astype(np.float32)
 
