@@ -111,3 +111,17 @@ def test_human_output_lists_fixes_and_summary(env, capsys):
     assert rc == 0
     assert "WARN  devices i2c" in text and "fix: enable the bus" in text
     assert re.fullmatch(r"\d+ checks: 0 FAIL, \d+ WARN", text.strip().splitlines()[-1])
+
+
+def test_profile_calibration_table_files_checked(env, capsys):
+    rigs = env / "rigs"
+    (rigs / "cal.json").write_text('{"cells": []}')
+    np = pytest.importorskip("numpy")
+    np.savez(rigs / "flat.npz", gain=np.ones((2, 2)))
+    (rigs / "calrig.toml").write_text('[rig]\nsource = "sim://?seed=1"\n'
+                                      '[calibration]\nper_position = "cal.json"\nflatfield = "flat.npz"\n'
+                                      'global = "missing.json"\n')
+    rc, checks, _ = run(capsys, str(rigs / "calrig.toml"))
+    assert checks["calibration per_position"]["status"] == "OK"
+    assert checks["calibration flatfield"]["status"] == "OK" and "gain" in checks["calibration flatfield"]["detail"]
+    assert checks["calibration global"]["status"] == "FAIL" and rc == 1

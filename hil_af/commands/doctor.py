@@ -6,8 +6,9 @@ Checks, each OK / WARN / FAIL with a line saying what to do:
   device nodes /dev/i2c-*, /dev/v4l-subdev*, /dev/video*, /dev/ttyACM*|ttyUSB*
   (present? readable and writable by this user?), the shipped models
   (models_dir()/step1.onnx, step2.onnx: present and loadable), every rig profile
-  in rigs_dir() (parses), the calibration file (``--calibration`` or the rig
-  profile's ``[rig] calibration``), and, with RIG, the rig itself: open it,
+  in rigs_dir() (parses), the calibration files (``--calibration``, or the rig
+  profile's ``[calibration]`` table: per_position, global, flatfield), and,
+  with RIG, the rig itself: open it,
   capture one frame, make a small lens move and come back.
 Exit status 1 if any check FAILs, else 0.  ``--json``: ``{"ok", "fails",
 "warns", "checks": [{"name", "status", "detail", "fix"}]}``.
@@ -183,28 +184,58 @@ def check_profiles() -> list[Check]:
     return out
 
 
-def check_calibration(path: str | None, rig: str | None) -> list[Check]:
-    if path is None and rig and "://" not in rig:
-        try:
-            from ..profiles import load_profile
+def _profile_calibrations(rig: str | None) -> dict[str, Path]:
+    """Files named in a rig profile's [calibration] table (per_position, global, flatfield),
+    resolved beside the profile as the controller resolves them."""
+    if not rig or "://" in rig:
+        return {}
+    try:
+        from ..profiles import load_profile
 
-            path = load_profile(rig)["rig"].get("calibration")
-        except Exception:
-            path = None
-    if not path:
-        return [Check("calibration", "WARN", "none given",
-                      "the pdaf method needs one: 'hil-af calibrate capture/fit', then --calibration CAL.json "
-                      "or [rig] calibration = \"...\" in the profile")]
-    p = Path(path)
+        prof = load_profile(rig)
+    except Exception:
+        return {}
+    out = {}
+    for key, value in (prof.get("calibration") or {}).items():
+        if isinstance(value, str) and value:
+            p = Path(value)
+            if not p.is_absolute():
+                p = Path(prof["_path"]).parent / p
+            out[key] = p
+    return out
+
+
+def _check_file(name: str, p: Path) -> Check:
+    fix = "re-run 'hil-af calibrate fit' (or 'calibrate capture' for flat fields)"
+    if not p.is_file():
+        return Check(name, "FAIL", f"{p} does not exist", "check the path (relative paths are beside the rig profile)")
+    if p.suffix == ".npz":
+        try:
+            import numpy as np
+
+            with np.load(p, allow_pickle=False) as z:
+                keys = list(z.files)
+        except Exception as e:
+            return Check(name, "FAIL", f"{p} is not a readable .npz: {e}", fix)
+        return Check(name, "OK", f"{p} ({', '.join(keys[:6])})")
     try:
         data = json.loads(p.read_text())
-    except OSError as e:
-        return [Check("calibration", "FAIL", f"cannot read {p}: {e.strerror}", "check the path")]
+    except (OSError, UnicodeDecodeError) as e:
+        return Check(name, "FAIL", f"cannot read {p}: {e}", "check the path and permissions")
     except json.JSONDecodeError as e:
-        return [Check("calibration", "FAIL", f"{p} is not JSON: {e}", "re-run 'hil-af calibrate fit'")]
+        return Check(name, "FAIL", f"{p} is not JSON: {e}", fix)
     if not isinstance(data, dict):
-        return [Check("calibration", "FAIL", f"{p}: expected a JSON object", "re-run 'hil-af calibrate fit'")]
-    return [Check("calibration", "OK", f"{p} ({', '.join(list(data)[:6])})")]
+        return Check(name, "FAIL", f"{p}: expected a JSON object", fix)
+    return Check(name, "OK", f"{p} ({', '.join(list(data)[:6])})")
+
+
+def check_calibration(path: str | None, rig: str | None) -> list[Check]:
+    files = {"calibration": Path(path)} if path else {f"calibration {k}": p for k, p in _profile_calibrations(rig).items()}
+    if not files:
+        return [Check("calibration", "WARN", "none given",
+                      "the pdaf methods need one: 'hil-af calibrate capture/fit', then --calibration CAL.json "
+                      "or [calibration] per_position = \"CAL.json\" in the rig profile")]
+    return [_check_file(name, p) for name, p in files.items()]
 
 
 def check_rig(rig: str, lens: str | None) -> list[Check]:
