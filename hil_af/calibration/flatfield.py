@@ -2,11 +2,13 @@
 
 The two half-aperture views of a dual-pixel sensor are shaded differently
 (per-view vignetting: tens of percent towards the edges).  From one frame of
-a uniformly lit white target, ``fit_flatfield`` measures each view on a grid
-of blocks (the median of each block: robust to dust, hot pixels and noise),
-smooths the block values over the grid (a 3 x 3 median, then an optional
-[1 2 1] blur), and stores per view a gain at each block centre (a *knot*)
-that brings the view to the mean of both views: ``g_L = (L + R) / 2 / L``.
+a uniformly lit white target, ``fit_flatfield`` measures on a grid of blocks
+the median of the per-pixel ratio ``rho = L / R`` (robust to noise, hot
+pixels, and to dust or blemishes on the target, which darken both views
+alike), mends isolated outlier blocks (a knot far from the median of its
+3 x 3 neighbourhood is replaced by it), optionally blurs the grid ([1 2 1]),
+and stores per view a gain at each block centre (a *knot*) that brings the
+view to the mean of both views: ``g_L = (L + R) / 2 / L = (1 + 1/rho) / 2``.
 Gains between knots are bilinear; beyond the outer knots the border
 segments are extrapolated linearly (for up to one knot spacing, then held).  The shading common to both views is kept (it does not bias the
 disparity); only the left/right difference is removed.
@@ -54,6 +56,22 @@ def _median3(a: np.ndarray) -> np.ndarray:
     p = np.pad(a, 1, mode="edge")
     stack = [p[i:i + a.shape[0], j:j + a.shape[1]] for i in range(3) for j in range(3)]
     return np.median(np.stack(stack), axis=0)
+
+
+def _reject_outlier_knots(a: np.ndarray, k: float = 6.0, floor: float = 0.02) -> tuple[np.ndarray, int]:
+    """Replace knots far from their 3 x 3 median (beyond k robust sigmas of all such deviations,
+    and beyond ``floor``: 2 % in log ratio) by that median.
+
+    A smooth field is left as it is (unlike a plain median filter, which
+    flattens its extrema); an isolated bad block (a large blemish) is mended.
+    """
+    if min(a.shape) < 3:
+        return a, 0
+    med = _median3(a)
+    dev = a - med
+    sigma = 1.4826 * float(np.median(np.abs(dev - np.median(dev))))
+    bad = np.abs(dev) > max(k * sigma, floor)
+    return np.where(bad, med, a), int(bad.sum())
 
 
 def _blur121(a: np.ndarray) -> np.ndarray:
@@ -230,26 +248,33 @@ def fit_flatfield(frame: DualPixelFrame, grid: tuple[int, int] = DEFAULT_GRID, s
     xs = np.linspace(0, W, cols + 1).round().astype(int)
     bl = np.empty((rows, cols))
     br = np.empty((rows, cols))
+    rho = np.empty((rows, cols))
     for i in range(rows):
         for j in range(cols):
-            bl[i, j] = np.median(L[ys[i]:ys[i + 1], xs[j]:xs[j + 1]])
-            br[i, j] = np.median(R[ys[i]:ys[i + 1], xs[j]:xs[j + 1]])
-    if min(bl.min(), br.min()) < dark:
+            lb = L[ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
+            rb = R[ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
+            bl[i, j] = np.median(lb)
+            br[i, j] = np.median(rb)
+            ok = (lb > dark) & (rb > dark)
+            # median of the per-pixel ratio: dust and target blemishes darken both views alike
+            rho[i, j] = np.median(lb[ok] / rb[ok]) if ok.sum() >= 4 else np.nan
+    if min(bl.min(), br.min()) < dark or not np.isfinite(rho).all():
         raise BadInput(f"flat-field frame is too dark (a block median is {min(bl.min(), br.min()):.1f} DN above black; "
                        f"need >= {dark:.1f}): show a brighter white target")
-    bl = _median3(bl)
-    br = _median3(br)
+    lr = np.log(rho)
+    lr, replaced = _reject_outlier_knots(lr)
     if smooth:
-        bl = _blur121(bl)
-        br = _blur121(br)
+        lr = _blur121(lr)
+    rho = np.exp(lr)
     mean = 0.5 * (bl + br)
     y0, x0 = frame.origin
     knot_y = y0 + 0.5 * (ys[:-1] + ys[1:])
     knot_x = x0 + 0.5 * (xs[:-1] + xs[1:])
-    ratio = bl / br
     meta = {"grid": [rows, cols], "smooth": bool(smooth), "source": source or str(frame.metadata.get("source", "frame")),
-            "white_mean_dn": float(mean.mean()), "lr_ratio_min": float(ratio.min()), "lr_ratio_max": float(ratio.max())}
-    return FlatField(gain_left=mean / bl, gain_right=mean / br, knot_y=knot_y, knot_x=knot_x,
+            "white_mean_dn": float(mean.mean()), "lr_ratio_min": float(rho.min()), "lr_ratio_max": float(rho.max()),
+            "outlier_knots_replaced": int(replaced)}
+    # g_L * L = g_R * R = (L + R) / 2  with  rho = L / R
+    return FlatField(gain_left=0.5 * (1.0 + 1.0 / rho), gain_right=0.5 * (1.0 + rho), knot_y=knot_y, knot_x=knot_x,
                      sensor_hw=frame.sensor_hw, origin=frame.origin, view_hw=frame.shape, meta=meta)  # type: ignore[arg-type]
 
 
