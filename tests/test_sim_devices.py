@@ -147,6 +147,19 @@ def test_vcm_settles_exponentially_and_frames_use_the_actual_position():
         assert abs(lens.actual_position - final) < 0.01 * 400
 
 
+def test_repeated_captures_reuse_the_render_but_not_the_noise_and_render_returns_copies():
+    clock = SimClock()
+    with open_rig("sim://?seed=1", clock=clock) as rig:
+        rig.lens.move_to(420)
+        clock.sleep(1.0)
+        a, b = rig.source.capture(), rig.source.capture()
+        assert a.lens_position == b.lens_position and not np.array_equal(a.left, b.left)
+        assert abs(float((a.left - b.left).mean())) < 0.2  # same scene and focus, fresh noise
+        left, _ = rig.source.render(a.lens_position)
+        left[:] = 0  # the caller's copy: must not leak into later frames
+        assert rig.source.capture().left.mean() > 100
+
+
 def test_vcm_hysteresis_depends_on_direction_of_approach():
     clock = SimClock()
     with open_rig("sim://?seed=1", clock=clock) as rig:
