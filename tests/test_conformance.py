@@ -31,6 +31,7 @@ from hil_af.drivers.v4l2_lens import V4L2Lens
 from hil_af.drivers.vcm_chips import CHIPS
 from hil_af.errors import BadInput
 from hil_af.frames import DualPixelFrame
+from hil_af.optics import LensMap
 
 try:
     import hil_af.sim.rig  # noqa: F401
@@ -85,6 +86,8 @@ LENSES = {
     "v4l2": lambda rq, tmp: V4L2Lens(FakeV4L2Subdev(maximum=1023), clock=SimClock()),
     "serial": lambda rq, tmp: SerialBridgeLens(_bridge_port()),
     "libcamera-lens": lambda rq, tmp: (_fake_picamera2(rq), open_lens("libcamera-lens://0"))[1],
+    "libcamera-lens-codes": lambda rq, tmp: (_fake_picamera2(rq), open_lens(
+        "libcamera-lens://0?units=code", lens_map=LensMap((0.0, 15.0), (445.0, 925.0))))[1],
     "spy+i2c": lambda rq, tmp: SpyLens(I2CVcm(FakeI2CBus({12: Dw98xxModel()}), 12, CHIPS["dw9807"], clock=SimClock())),
 }
 

@@ -193,3 +193,29 @@ def test_older_picamera2_without_flush_still_works(fake):
     with open_source("picamera2://0") as src:
         assert src.capture().shape == (H, W // 2)
     assert ("capture_request", None) in mod.calls
+
+
+def test_lens_in_vcm_codes_through_the_lens_map(fake, tmp_path):
+    mod = fake(lens_range=(0.0, 32.0, 1.0))
+    prof = tmp_path / "cm3.toml"
+    prof.write_text('[rig]\nsource = "picamera2://0"\nlens = "libcamera-lens://0?units=code"\n'
+                    '[lens_map]\ndioptres = [0.0, 15.0]\ncodes = [445, 925]\n')
+    with open_rig(str(prof)) as rig:
+        cam = mod.instances[0]
+        assert rig.lens.range == (445.0, 925.0)  # the control's 0..32 dpt clipped to the map's knots
+        rig.lens.move_to(685)
+        assert cam.controls["LensPosition"] == pytest.approx(7.5)
+        frame = rig.source.capture()
+        assert frame.lens_position == pytest.approx(685)  # frames speak the lens's units
+        assert rig.lens.position == pytest.approx(685) and rig.lens.code == pytest.approx(685)
+        with pytest.raises(BadInput, match="code is outside 445..925"):
+            rig.lens.move_to(930)
+    assert mod.instances[0].closed
+
+
+def test_units_code_needs_a_lens_map(fake):
+    fake()
+    with pytest.raises(BadInput, match=r"units=code needs a \[lens_map\]"):
+        open_lens("libcamera-lens://0?units=code")
+    with pytest.raises(BadInput, match="units must be dioptres or code"):
+        open_lens("libcamera-lens://0?units=mm")

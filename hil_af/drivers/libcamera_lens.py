@@ -2,16 +2,22 @@
 
 URL grammar::
 
-    libcamera-lens://N[?settle_ms=T][&timeout_ms=T]
+    libcamera-lens://N[?units=dioptres|code][&settle_ms=T][&timeout_ms=T]
 
     N           camera index (the same N as the rig's picamera2://N)
+    units       the lens's native units: dioptres (default) or code, VCM
+                codes through the rig profile's [lens_map] (so a libcamera
+                rig speaks the same units as VCM rigs, stacks and calibrations)
     settle_ms   wait after a move before frames are trusted (default 100 ms:
                 libcamera applies controls a few frames late)
     timeout_ms  wait for one frame's metadata in read_position (default 1000 ms)
 
 Positions are dioptres (1/m; 0 = infinity), the unit of libcamera's
-``LensPosition`` control; ``range`` is the control's (min, max) from
-``camera_controls``.  Moves set ``AfMode`` = Manual and ``LensPosition``
+``LensPosition`` control, and ``range`` is the control's (min, max) from
+``camera_controls``; with ``units=code`` they are VCM codes, converted by the
+lens map both ways, the range being the codes of the control's dioptre range
+within the map's knots, and frames from ``picamera2://N`` then report their
+``lens_position`` in codes too.  Moves set ``AfMode`` = Manual and ``LensPosition``
 with ``Picamera2.set_controls``.  ``position`` is the ``LensPosition`` the
 newest frame's metadata reported when that frame came after the last move,
 else the commanded value; ``read_position`` waits for fresh metadata.  With
@@ -50,9 +56,10 @@ class LibcameraLens(ContextMixin):
     """LensPosition (dioptres) through a shared Picamera2."""
 
     def __init__(self, shared: SharedCamera, *, lens_map: LensMap | None = None, settle_s: float = 0.1,
-                 timeout_s: float = 1.0):
+                 timeout_s: float = 1.0, units: str = "dioptres"):
         self.shared = shared
         self.lens_map = lens_map
+        self.units = units
         self._settle_s = float(settle_s)
         self.timeout_s = float(timeout_s)
         self._closed = False
@@ -64,9 +71,25 @@ class LibcameraLens(ContextMixin):
                     f"(fixed-focus module, or the overlay lacks the VCM: see drivers/devicetree.md; "
                     f"without one use i2c://BUS/0x0c?chip=...)")
             lo, hi = float(ctrl[0]), float(ctrl[1])
-            self._range = (min(lo, hi), max(lo, hi))
-            default = float(ctrl[2]) if len(ctrl) > 2 and ctrl[2] is not None else self._range[0]
-            self._commanded = min(max(default, self._range[0]), self._range[1])
+            d_range = (min(lo, hi), max(lo, hi))
+            default = float(ctrl[2]) if len(ctrl) > 2 and ctrl[2] is not None else d_range[0]
+            default = min(max(default, d_range[0]), d_range[1])
+            if units == "code":
+                m = self._map()
+                d_lo, d_hi = max(d_range[0], m.dioptres[0]), min(d_range[1], m.dioptres[-1])
+                if d_lo >= d_hi:
+                    raise BadInput(f"libcamera-lens://{shared.index}: the lens map's dioptres {m.dioptres[0]:g}.."
+                                   f"{m.dioptres[-1]:g} do not overlap the LensPosition range {lo:g}..{hi:g}")
+                c0, c1 = float(m.to_code(d_lo)), float(m.to_code(d_hi))
+                self._range = (min(c0, c1), max(c0, c1))
+                self._commanded = float(m.to_code(min(max(default, d_lo), d_hi)))
+                with shared.lock:
+                    shared.lens_to_native = m.to_code
+            elif units == "dioptres":
+                self._range = d_range
+                self._commanded = default
+            else:
+                raise BadInput(f"libcamera-lens://{shared.index}: units must be dioptres or code, got {units!r}")
             self._moved_at_seq = shared.metadata_seq
             shared.ensure_started()
             shared.cam.set_controls({"AfMode": _af_manual()})
@@ -74,18 +97,21 @@ class LibcameraLens(ContextMixin):
             release_camera(shared)
             raise
 
+    def _native(self, dioptres: float) -> float:
+        return float(self._map().to_code(dioptres)) if self.units == "code" else float(dioptres)
+
     @property
     def position(self) -> float:
-        """Reported LensPosition of the newest frame after the last move, else the commanded one (dioptres)."""
+        """Reported LensPosition of the newest frame after the last move, else the commanded one (native units)."""
         with self.shared.lock:
             md = self.shared.last_metadata
             if self.shared.metadata_seq > self._moved_at_seq and "LensPosition" in md:
-                return float(md["LensPosition"])
+                return self._native(float(md["LensPosition"]))
         return self._commanded
 
     @property
     def range(self) -> tuple[float, float]:
-        """(min, max) dioptres of the LensPosition control."""
+        """(min, max) in native units (dioptres of the LensPosition control, or their codes)."""
         return self._range
 
     @property
@@ -93,23 +119,24 @@ class LibcameraLens(ContextMixin):
         return self._settle_s
 
     def move_to(self, position: float) -> None:
-        """Manual focus at ``position`` dioptres; out of range raises BadInput."""
+        """Manual focus at ``position`` (native units); out of range raises BadInput."""
         if self._closed:
             raise DeviceError(f"libcamera-lens://{self.shared.index}: lens is closed")
         try:
-            d = float(position)
+            p = float(position)
         except (TypeError, ValueError):
             raise BadInput(f"libcamera-lens://{self.shared.index}: position {position!r} is not a number") from None
         lo, hi = self._range
-        if not (math.isfinite(d) and lo <= d <= hi):
-            raise BadInput(f"libcamera-lens://{self.shared.index}: {position!r} dioptres is outside {lo:g}..{hi:g}")
+        if not (math.isfinite(p) and lo <= p <= hi):
+            raise BadInput(f"libcamera-lens://{self.shared.index}: {position!r} {self.units} is outside {lo:g}..{hi:g}")
+        d = float(self._map().to_dioptres(p)) if self.units == "code" else p
         with self.shared.lock:
             self.shared.cam.set_controls({"AfMode": _af_manual(), "LensPosition": d})
-            self._commanded = d
+            self._commanded = p
             self._moved_at_seq = self.shared.metadata_seq
 
     def read_position(self) -> float:
-        """Wait for the next frame's metadata; its LensPosition (dioptres)."""
+        """Wait for the next frame's metadata; its LensPosition (native units)."""
         cam = self.shared.cam
         job = cam.capture_metadata(wait=False)
         try:
@@ -119,7 +146,7 @@ class LibcameraLens(ContextMixin):
         self.shared.note_metadata(md)
         if "LensPosition" not in md:
             raise DeviceError(f"libcamera-lens://{self.shared.index}: frame metadata has no LensPosition")
-        return float(md["LensPosition"])
+        return self._native(float(md["LensPosition"]))
 
     def _map(self) -> LensMap:
         if self.lens_map is None:
@@ -127,28 +154,36 @@ class LibcameraLens(ContextMixin):
         return self.lens_map
 
     def move_to_code(self, code: float) -> None:
-        """Move to a VCM code through the rig's lens map."""
-        self.move_to(float(self._map().to_dioptres(code)))
+        """Move to a VCM code through the rig's lens map (whatever the native units)."""
+        self.move_to(float(code) if self.units == "code" else float(self._map().to_dioptres(code)))
 
     @property
     def code(self) -> float:
         """The current position as a VCM code through the rig's lens map."""
-        return float(self._map().to_code(self.position))
+        return self.position if self.units == "code" else float(self._map().to_code(self.position))
 
     def close(self) -> None:
         """Hand focus back to libcamera's default (AfMode stays Manual) and release the camera."""
         if not self._closed:
             self._closed = True
+            if self.units == "code":
+                with self.shared.lock:
+                    self.shared.lens_to_native = None
             release_camera(self.shared)
 
 
 @register("libcamera-lens", "lens", "LensPosition (dioptres) through Picamera2/libcamera: libcamera-lens://N")
 def open_libcamera_lens(url: DriverURL, ctx: dict) -> LibcameraLens:
-    url.unknown_keys({"settle_ms", "timeout_ms"})
+    url.unknown_keys({"settle_ms", "timeout_ms", "units"})
     index = camera_index(url)
     settle_ms = url.get("settle_ms", 100.0, float)
     timeout_ms = url.get("timeout_ms", 1000.0, float)
     if not (math.isfinite(settle_ms) and settle_ms >= 0 and math.isfinite(timeout_ms) and timeout_ms > 0):
         raise BadInput(f"{url.raw}: settle_ms must be >= 0 and timeout_ms > 0")
+    units = url.get("units", "dioptres")
+    if units not in ("dioptres", "code"):
+        raise BadInput(f"{url.raw}: units must be dioptres or code, got {units!r}")
+    if units == "code" and ctx.get("lens_map") is None:
+        raise BadInput(f"{url.raw}: units=code needs a [lens_map] in the rig profile")
     return LibcameraLens(shared_camera(index), lens_map=ctx.get("lens_map"), settle_s=settle_ms / 1e3,
-                         timeout_s=timeout_ms / 1e3)
+                         timeout_s=timeout_ms / 1e3, units=units)

@@ -21,8 +21,9 @@ URL grammar::
     exposure_us, gain   fixed ExposureTime / AnalogueGain (default: auto)
 
 Frames: float32 views with the black level subtracted, ``lens_position``
-from the request's ``LensPosition`` metadata (dioptres, the native unit of
-``libcamera-lens://``; NaN when no lens driver reports one), ``timestamp_s``
+from the request's ``LensPosition`` metadata in the native unit of
+``libcamera-lens://N`` (dioptres, or VCM codes with its ``units=code``; NaN
+when no lens driver reports one), ``timestamp_s``
 = ``SensorTimestamp`` / 1e9 (seconds), uncropped: ``origin`` (0, 0) and
 ``sensor_hw`` = the view size.  Picamera2 is imported lazily (it exists only
 on Raspberry Pi OS: ``sudo apt install python3-picamera2``).
@@ -39,7 +40,7 @@ import logging
 import math
 import re
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import BadInput, DeviceError, DeviceTimeout
 from ..frames import DualPixelFrame
@@ -76,6 +77,8 @@ class SharedCamera:
         self.started = False
         self.raw_config: dict[str, Any] | None = None
         self.last_metadata: dict[str, Any] = {}
+        # set by libcamera-lens://N?units=code: LensPosition dioptres -> the lens's native units
+        self.lens_to_native: Callable[[float], float] | None = None
         self.metadata_seq = 0
         self.lock = threading.RLock()
 
@@ -156,10 +159,10 @@ def _capture_kwargs(cam: Any) -> dict[str, Any]:
     """``capture_request`` arguments: asynchronous, and ``flush=True`` (only a frame that started
     exposing after the call, i.e. after the lens moved) where this Picamera2 supports it."""
     try:
-        params = inspect.signature(cam.capture_request).parameters
+        names = set(inspect.signature(cam.capture_request).parameters)
     except (TypeError, ValueError):
-        params = {}
-    return {"wait": False, "flush": True} if "flush" in params else {"wait": False}
+        names = set()
+    return {"wait": False, "flush": True} if "flush" in names else {"wait": False}
 
 
 # --------------------------------------------------------------------------- the source
@@ -248,6 +251,9 @@ class Picamera2Source(ContextMixin):
             stride = self.stride
         ts = md.get("SensorTimestamp")
         lens = md.get("LensPosition")
+        convert = self.shared.lens_to_native
+        if lens is not None and convert is not None:
+            lens = convert(float(lens))
         keep = {k: md[k] for k in ("ExposureTime", "AnalogueGain", "SensorTimestamp", "FrameDuration", "LensPosition")
                 if k in md}
         return decode_raw(buf, w, h, fmt=self.fmt, stride=stride, layout=self.layout, black_level=black,
