@@ -172,7 +172,7 @@ class LibcameraLens(ContextMixin):
             release_camera(self.shared)
 
 
-@register("libcamera-lens", "lens", "LensPosition (dioptres) through Picamera2/libcamera: libcamera-lens://N")
+@register("libcamera-lens", "lens", "LensPosition through Picamera2/libcamera: libcamera-lens://N (dioptres; VCM codes with ?units=code)")
 def open_libcamera_lens(url: DriverURL, ctx: dict) -> LibcameraLens:
     url.unknown_keys({"settle_ms", "timeout_ms", "units"})
     index = camera_index(url)
