@@ -208,3 +208,41 @@ def test_firmware_logic_stays_micropython_portable():
     assert not [n for n in ast.walk(tree) if isinstance(n, (ast.AnnAssign, ast.Match))]
     main_src = (FIRMWARE_DIR / "main.py").read_text()
     assert "from bridge_protocol import Bridge" in main_src and "machine.I2C(" in main_src
+
+
+def test_real_pyserial_over_a_pty_end_to_end():
+    """The unmodified URL path: pyserial opens a real tty (a pty) whose other end runs the firmware logic."""
+    import os
+    import threading
+    import tty
+
+    bridge, bus, model, _ = rig()
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    stop = threading.Event()
+
+    def firmware():
+        buf = b""
+        while not stop.is_set():
+            try:
+                chunk = os.read(master, 256)
+            except OSError:
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                os.write(master, bridge.handle_line(line + b"\n"))
+
+    t = threading.Thread(target=firmware, daemon=True)
+    t.start()
+    try:
+        with open_lens(f"serial://{path}?timeout_ms=500") as lens:
+            lens.move_to(640)
+            assert model.code == 640 and lens.read_position() == 640
+        assert model.code == 0 and not model.powered  # parked on close
+    finally:
+        stop.set()
+        os.close(slave)
+        os.close(master)
+        t.join(timeout=2)
