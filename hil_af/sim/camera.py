@@ -27,7 +27,7 @@ from ..optics import LensMap
 from .lens import SimLens
 from .params import SimParams
 from .psf import curvature_dioptres, disparity_px, field_xy, half_aperture_otfs, kernel_reach_px, vignetting_maps
-from .scene import GRID, SCENES, Scene, make_scene
+from .scene import GRID, SCENES, Scene, cell_edges, make_scene
 
 FAULT_FRAMES = ("black", "saturated", "flat", "timeout")
 TIMEOUT_S = 0.5  # clock seconds a timed-out capture waits before raising
@@ -77,9 +77,6 @@ class SimCamera(ContextMixin):
         self.frames = 0
         self.faults = 0
         self._depth_m = depth_m
-        H, W = params.hw
-        from .scene import cell_edges
-
         ys, xs = cell_edges(params.hw)
         centres = grid_rois(params.hw, *GRID)
         self._tiles: list[dict[str, Any]] = []
