@@ -198,8 +198,17 @@ def main(argv: list[str] | None = None) -> int:
     pings = notify.pings
     gaps = [b - a_ for a_, b in zip(pings, pings[1:])]
     lat = sorted(stats["latency_focus_s"])
-    # RSS growth from the sample after warm-up (the first ~10 % of the run) to the last sample
-    warm = samples[max(1, len(samples) // 10)] if len(samples) > 2 else samples[0]
+    # RSS after warm-up (the first ~10 % of the run): the medians of its first and second halves, and the
+    # least-squares slope -- single samples swing by ~20 MB with numpy's temporaries, a leak shows as a trend
+    after = samples[max(1, len(samples) // 10):] if len(samples) > 3 else samples
+    half = len(after) // 2
+    rss_a = statistics.median(x[1] for x in after[:max(half, 1)])
+    rss_b = statistics.median(x[1] for x in after[half:])
+    ts, rs = [x[0] / 60 for x in after], [x[1] for x in after]
+    slope = 0.0
+    if len(after) > 2 and max(ts) > min(ts):
+        mt, mr = statistics.fmean(ts), statistics.fmean(rs)
+        slope = sum((t - mt) * (r - mr) for t, r in zip(ts, rs)) / sum((t - mt) ** 2 for t in ts)
     report = {
         "rig": a.rig, "method": a.method, "clock": a.clock, "clients": a.clients,
         "duration_s": round(a.minutes * 60, 1),
@@ -217,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                             "p95": round(lat[int(len(lat) * 0.95)], 3) if lat else None,
                             "max": round(lat[-1], 3) if lat else None,
                             "mean": round(statistics.fmean(lat), 3) if lat else None},
-        "rss_kib": {"start": samples[0][1], "after_warmup": warm[1], "end": samples[-1][1],
-                    "max": max(s[1] for s in samples), "growth_after_warmup": samples[-1][1] - warm[1]},
+        "rss_kib": {"start": samples[0][1], "end": samples[-1][1], "max": max(s[1] for s in samples),
+                    "median_first_half": rss_a, "median_second_half": rss_b,
+                    "growth_median": rss_b - rss_a, "slope_kib_per_min": round(slope, 1)},
         "fds": {"start": samples[0][2], "end": samples[-1][2]},
         "watchdog": {"period_s": a.watchdog_s, "pings": len(pings),
                      "max_gap_s": round(max(gaps), 3) if gaps else None},
@@ -227,10 +237,11 @@ def main(argv: list[str] | None = None) -> int:
         "socket_removed": not os.path.exists(sock_path),
         "samples": samples,
     }
-    text = json.dumps(report, indent=2)
+    text = json.dumps({k: v for k, v in report.items() if k != "samples"}, indent=2)
+    full = json.dumps(report, indent=2)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(text + "\n")
+        Path(a.json).write_text(full + "\n")
     print(text)
     for p in (notify_path, log_path):
         try:
