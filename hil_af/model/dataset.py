@@ -4,9 +4,10 @@ For every stack (shared/focal-stack-format.md, read with hil_af.stacks.load_stac
 every RoI with a known ground truth and every slice k, the sample is the
 five-channel encoding (hil_af.model.encoding) of the RoI at slice k, with
 lens-PE k/(n-1), labelled with the RoI's gt slice.  The normalised views are
-computed once at load time and kept as float16 [R, n, S, S] (R = RoIs with
-gt over all stacks); the PE planes are added per batch, with the same
-functions inference uses.
+computed per batch from the stacks' whole views kept in memory as float16
+(so training can shift a patch a few pixels: position jitter, with the
+RoI-PE shifted along); without augmentation a batch is exactly the
+inference encoding (tested).
 
 A sample is a pair (roi row r, slice k): step 1 uses every (r, k); step 2
 uses (r, p1(r, k)) for every start slice k, where p1 is the step-1 model's
@@ -23,7 +24,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..errors import BadInput
-from .encoding import N_CHANNELS, EncodingConfig, extract_patches, normalise_views, pe_planes
+from .encoding import N_CHANNELS, EncodingConfig, _fit_axis, fit_patch, normalise_views
 
 
 def find_stacks(stacks_dir: str | Path) -> list[Path]:
@@ -39,112 +40,154 @@ def find_stacks(stacks_dir: str | Path) -> list[Path]:
 
 @dataclass
 class PatchSet:
-    """Normalised view patches of the RoIs with gt of a set of stacks.
+    """The views of a set of stacks plus a table of their RoIs with gt.
 
-    views: float16 [R, n, 2, S, S] (left, right normalised per encoding.normalise_views);
-    rois_full: int64 [R, 4] RoI on the full plane; sensor_hw: int64 [R, 2];
-    gt: int64 [R]; stack_id: int64 [R] (index into ``stacks``); n: slices per stack.
+    views: per stack, float16 [n, 2, H, W] black-subtracted left/right of every slice;
+    per RoI row (R rows): ``sid`` stack index, ``crop`` (x, y) of the S x S patch the
+    inference encoding takes (view px; valid where ``croppable``), ``fitted_idx`` row in
+    ``fitted`` (float16 [F, n, 2, S, S]: resampled patches of RoIs that are not plain
+    crops; -1 for croppable RoIs), ``pe_affine`` (ax, bx, ay, by): patch column c (row r)
+    lies at full-plane x = ax + bx * (c + 0.5) (y = ay + by * (r + 0.5)) before any
+    jitter, ``sensor_hw`` and ``gt``.  ``stack_id`` = ``sid`` (kept for the split).
     """
 
-    views: np.ndarray
-    rois_full: np.ndarray
+    views: list[np.ndarray]
+    sid: np.ndarray
+    crop: np.ndarray
+    croppable: np.ndarray
+    fitted_idx: np.ndarray
+    fitted: np.ndarray
+    pe_affine: np.ndarray
     sensor_hw: np.ndarray
     gt: np.ndarray
-    stack_id: np.ndarray
     n: int
     cfg: EncodingConfig
     stacks: list[str] = field(default_factory=list)
     stack_meta: list[dict] = field(default_factory=list)
-    _pe: np.ndarray | None = None
+
+    @property
+    def stack_id(self) -> np.ndarray:
+        return self.sid
 
     @property
     def n_rois(self) -> int:
         return int(self.gt.shape[0])
 
-    def pe(self) -> np.ndarray:
-        """RoI-PE planes float32 [R, 2, S, S] (zeros when cfg.roi_pe is False)."""
-        if self._pe is None:
-            S = self.cfg.size
-            pe = np.zeros((self.n_rois, 2, S, S), dtype=np.float32)
-            if self.cfg.roi_pe:
-                for r in range(self.n_rois):
-                    pe[r, 0], pe[r, 1] = pe_planes(self.rois_full[r], tuple(self.sensor_hw[r]), S, self.cfg.fit)
-            self._pe = pe
-        return self._pe
-
     def subset(self, rows: np.ndarray) -> "PatchSet":
         rows = np.asarray(rows, dtype=np.int64)
-        return PatchSet(self.views[rows], self.rois_full[rows], self.sensor_hw[rows], self.gt[rows],
-                        self.stack_id[rows], self.n, self.cfg, self.stacks, self.stack_meta)
+        return PatchSet(self.views, self.sid[rows], self.crop[rows], self.croppable[rows], self.fitted_idx[rows],
+                        self.fitted, self.pe_affine[rows], self.sensor_hw[rows], self.gt[rows], self.n, self.cfg,
+                        self.stacks, self.stack_meta)
 
     def all_pairs(self) -> np.ndarray:
         """Every (roi row, slice) pair, int64 [R * n, 2] (the step-1 samples)."""
         r, k = np.meshgrid(np.arange(self.n_rois), np.arange(self.n), indexing="ij")
         return np.stack([r.ravel(), k.ravel()], axis=1)
 
-    def batch(self, pairs: np.ndarray, rng: np.random.Generator | None = None,
-              noise: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, pairs: np.ndarray, rng: np.random.Generator | None = None, noise: float = 0.0,
+              jitter: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Encoded inputs float32 [B, 5, S, S] and labels int64 [B] of ``pairs`` [B, 2].
 
-        With ``rng`` and ``noise`` > 0 (augmentation): each sample gets Gaussian noise
-        of std U(0, noise) added to both normalised views, and both views are scaled by
-        one common factor U(0.8, 1.25) (contrast jitter; the per-view mean normalisation
-        already removes brightness gains)."""
+        Without ``rng`` this is exactly the inference encoding of the RoI.  With ``rng``
+        (augmentation): a croppable patch is shifted by up to ``jitter`` px in x and y
+        (kept inside the view; the RoI-PE follows the shift), then Gaussian noise of std
+        U(0, noise) is added to both normalised views (the per-view mean normalisation
+        already removes brightness gains, so no gain jitter is needed)."""
         pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
         r, k = pairs[:, 0], pairs[:, 1]
         B, S = len(pairs), self.cfg.size
+        shift = np.zeros((B, 2), dtype=np.int64)
+        crops = np.empty((B, 2, S, S), dtype=np.float32)
+        d = rng.integers(-jitter, jitter + 1, size=(B, 2)) if (rng is not None and jitter > 0) else None
+        for b in range(B):
+            rb = r[b]
+            if self.croppable[rb]:
+                v = self.views[self.sid[rb]]
+                x, y = self.crop[rb]
+                if d is not None:
+                    x2 = int(np.clip(x + d[b, 0], 0, v.shape[3] - S))
+                    y2 = int(np.clip(y + d[b, 1], 0, v.shape[2] - S))
+                    shift[b] = (x2 - x, y2 - y)
+                    x, y = x2, y2
+                crops[b] = v[k[b], :, y : y + S, x : x + S]
+            else:
+                crops[b] = self.fitted[self.fitted_idx[rb], k[b]]
         x = np.empty((B, N_CHANNELS, S, S), dtype=np.float32)
-        x[:, 0:2] = self.views[r, k]
+        x[:, 0], x[:, 1] = normalise_views(crops[:, 0], crops[:, 1], self.cfg.eps)
         if rng is not None and noise > 0:
-            scale = rng.uniform(0.8, 1.25, size=(B, 1, 1, 1)).astype(np.float32)
             sd = rng.uniform(0.0, noise, size=(B, 1, 1, 1)).astype(np.float32)
-            x[:, 0:2] = x[:, 0:2] * scale + sd * rng.standard_normal((B, 2, S, S), dtype=np.float32)
-        x[:, 2:4] = self.pe()[r]
+            x[:, 0:2] += sd * rng.standard_normal((B, 2, S, S), dtype=np.float32)
+        if self.cfg.roi_pe:
+            c = np.arange(S, dtype=np.float64)[None, :] + 0.5
+            ax, bx, ay, by = (self.pe_affine[r, i][:, None] for i in range(4))
+            px = 2.0 * (ax + shift[:, 0:1] + bx * c) / self.sensor_hw[r, 1:2] - 1.0
+            py = 2.0 * (ay + shift[:, 1:2] + by * c) / self.sensor_hw[r, 0:1] - 1.0
+            x[:, 2] = px[:, None, :].astype(np.float32)
+            x[:, 3] = py[:, :, None].astype(np.float32)
+        else:
+            x[:, 2:4] = 0.0
         x[:, 4] = (k / (self.n - 1))[:, None, None] if self.cfg.lens_pe else 0.0
         return x, self.gt[r].copy()
 
 
 def load_patchset(paths: Iterable[str | Path], cfg: EncodingConfig,
                   progress: Callable[[Iterable], Iterable] | None = None) -> PatchSet:
-    """Read focal stacks and extract the normalised patches of every RoI with gt >= 0."""
+    """Read focal stacks: keep their views (float16) and tabulate every RoI with gt >= 0."""
     from ..stacks import load_stack
 
     paths = list(paths)
-    views, rois_full, shw, gts, sids, names, metas = [], [], [], [], [], [], []
+    S = cfg.size
+    views, fitted, names, metas = [], [], [], []
+    rows: dict[str, list] = {k: [] for k in ("sid", "crop", "ok", "fi", "aff", "shw", "gt")}
     n_ref: int | None = None
     it = progress(paths) if progress else paths
-    for sid, p in enumerate(it):
+    for p in it:
         st = load_stack(p)
         if n_ref is None:
             n_ref = st.n
         elif st.n != n_ref:
             raise BadInput(f"stack {p} has {st.n} slices, earlier stacks have {n_ref}; one model needs one n")
-        names.append(str(p))
-        metas.append({k: st.meta.get(k) for k in ("source", "scene", "rig") if k in st.meta})
         keep = np.flatnonzero(np.asarray(st.gt_index) >= 0)
         if len(keep) == 0:
             continue
-        rois = np.asarray(st.rois, dtype=np.int64)[keep]
-        S = cfg.size
-        v = np.empty((len(keep), st.n, 2, S, S), dtype=np.float16)
-        for k in range(st.n):
-            f = st.frame(k)
-            pl, pr = extract_patches(f.left, f.right, rois, cfg)
-            nl, nr = normalise_views(pl, pr, cfg.eps)
-            v[:, k, 0], v[:, k, 1] = nl, nr
+        sid = len(views)
+        names.append(str(p))
+        metas.append({k: st.meta.get(k) for k in ("source", "scene", "rig") if k in st.meta})
+        v = np.empty((st.n, 2, *st.view_hw), dtype=np.float16)
+        black = np.float32(st.black_level)
+        v[:, 0] = st.left.astype(np.float32) - black
+        v[:, 1] = st.right.astype(np.float32) - black
         views.append(v)
-        full = rois.copy()
-        full[:, 0] += st.origin[1]
-        full[:, 1] += st.origin[0]
-        rois_full.append(full)
-        shw.append(np.tile(np.array(st.sensor_hw, dtype=np.int64), (len(keep), 1)))
-        gts.append(np.asarray(st.gt_index, dtype=np.int64)[keep])
-        sids.append(np.full(len(keep), sid, dtype=np.int64))
+        y0, x0 = st.origin
+        for ri in keep:
+            x, y, w, h = (int(t) for t in st.rois[ri])
+            *_, xc = _fit_axis(x, w, S, cfg.fit)  # output pixel centres, view px
+            *_, yc = _fit_axis(y, h, S, cfg.fit)
+            bx, by = float(xc[1] - xc[0]), float(yc[1] - yc[0])
+            ok = bx == 1.0 and by == 1.0  # a plain S x S crop of the view
+            rows["sid"].append(sid)
+            rows["crop"].append((int(xc[0] - 0.5), int(yc[0] - 0.5)))
+            rows["ok"].append(ok)
+            rows["aff"].append((x0 + xc[0] - 0.5 * bx, bx, y0 + yc[0] - 0.5 * by, by))
+            if ok:
+                rows["fi"].append(-1)
+            else:
+                rows["fi"].append(len(fitted))
+                fp = np.empty((st.n, 2, S, S), dtype=np.float16)
+                for k in range(st.n):
+                    fp[k, 0] = fit_patch(v[k, 0], (x, y, w, h), S, cfg.fit)
+                    fp[k, 1] = fit_patch(v[k, 1], (x, y, w, h), S, cfg.fit)
+                fitted.append(fp)
+            rows["shw"].append(st.sensor_hw)
+            rows["gt"].append(int(st.gt_index[ri]))
     if not views:
         raise BadInput("no RoI with a known ground truth (gt_index >= 0) in the given stacks")
     assert n_ref is not None
-    return PatchSet(np.concatenate(views), np.concatenate(rois_full), np.concatenate(shw), np.concatenate(gts),
-                    np.concatenate(sids), n_ref, cfg, names, metas)
+    fit_arr = np.stack(fitted) if fitted else np.zeros((0, n_ref, 2, S, S), dtype=np.float16)
+    return PatchSet(views, np.array(rows["sid"], dtype=np.int64), np.array(rows["crop"], dtype=np.int64),
+                    np.array(rows["ok"], dtype=bool), np.array(rows["fi"], dtype=np.int64), fit_arr,
+                    np.array(rows["aff"], dtype=np.float64), np.array(rows["shw"], dtype=np.int64),
+                    np.array(rows["gt"], dtype=np.int64), n_ref, cfg, names, metas)
 
 
 def split_by_stack(ps: PatchSet, val_frac: float, seed: int) -> tuple[PatchSet, PatchSet | None, list[int]]:

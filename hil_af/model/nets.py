@@ -1,6 +1,6 @@
-"""The networks (torch; the ``[train]`` extra): a compact MCUNet-class CNN and MobileNet-v2.
+"""The networks (torch; the ``[train]`` extra): compact MCUNet-class CNNs and MobileNet-v2.
 
-Both map an encoded RoI batch float32 [B, 5, S, S] (hil_af.model.encoding)
+All map an encoded RoI batch float32 [B, 5, S, S] (hil_af.model.encoding)
 to logits [B, n] over the n focus slices.  ``count_macs`` counts the
 multiply-accumulates of the conv and linear layers for one patch (FLOPs are
 reported as 2 x MACs).
@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import BadInput
 
-ARCHS = ("mcunet", "mobilenetv2")
+ARCHS = ("mcunet", "mcunet-plain", "mobilenetv2")
 
 
 def _cbr(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
@@ -43,17 +43,48 @@ class InvertedResidual(nn.Module):
         return x + y if self.residual else y
 
 
+class CorrelationStem(nn.Module):
+    """Dual-view correlation (a stereo-style cost volume, as in DispNet-C): for each
+    horizontal shift d in [-D, D], the pixel-wise product of the (normalised) left view
+    and the right view shifted by d px (zero-padded); the convolutions that follow sum
+    it over local windows, i.e. a local cross-correlation.  Output [B, 2D+1, H, W]
+    (dual-pixel disparity is horizontal).  No weights; 2D+1 multiplies per pixel."""
+
+    def __init__(self, max_shift: int = 8):
+        super().__init__()
+        self.max_shift = max_shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fl = x[:, 0:1]
+        fr = x[:, 1:2]
+        D = self.max_shift
+        W = fl.shape[3]
+        fr = nn.functional.pad(fr, (D, D, 0, 0))
+        outs = [fl * fr[:, :, :, D + d : D + d + W] for d in range(-D, D + 1)]
+        return torch.cat(outs, dim=1)
+
+
 class MCUNetAF(nn.Module):
-    """Compact MCUNet-class CNN: a full-resolution 3x3 stem on the stacked views (to see
-    pixel-level disparity), then inverted-residual stages down to 4x4, 1x1 head, global
-    average pool, linear classifier."""
+    """Compact MCUNet-class CNN (the default).
+
+    ``corr=True`` (arch "mcunet"): a correlation stem (CorrelationStem, +-8 px) whose cost
+    volume is concatenated with the 5 input channels, then a 3x3 stride-2 conv;
+    ``corr=False`` (arch "mcunet-plain"): a full-resolution 3x3 conv stem on the 5 channels.
+    Then inverted-residual stages down to 4x4, a 1x1 head conv, global average pool; the
+    pooled features plus the spatial means of the three PE channels go through a
+    two-layer MLP to the n logits (so the head can combine defocus with lens/RoI-PE)."""
 
     # (expand, out channels, repeats, first stride, kernel)
     STAGES = ((3, 16, 1, 2, 3), (3, 24, 2, 2, 3), (4, 40, 2, 2, 3), (4, 64, 2, 2, 3))
 
-    def __init__(self, n_classes: int = 49, in_ch: int = 5, stem: int = 12, head: int = 160):
+    def __init__(self, n_classes: int = 49, in_ch: int = 5, stem: int = 12, head: int = 160, corr: bool = True,
+                 max_shift: int = 8, hidden: int = 128):
         super().__init__()
-        layers: list[nn.Module] = [_cbr(in_ch, stem, 3, 1), _cbr(stem, 16, 3, 2)]
+        self.corr = CorrelationStem(max_shift) if corr else None
+        if corr:
+            layers: list[nn.Module] = [_cbr(in_ch + 2 * max_shift + 1, 16, 3, 2)]
+        else:
+            layers = [_cbr(in_ch, stem, 3, 1), _cbr(stem, 16, 3, 2)]
         cin = 16
         for e, c, r, s, k in self.STAGES:
             for i in range(r):
@@ -63,10 +94,13 @@ class MCUNetAF(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(0.1)
-        self.classifier = nn.Linear(head, n_classes)
+        self.classifier = nn.Sequential(nn.Linear(head + 3, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(torch.flatten(self.pool(self.features(x)), 1)))
+        z = torch.cat([x, self.corr(x)], dim=1) if self.corr is not None else x
+        f = torch.flatten(self.pool(self.features(z)), 1)
+        pe = x[:, 2:5].mean(dim=(2, 3))
+        return self.classifier(torch.cat([self.dropout(f), pe], dim=1))
 
 
 class MobileNetV2AF(nn.Module):
@@ -98,7 +132,9 @@ class MobileNetV2AF(nn.Module):
 
 def build(arch: str, n_classes: int, in_ch: int = 5) -> nn.Module:
     if arch == "mcunet":
-        return MCUNetAF(n_classes, in_ch)
+        return MCUNetAF(n_classes, in_ch, corr=True)
+    if arch == "mcunet-plain":
+        return MCUNetAF(n_classes, in_ch, corr=False)
     if arch == "mobilenetv2":
         return MobileNetV2AF(n_classes, in_ch)
     raise BadInput(f"unknown arch {arch!r}; known: {', '.join(ARCHS)}")
@@ -111,7 +147,8 @@ def count_params(model: nn.Module) -> int:
 def count_macs(model: nn.Module, input_hw: tuple[int, int] = (64, 64), in_ch: int = 5) -> int:
     """Multiply-accumulates of all Conv2d and Linear layers for ONE input patch.
 
-    Conv2d: out_h * out_w * out_ch * (in_ch / groups) * kh * kw; Linear: in * out.
+    Conv2d: out_h * out_w * out_ch * (in_ch / groups) * kh * kw; Linear: in * out;
+    CorrelationStem: one multiply per cost-volume element.
     (BatchNorm, activations, pooling and additions are not counted.)
     """
     total = 0
@@ -125,9 +162,15 @@ def count_macs(model: nn.Module, input_hw: tuple[int, int] = (64, 64), in_ch: in
         nonlocal total
         total += int(m.in_features * m.out_features)
 
+    def corr_hook(_m: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        total += int(out[0].numel())  # one multiply per output element
+
     hooks = []
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, CorrelationStem):
+            hooks.append(m.register_forward_hook(corr_hook))
+        elif isinstance(m, nn.Conv2d):
             hooks.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.Linear):
             hooks.append(m.register_forward_hook(lin_hook))

@@ -6,7 +6,7 @@ Recipe (Choi et al., ICCV 2023, multi-step setting):
 2. step 2: initialised from step 1, fine-tuned with T = 0.5 on the patches at
    the slice where step 1 leaves the lens from each start slice.
 AdamW with a one-cycle cosine schedule, batch 256, Gaussian-noise and
-contrast-jitter augmentation (dataset.PatchSet.batch).  Whole stacks are held out for
+position-jitter augmentation (dataset.PatchSet.batch).  Whole stacks are held out for
 validation; val loss, exact and <=1-slice accuracy are printed every epoch.
 
 Outputs in MODEL_DIR: step1.onnx, step2.onnx (input ``x`` [B, 5, S, S],
@@ -47,6 +47,7 @@ class TrainConfig:
     lr2: float = 1e-3
     weight_decay: float = 1e-4
     noise: float = 0.1
+    jitter: int = 8  # px of position jitter (augmentation)
     seed: int = 0
     val_frac: float = 0.15
     threads: int = 2
@@ -145,7 +146,7 @@ def fit(model: nn.Module, ps: PatchSet, pairs: np.ndarray, val: PatchSet | None,
         bar = tqdm(range(steps_per_epoch), desc=f"{label} epoch {ep + 1}/{epochs}", unit="batch", leave=False)
         for b in bar:
             sel = pairs[order[b * cfg.batch : (b + 1) * cfg.batch]]
-            x, y = ps.batch(sel, rng, cfg.noise)
+            x, y = ps.batch(sel, rng, cfg.noise, cfg.jitter)
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, total, lr)
             loss = ordinal_ce(model(torch.from_numpy(x)), torch.from_numpy(y), T)
@@ -262,7 +263,7 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
               "step1_samples": tr.n_rois * tr.n, "step2_samples": int(len(tr2))},
         settings={**asdict(cfg), "epochs2": cfg.n_epochs2, "init": str(init) if init else None,
                   "optimizer": "AdamW, warm-up + cosine", "loss": "ordinal soft-label CE",
-                  "augmentation": f"Gaussian noise std U(0,{cfg.noise}) + common contrast U(0.8,1.25) on normalised views",
+                  "augmentation": f"position jitter +-{cfg.jitter} px (RoI-PE follows), Gaussian noise std U(0,{cfg.noise}) on normalised views",
                   "torch": torch.__version__},
         val={"step1": val_step1, "step2": val_step2, "history": log},
         onnx_check={"max_abs_logit_diff": diffs, "batch": int(len(xb))},

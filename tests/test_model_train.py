@@ -1,0 +1,155 @@
+"""Training on a few tiny simulated focal stacks: the loss goes down, outputs, --init, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hil_af.cli import main  # noqa: E402
+from hil_af.model.dataset import find_stacks, load_patchset, split_by_stack, step2_pairs  # noqa: E402
+from hil_af.model.encoding import EncodingConfig, encode_frame_rois  # noqa: E402
+from hil_af.model.nets import build  # noqa: E402
+from hil_af.model.simdata import make_stack  # noqa: E402
+from hil_af.model.train import TrainConfig, evaluate_pairs, fit, load_weights, train  # noqa: E402
+from hil_af.stacks import load_stack  # noqa: E402
+
+N = 9
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory):
+    d = tmp_path_factory.mktemp("stacks")
+    for s in range(3):
+        make_stack(d / f"s{s}.npz", "sim-default", seed=s, n_slices=N, grid=(2, 2))
+    return d
+
+
+def test_patchset_batch_equals_the_inference_encoding(stacks):
+    cfg = EncodingConfig()
+    ps = load_patchset(find_stacks(stacks), cfg)
+    st = load_stack(find_stacks(stacks)[0])
+    keep = np.flatnonzero(st.gt_index >= 0)
+    assert ps.n == N and ps.n_rois == 12 and set(ps.stack_id.tolist()) == {0, 1, 2}
+    f = st.frame(5)
+    ref = encode_frame_rois(f.left, f.right, st.rois[keep], st.origin, st.sensor_hw, 5, N, cfg)
+    rows = np.flatnonzero(ps.stack_id == 0)
+    x, y = ps.batch(np.stack([rows, np.full(len(rows), 5)], axis=1))
+    np.testing.assert_allclose(x, ref, atol=2e-2)  # views are stored as float16
+    np.testing.assert_array_equal(y, st.gt_index[keep])
+
+
+def _odd_stack(path, n=5):
+    from hil_af.stacks import FocalStack, save_stack
+
+    rng = np.random.default_rng(0)
+    left = rng.integers(64, 900, (n, 120, 160)).astype(np.uint16)
+    right = rng.integers(64, 900, (n, 120, 160)).astype(np.uint16)
+    rois = np.array([[10, 12, 64, 64], [0, 0, 64, 64], [40, 20, 101, 77], [90, 60, 37, 50]], dtype=np.int32)
+    st = FocalStack(left, right, np.arange(n, dtype=np.float64) * 10, rois, np.array([1, 2, 3, -1], dtype=np.int16),
+                    (300, 400), (50, 30), {"format": "focal-stack", "version": 1, "black_level": 64, "white_level": 1023,
+                                           "lens_units": "vcm_code"})
+    save_stack(path, st)
+    return st
+
+
+@pytest.mark.parametrize("fit", ["crop", "area"])
+def test_jitter_moves_pixels_and_roi_pe_together(tmp_path, fit):
+    st = _odd_stack(tmp_path / "odd.npz")
+    cfg = EncodingConfig(fit=fit)
+    ps = load_patchset([tmp_path / "odd.npz"], cfg)
+    assert ps.n_rois == 3  # the RoI without gt is skipped
+    # un-augmented batches equal the inference encoding for every RoI shape (cropped, clipped at the border, resampled)
+    f = st.frame(2)
+    ref = encode_frame_rois(f.left, f.right, st.rois[:3], st.origin, st.sensor_hw, 2, 5, cfg)
+    x, y = ps.batch(np.array([[0, 2], [1, 2], [2, 2]]))
+    np.testing.assert_allclose(x, ref, atol=2e-2)
+    assert y.tolist() == [1, 2, 3]
+    # jittered: the encoding of the RoI moved by the drawn shift (RoI 0 lies 10 px from the border)
+    rng = np.random.default_rng(5)
+    pairs = np.array([[0, 2]] * 40)
+    xj, _ = ps.batch(pairs, rng, noise=0.0, jitter=4)
+    moved = 0
+    for b in range(40):
+        dx = int(round((xj[b, 2, 0, 0] - ref[0, 2, 0, 0]) * st.sensor_hw[1] / 2))
+        dy = int(round((xj[b, 3, 0, 0] - ref[0, 3, 0, 0]) * st.sensor_hw[0] / 2))
+        assert abs(dx) <= 4 and abs(dy) <= 4
+        moved += (dx, dy) != (0, 0)
+        roi = np.array([[10 + dx, 12 + dy, 64, 64]])
+        np.testing.assert_allclose(xj[b], encode_frame_rois(f.left, f.right, roi, st.origin, st.sensor_hw, 2, 5, cfg)[0],
+                                   atol=2e-2)
+    assert moved > 20  # a 64 x 64 RoI is a plain crop under both fits
+    xr, _ = ps.batch(np.array([[2, 2]] * 5), rng, noise=0.0, jitter=4)
+    if fit == "area":  # the 101 x 77 RoI is resampled: never shifted
+        np.testing.assert_allclose(xr, np.repeat(ref[2:3], 5, axis=0), atol=2e-2)
+
+
+def test_split_is_by_whole_stack_and_seeded(stacks):
+    ps = load_patchset(find_stacks(stacks), EncodingConfig())
+    tr, va, ids = split_by_stack(ps, 0.34, seed=1)
+    assert len(ids) == 1 and set(va.stack_id.tolist()) == set(ids)
+    assert not set(tr.stack_id.tolist()) & set(ids)
+    assert split_by_stack(ps, 0.34, seed=1)[2] == ids
+
+
+def test_a_tiny_training_run_lowers_the_loss(stacks):
+    torch.manual_seed(0)
+    ps = load_patchset(find_stacks(stacks), EncodingConfig())
+    model = build("mcunet", N)
+    pairs = ps.all_pairs()
+    before = evaluate_pairs(model, ps, pairs, 1.0)
+    cfg = TrainConfig(batch=27, noise=0.0, lr=1e-2)
+    log = []
+    fit(model, ps, pairs, ps, pairs, 10, cfg.lr, 1.0, cfg, np.random.default_rng(0), "step1", log)
+    after = evaluate_pairs(model, ps, pairs, 1.0)
+    assert after["loss"] < before["loss"] - 0.2
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    assert len(log) == 10 and "val_le1" in log[-1]
+    # step-2 samples sit at the step-1 predictions, one per (RoI, start slice)
+    model.eval()
+    p2 = step2_pairs(ps, lambda x: model(torch.from_numpy(x)).detach().numpy())
+    assert p2.shape == pairs.shape and np.all((p2[:, 1] >= 0) & (p2[:, 1] < N))
+    np.testing.assert_array_equal(p2[:, 0], pairs[:, 0])
+
+
+def test_train_writes_a_loadable_model_and_init_fine_tunes(stacks, tmp_path):
+    cfg = TrainConfig(epochs=1, epochs2=1, batch=32, val_frac=0.34, threads=1)
+    card = train(stacks, tmp_path / "m1", cfg)
+    for f in ("step1.onnx", "step2.onnx", "weights.npz", "card.json"):
+        assert (tmp_path / "m1" / f).is_file()
+    on_disk = json.loads((tmp_path / "m1" / "card.json").read_text())
+    assert on_disk["n_slices"] == N and on_disk["encoding"]["roi_pe"] is True
+    assert on_disk["val"]["step1"]["le1"] >= 0 and len(on_disk["val"]["history"]) == 2
+    assert max(card["onnx_check"]["max_abs_logit_diff"].values()) < 1e-4
+    # weights are a plain npz (no pickle) that loads into a fresh model
+    with np.load(tmp_path / "m1" / "weights.npz", allow_pickle=False) as z:
+        assert any(k.startswith("step1/") for k in z.files) and any(k.startswith("step2/") for k in z.files)
+    m = build("mcunet", N)
+    load_weights(m, tmp_path / "m1" / "weights.npz", "step1")
+    with np.load(tmp_path / "m1" / "weights.npz", allow_pickle=False) as z:
+        np.testing.assert_array_equal(m.state_dict()["classifier.2.weight"].numpy(), z["step1/classifier.2.weight"])
+    # --init through the CLI, with the ablation switch and JSON summary
+    rc = main(["train", "--stacks", str(stacks), "--out", str(tmp_path / "m2"), "--init", str(tmp_path / "m1"),
+               "--epochs", "1", "--threads", "1", "--batch", "32", "--json", str(tmp_path / "s.json")])
+    assert rc == 0
+    c2 = json.loads((tmp_path / "m2" / "card.json").read_text())
+    assert c2["settings"]["init"] == str(tmp_path / "m1")
+
+
+def test_init_rejects_a_mismatched_model(stacks, tmp_path):
+    from hil_af.errors import FormatError
+
+    m = build("mcunet", 49)
+    from hil_af.model.train import save_weights
+
+    save_weights(tmp_path / "w.npz", {"step1": m})
+    with pytest.raises(FormatError, match="does not fit"):
+        load_weights(build("mcunet", N), tmp_path / "w.npz", "step1")
+
+
+def test_train_cli_bad_input(tmp_path, capsys):
+    assert main(["train", "--stacks", str(tmp_path / "none"), "--out", str(tmp_path / "m")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--stacks", str(tmp_path / "empty"), "--out", str(tmp_path / "m")]) == 2
