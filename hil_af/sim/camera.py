@@ -214,7 +214,7 @@ class SimCamera(ContextMixin):
         return DualPixelFrame(
             left, right, lens_position=float(code), timestamp_s=float(now), sensor_hw=p.hw, origin=(0, 0),
             white_level=float(p.white_level - p.black_level),
-            metadata={"source": "sim", "rig": self.name, "scene": self.scene.label, "lens_target": self.lens.position,
+            metadata={"source": "sim", "black_level": float(p.black_level), "rig": self.name, "scene": self.scene.label, "lens_target": self.lens.position,
                       "exposure_dn": p.exposure_dn * self.scene.illumination, "frame": self.frames, "fault": fault},
         )
 
