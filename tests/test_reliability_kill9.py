@@ -10,6 +10,7 @@ must finish with exactly the reference set.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -23,14 +24,15 @@ import pytest
 from hil_af.stacks import load_stack
 
 REPO = Path(__file__).resolve().parents[1]
-SCENES = 3
+SCENES = 5
 
 
 def _cmd(out: Path, resume: bool) -> list[str]:
     cmd = [sys.executable, "-m", "hil_af.cli", "calibrate", "capture", "sim://?seed=1", "--out", str(out),
            "--scenes", str(SCENES)]
-    if _supports("--clock"):
-        cmd += ["--clock", "sim"]
+    for opt, args in (("--clock", ["--clock", "sim"]), ("--slices", ["--slices", "17"]), ("--no-progress", ["--no-progress"])):
+        if _supports(opt):
+            cmd += args
     return cmd + (["--resume"] if resume else [])
 
 
@@ -53,6 +55,9 @@ def _check_complete(d: Path) -> None:
     for p in _visible_stacks(d):
         s = load_stack(p)  # raises FormatError on a partial or corrupt file
         assert s.n >= 2
+    for p in d.rglob("*.json"):
+        if not p.name.startswith("."):
+            json.loads(p.read_text())  # manifests are whole too
 
 
 @pytest.mark.slow
@@ -67,11 +72,19 @@ def test_kill9_at_random_moments_then_resume_completes_the_set(tmp_path):
     assert len(expected) >= SCENES
 
     out = tmp_path / "killed"
+    sweep_s = run_s / SCENES
     rng = random.Random(20261122)
     kills = 0
     for attempt in range(4):
+        before = len(_visible_stacks(out)) if out.exists() else 0
         proc = subprocess.Popen(_cmd(out, resume=True), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
-        time.sleep(rng.uniform(0.5, max(0.6, 0.9 * run_s)))
+        # wait for the capture to make progress (a temp file or a new sweep), then kill a random moment later
+        end = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < end:
+            if out.exists() and (list(out.glob(".*.tmp-*")) or len(_visible_stacks(out)) > before):
+                break
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, sweep_s))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
