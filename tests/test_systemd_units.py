@@ -95,13 +95,13 @@ def test_exec_start_is_a_valid_command_line(name):
     if argv[0] == "serve":
         assert args.rig.endswith(".toml") and args.mode == "single"
     else:
-        assert argv[:2] == ["calibrate", "capture"] and "--resume" in argv
+        assert argv[:2] == ["calibrate", "capture"] and args.resume and args.no_prompt  # unattended, resumable
 
 
 def test_calibrate_unit_is_a_resumable_oneshot():
     u = parse_unit(UNITS / "hil-af-calibrate.service")
     assert one(u, "Service", "Type") == "oneshot"
-    assert "--resume" in one(u, "Service", "ExecStart")
+    assert "--resume" in one(u, "Service", "ExecStart") and "--no-prompt" in one(u, "Service", "ExecStart")
     assert one(u, "Unit", "Conflicts") == "hil-af.service"
 
 
