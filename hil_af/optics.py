@@ -25,8 +25,11 @@ class LensMap:
     codes: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        d = np.asarray(self.dioptres, dtype=np.float64)
-        c = np.asarray(self.codes, dtype=np.float64)
+        try:
+            d = np.asarray(self.dioptres, dtype=np.float64)
+            c = np.asarray(self.codes, dtype=np.float64)
+        except (TypeError, ValueError) as e:  # e.g. strings or nested lists from a rig profile
+            raise BadInput(f"lens map knots must be numbers: {e}") from None
         if d.ndim != 1 or d.shape != c.shape or d.size < 2:
             raise BadInput(f"lens map needs >= 2 (dioptre, code) knots of equal count, got {d.size} dioptres and {c.size} codes")
         if not (np.all(np.isfinite(d)) and np.all(np.isfinite(c))):
