@@ -260,3 +260,32 @@ def test_recorded_flatfield_is_used_or_its_absence_reported(tmp_path):
     with pytest.raises(BadInput, match="--flatfield"):
         PdafPredictor.from_file(cp)
     assert PdafPredictor.from_file(cp, flatfield_path=tmp_path / "elsewhere.npz").flatfield is not None
+
+
+def test_whole_track_outliers_are_dropped_by_track_consensus():
+    """40 % of the RoI tracks follow lines of their own (RoIs straddling two depths): the
+    consensus keeps exactly the tracks on the common line."""
+    from hil_af.calibration.fit import track_consensus
+
+    rng = np.random.default_rng(3)
+    rows = {k: [] for k in ("stack", "roi", "x", "d")}
+    for t in range(10):
+        x = np.linspace(-250, 250, 30)
+        if t < 4:
+            d = -0.005 * x + rng.uniform(-1.5, 1.5)  # a flat, shifted line of its own
+        else:
+            d = -0.015 * x + 0.2 + rng.normal(0, 0.03, x.size)
+        rows["stack"].append(np.full(x.size, t))
+        rows["roi"].append(np.zeros(x.size))
+        rows["x"].append(x)
+        rows["d"].append(d)
+    a = {k: np.concatenate(v) for k, v in rows.items()}
+    N = a["x"].size
+    s = Samples(stack=a["stack"].astype(int), roi=a["roi"].astype(int), cx=np.full(N, 100.0), cy=np.full(N, 100.0),
+                lens_position=a["x"], defocus=a["x"], disparity=a["d"], confidence=np.ones(N), sensor_hw=SENSOR,
+                slice_spacing=16.0, lens_units="vcm_code")
+    keep = track_consensus(s, np.ones(N, bool), np.zeros(N, int))
+    assert set(np.unique(s.stack[keep])) == set(range(4, 10))
+    cal = fit_calibration(s, (1, 1), max_shift=12, disparity_limit=10)
+    assert cal["cells"][0]["gain_px_per_unit"] == pytest.approx(-0.015, rel=0.02)
+    assert cal["cells"][0]["offset_px"] == pytest.approx(0.2, abs=0.03)

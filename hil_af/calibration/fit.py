@@ -12,11 +12,13 @@ slice of ``gt_index``), or the lens position of slice ``gt_index``.
 plane (a RoI belongs to the cell holding its centre; ``origin`` honoured),
 the line ``disparity = g * defocus + o`` robustly: points below the
 confidence floor are dropped, points with ``|disparity|`` above
-``disparity_limit`` (the estimator's range, where the peak clips) are not
-used, the line is started by Theil-Sen (median of pairwise slopes) and
-refined by confidence-weighted Tukey-biweight IRLS, so RoIs that straddle two
-depths or lack texture (lines of their own, far from the bulk) do not move
-it.  ``g`` is px per native unit; the DCC ``1 / g`` native units per px;
+``disparity_limit`` (default 0.3 x max_shift: the near-focus range, which
+sets where the AF loop converges) are not used, whole tracks (one RoI of one
+stack) that disagree with the cell's consensus are dropped
+(``track_consensus``: RoIs straddling two depths, or labelled with a depth
+their texture does not have), and the line is started by Theil-Sen (median
+of pairwise slopes) and refined by confidence-weighted Tukey-biweight IRLS,
+so textureless or mixed RoIs do not move it.  ``g`` is px per native unit; the DCC ``1 / g`` native units per px;
 ``o`` the phase offset (px).  Cells with too little data borrow the mean fit
 of their nearest cells that have data, flagged ``borrowed``.  ``global``
 fits one line to every point: the baseline that ignores the position.
@@ -203,6 +205,47 @@ def robust_line(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, seed:
             "r2": float(r2), "n_total": int(n), "inlier_fraction": float(inl.mean())}
 
 
+TRACK_SLOPE_TOL = 0.2  # tracks agree when their slopes differ by <= 20 % ...
+TRACK_OFFSET_TOL_PX = 0.4  # ... and their offsets by <= 0.4 px
+
+
+def track_consensus(s: Samples, use: np.ndarray, cell: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Points of ``use`` that belong to consistent tracks, per cell (bool [N]).
+
+    A track is one RoI of one stack: its points lie on one line.  A RoI that
+    straddles two depths, or whose label is not the depth its texture has,
+    gives a whole track off the true line (parallel, or with another slope),
+    which point-wise robust fits cannot reject once such tracks are many.
+    Per cell, each track with enough points is fitted; the track with the
+    most support (points of tracks whose slope is within 20 % and offset
+    within 0.4 px of it) wins, and only tracks that agree with it are kept.
+    Cells with fewer than 3 judged tracks keep all their points.
+    """
+    keep = np.zeros_like(use)
+    key = s.stack * 100000 + s.roi
+    for cid in np.unique(cell[use]):
+        m = use & (cell == cid)
+        tracks = []
+        for t in np.unique(key[m]):
+            mt = m & (key == t)
+            if mt.sum() >= 5 and np.ptp(s.defocus[mt]) >= 2 * s.slice_spacing:
+                f = robust_line(s.defocus[mt], s.disparity[mt], s.confidence[mt], seed=seed)
+                if f is not None and f["gain_px_per_unit"] != 0:
+                    tracks.append((mt, f["gain_px_per_unit"], f["offset_px"], int(mt.sum())))
+        if len(tracks) < 3:
+            keep |= m
+            continue
+        g = np.array([t[1] for t in tracks])
+        o = np.array([t[2] for t in tracks])
+        n = np.array([t[3] for t in tracks], dtype=np.float64)
+        agree = (np.abs(g[:, None] - g[None, :]) <= TRACK_SLOPE_TOL * np.abs(g[:, None])) & \
+                (np.abs(o[:, None] - o[None, :]) <= TRACK_OFFSET_TOL_PX)
+        best = int(np.argmax(agree @ n))
+        for j in np.flatnonzero(agree[best]):
+            keep |= tracks[j][0]
+    return keep
+
+
 def _decorate(fit: dict[str, Any], spacing: float) -> dict[str, Any]:
     g = fit["gain_px_per_unit"]
     fit["dcc_units_per_px"] = 1.0 / g if g != 0 else float("inf")
@@ -240,11 +283,15 @@ def fit_calibration(samples: Samples, grid: tuple[int, int] = (3, 4), *, global_
     if use.sum() < 3:
         raise BadInput(f"only {int(use.sum())} measurements with confidence >= {min_confidence} and |disparity| <= {limit:g} px: "
                        "the stacks lack texture or in-focus labels")
+    H, W = s.sensor_hw
+    row, col = cell_index(s.cx, s.cy, s.sensor_hw, (R, C))
+    # whole-track outliers: judged per cell of this grid (of the default 3 x 4 grid for a global fit,
+    # so that both kinds are fitted to the same cleaned points)
+    cr, cc = cell_index(s.cx, s.cy, s.sensor_hw, (3, 4)) if global_fit else (row, col)
+    use = track_consensus(s, use, cr * 1000 + cc, seed=seed)
     gfit = robust_line(s.defocus[use], s.disparity[use], s.confidence[use], seed=seed)
     if gfit is None or gfit["gain_px_per_unit"] == 0:
         raise BadInput("the disparity does not change with defocus in these stacks: cannot calibrate")
-    H, W = s.sensor_hw
-    row, col = cell_index(s.cx, s.cy, s.sensor_hw, (R, C))
     fits: list[dict[str, Any] | None] = []
     for r in range(R):
         for c in range(C):
