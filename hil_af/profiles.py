@@ -58,7 +58,12 @@ def load_profile(spec: str | Path) -> dict[str, Any]:
         except BadInput as e:
             raise FormatError(f"{path}: [lens_map]: {e}") from None
     af = data.get("af", {})
-    if "range" in af and (not isinstance(af["range"], list) or len(af["range"]) != 2 or not af["range"][0] < af["range"][1]):
+    if not isinstance(af, dict):
+        raise FormatError(f"{path}: [af] must be a table")
+    rng = af.get("range")
+    if "range" in af and (not isinstance(rng, list) or len(rng) != 2
+                          or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng)
+                          or not rng[0] < rng[1]):
         raise FormatError(f"{path}: [af] range must be [min, max] with min < max")
     if "slices" in af and (not isinstance(af["slices"], int) or af["slices"] < 2):
         raise FormatError(f"{path}: [af] slices must be an integer >= 2")

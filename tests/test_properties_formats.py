@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -24,7 +25,17 @@ from hil_af.errors import BadInput
 from hil_af.frames import DualPixelFrame
 from hil_af.stacks import FocalStack, load_frame, load_stack
 
-FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# CI: a fixed, small set of examples (derandomised: the same inputs every run, no flaky CI).
+# Bug hunting: HIL_AF_PROPERTY_EXAMPLES=600 pytest tests/test_properties_*.py (random inputs, many more).
+DEEP = int(os.environ.get("HIL_AF_PROPERTY_EXAMPLES", "0"))
+
+
+def budget(n: int) -> settings:
+    return settings(max_examples=DEEP or n, derandomize=not DEEP, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+FAST = budget(80)
 
 
 def _stack_bytes(compressed: bool) -> bytes:
@@ -202,7 +213,7 @@ url_text = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@budget(60)
 @given(url_text)
 def test_arbitrary_rig_urls_open_or_raise_bad_input(url):
     from hil_af.clock import SimClock
@@ -300,3 +311,46 @@ def test_mutated_calibrations_load_and_predict_or_raise_bad_input(muts):
             return
         g, o = pred.coefficients(np.array([10.0, 200.0]), np.array([10.0, 120.0]))
         assert g.shape == (2,) and o.shape == (2,)
+
+
+# ------------------------------------------------------------------ what the random hunts found
+# (HIL_AF_PROPERTY_EXAMPLES=600): kept as fixed cases so they stay fixed.
+
+
+def test_found_profile_af_range_with_a_string_is_format_error(tmp_path):
+    from hil_af.errors import FormatError
+    from hil_af.profiles import load_profile
+
+    p = tmp_path / "rig.toml"
+    p.write_text('[rig]\nsource = "sim://?seed=1"\n[af]\nslices = 49\nrange = [0, ""]\n')
+    with pytest.raises(FormatError, match=r"\[af\] range"):
+        load_profile(p)
+    p.write_text('[rig]\nsource = "sim://?seed=1"\n[lens_map]\ndioptres = [""]\ncodes = []\n')
+    with pytest.raises(FormatError, match="lens map knots must be numbers"):
+        load_profile(p)
+
+
+def test_found_url_with_unbalanced_bracket_is_bad_input():
+    from hil_af.drivers.registry import open_rig
+
+    with pytest.raises(BadInput, match="malformed driver URL"):
+        open_rig("A://[")
+
+
+@pytest.mark.xfail(strict=True, reason="hil_af.stacks._open_npz does not catch NotImplementedError from zipfile "
+                                       "(a flipped bit in the zip version field): add it to the caught exceptions")
+def test_found_zip_version_bit_flip_is_format_error():
+    data = bytearray(FRAME)
+    at = data.rfind(b"PK\x01\x02")  # last central-directory entry: its 'version needed' field
+    data[at + 6] ^= 0x40
+    assert _load(load_frame, bytes(data)) is None
+
+
+@pytest.mark.xfail(strict=True, reason="sim:// with seed=-1 raises numpy's ValueError (negative seed) instead of "
+                                       "BadInput: hil_af.sim.rig should check seed >= 0")
+def test_found_negative_sim_seed_is_bad_input():
+    from hil_af.clock import SimClock
+    from hil_af.drivers.registry import open_rig
+
+    with pytest.raises(BadInput, match="seed"):
+        open_rig("sim://?seed=-1", clock=SimClock())
