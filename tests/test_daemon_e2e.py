@@ -128,10 +128,10 @@ def test_sighup_reloads_profile_and_a_broken_profile_keeps_the_old_setup():
     (["sim://?seed=1&bogus=1"], 2, "unknown query parameter"),
     (["nosuch://x"], 2, "unknown driver scheme"),
     (["sim://?seed=1", "--method", "pdaf", "--calibration", "/nonexistent/CAL.json"], 2, "CAL.json"),
+    (["sim://?seed=1", "--method", "pdaf"], 2, "needs a calibration"),
+    (["sim://?seed=1", "--method", "pe2", "--model", "/nonexistent"], 2, "model card"),
 ])
 def test_startup_failures_exit_with_a_message_and_leave_no_socket(args, code, fragment):
-    if "pdaf" in args:
-        pytest.importorskip("hil_af.calibration.predict", reason="the pdaf calibration module is not in this build yet")
     d = short_dir()
     sock = os.path.join(d, "af.sock")
     cmd = [sys.executable, "-m", "hil_af.cli", "serve", *args, "--socket", sock, "--clock", "sim"]
@@ -143,3 +143,14 @@ def test_startup_failures_exit_with_a_message_and_leave_no_socket(args, code, fr
     assert fragment in p.stderr and "Traceback" not in p.stderr
     assert not os.path.exists(sock)
     os.rmdir(d)
+
+
+def test_default_method_pe2_loads_its_model_before_ready():
+    if not (REPO / "models" / "card.json").exists():
+        pytest.skip("no shipped model in models/ yet (hil-af train writes models/card.json)")
+    with DaemonProcess("sim://?seed=3", method="pe2") as d:
+        d.wait_ready(timeout=120)
+        with d.client() as c:
+            f = c.ask({"cmd": "focus"})
+            assert f["method"] == "pe2" and f["state"] in ("Focused", "Failed"), f
+        assert d.terminate() == 0, d.stderr()
