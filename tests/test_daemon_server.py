@@ -329,6 +329,8 @@ def test_continuous_mode_runs_the_control_loop(running):
         time.sleep(0.3)
         n = r.ctl.continuous_calls
         assert n >= 5
+        mv = c.ask({"cmd": "move", "position": 200})
+        assert mv["ok"] is False and "move needs mode manual" in mv["error"] and r.lens.position != 200
         assert c.ask({"cmd": "mode", "mode": "single"})["ok"]
         time.sleep(0.1)
         n2 = r.ctl.continuous_calls

@@ -270,6 +270,8 @@ class AFService:
     def _cmd_move(self, req: Request) -> dict[str, Any]:
         with self.busy("move"):
             ctl = self.controller
+            if ctl.mode == "continuous":  # continuous AF would move it straight back (Picamera2: LensPosition needs Manual)
+                raise BadInput('move needs mode manual or single, not continuous: send {"cmd": "mode", "mode": "manual"} first')
             target = ctl.move(req.position)
             self.rig.clock.sleep(float(self.rig.lens.settle_time_s))
             self._refresh_status()
