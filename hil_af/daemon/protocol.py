@@ -146,7 +146,7 @@ def _parse(line: bytes | str) -> Request:
         pos = obj.get("position")
         if not _is_number(pos):
             raise ProtocolError(f"'position' must be a finite number (native lens units), got {_short(pos)}", rid)
-        return Request("move", rid, position=float(pos))
+        return Request("move", rid, position=float(pos))  # type: ignore[arg-type]  # _is_number checked it
     return Request("status", rid)
 
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from typing import Mapping
 
 
 class Notifier:
     """Sends notifications to the service manager; silent when there is none."""
 
-    def __init__(self, address: str | None = None, env: dict[str, str] | None = None):
+    def __init__(self, address: str | None = None, env: Mapping[str, str] | None = None):
         env = os.environ if env is None else env
         addr = address if address is not None else env.get("NOTIFY_SOCKET", "")
         self.address: str | None = addr or None

@@ -100,7 +100,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             super().server_bind()
         finally:
             os.umask(old)
-        os.chmod(self.server_address, SOCKET_MODE)
+        os.chmod(self.owner.socket_path, SOCKET_MODE)
 
     def handle_error(self, request, client_address) -> None:  # never print tracebacks to stderr raw
         log.exception("client handler failed")

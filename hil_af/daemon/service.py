@@ -58,8 +58,8 @@ class AFService:
         self.config = config
         self.clock = clock
         self.lock = threading.Lock()
-        self.rig = None
-        self.controller = None
+        self.rig: Any = None  # hil_af.drivers.base.Rig once open
+        self.controller: Any = None  # hil_af.controller.core.Controller (or a test double)
         self._busy_since: float | None = None
         self._busy_what = ""
         self.counts: dict[str, int] = {"requests": 0, "errors": 0, "focus": 0, "focused": 0, "failed": 0,
