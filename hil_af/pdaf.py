@@ -300,8 +300,8 @@ def estimate(left: np.ndarray, right: np.ndarray, *, method: str = "xcorr",
     else:
         d, peak, score, i0 = _block(Ln, Rn, S, ssd=(method == "ssd"))
     uniq = _uniqueness(score, i0)
-    edge = np.where((i0 == 0) | (i0 == 2 * S), 0.25, 1.0)
-    conf = np.clip(peak, 0.0, 1.0) ** 2 * (0.25 + 0.75 * uniq) * texture * np.clip(1.0 - 2.0 * sat, 0.0, 1.0) * edge
+    edge = np.where((i0 == 0) | (i0 == 2 * S), 0.5, 1.0)
+    conf = np.clip(peak, 0.0, 1.0) * (0.25 + 0.75 * uniq) * texture * np.clip(1.0 - 2.0 * sat, 0.0, 1.0) * edge
     conf = np.where(valid & np.isfinite(conf), conf, 0.0)
     d = np.where(valid & np.isfinite(d), d, 0.0)
     peak = np.where(valid & np.isfinite(peak), peak, 0.0)

@@ -230,9 +230,11 @@ def test_predict_gives_the_target_from_the_disparity_and_predict_patches_agrees(
     cen = np.stack([2 * (rois[:, 0] + 32) / SENSOR[1] - 1, 2 * (rois[:, 1] + 32) / SENSOR[0] - 1], 1)
     est2 = pr.predict_patches(L, R, cen, [400.0, 400.0], white_level=4000.0)
     np.testing.assert_allclose(est2.target_position, est.target_position, atol=1e-6)
-    # outside the fitted disparity range the confidence is halved
+    assert np.all(est.in_range)
+    # outside the fitted disparity range the linear model is extrapolated and flagged
     far = pr.predict(_textured_frame(8.0, lens_position=400.0), rois)
-    assert np.all(far.confidence < 0.55)
+    assert not np.any(far.in_range) and np.all(far.confidence > 0.5)
+    np.testing.assert_allclose(far.target_position, 400 + 375, atol=4)
     with pytest.raises(BadInput, match="lens position"):
         pr.predict(_textured_frame(1.0, lens_position=float("nan")), rois)
 

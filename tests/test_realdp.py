@@ -8,8 +8,8 @@ Spearman rank correlation between the cell disparity (xcorr, +-16 px) and the
 cell's median ground-truth defocus.
 
 Measured (hil_af.pdaf xcorr, max_shift 16):
-  scenes 001-004, no flat field:   0.834, 0.866, 0.622, 0.797 (mean 0.780)
-  with the realdp flat field:      0.847, 0.888, 0.663, 0.799 (mean 0.799)
+  scenes 001-004, no flat field:   0.835, 0.837, 0.622, 0.797 (mean 0.773)
+  with the realdp flat field:      0.848, 0.853, 0.663, 0.799 (mean 0.791)
   README's plain ZNCC baseline:   |-0.68|, |-0.70|, |-0.54|, |-0.72|
 The correlation is positive here because hil-af's sign convention
 (shared/CLI.md: positive when the right view is shifted to the right) gives
