@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     half = len(after) // 2
     rss_a = statistics.median(x[1] for x in after[:max(half, 1)])
     rss_b = statistics.median(x[1] for x in after[half:])
+    third = max(len(after) // 3, 1)
+    floor_a, floor_b = min(x[1] for x in after[:third]), min(x[1] for x in after[-third:])  # baseline without temporaries
     ts, rs = [x[0] / 60 for x in after], [x[1] for x in after]
     slope = 0.0
     if len(after) > 2 and max(ts) > min(ts):
@@ -228,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                             "mean": round(statistics.fmean(lat), 3) if lat else None},
         "rss_kib": {"start": samples[0][1], "end": samples[-1][1], "max": max(s[1] for s in samples),
                     "median_first_half": rss_a, "median_second_half": rss_b,
-                    "growth_median": rss_b - rss_a, "slope_kib_per_min": round(slope, 1)},
+                    "growth_median": rss_b - rss_a, "slope_kib_per_min": round(slope, 1),
+                    "floor_first_third": floor_a, "floor_last_third": floor_b, "growth_floor": floor_b - floor_a},
         "fds": {"start": samples[0][2], "end": samples[-1][2]},
         "watchdog": {"period_s": a.watchdog_s, "pings": len(pings),
                      "max_gap_s": round(max(gaps), 3) if gaps else None},
