@@ -271,7 +271,10 @@ def test_socket_mode_and_clean_stop(running):
     assert r.stop() == 0
     assert not os.path.exists(r.path)
     assert r.lens.moves[-1] == 0.0 and r.lens.closed  # parked, then closed
-    assert c.rfile.readline() == b""  # the server closed our connection
+    try:  # the server closed our connection: EOF (or a reset, depending on timing)
+        assert c.rfile.readline() == b""
+    except ConnectionResetError:
+        pass
     c.close()
     assert "STOPPING=1" in r.notify.lines()
 

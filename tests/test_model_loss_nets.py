@@ -31,15 +31,20 @@ def test_lower_temperature_is_sharper():
         soft_targets(gt, 49, 0.0)
 
 
+def _logits(centres, T=1.0):  # log of the unnormalised target: softmax of it is soft_targets
+    k = torch.arange(49, dtype=torch.float32)
+    return -((torch.tensor(centres, dtype=torch.float32)[:, None] - k[None, :]) ** 2) / T
+
+
 def test_loss_is_minimal_for_logits_matching_the_target():
     gt = torch.tensor([5, 30])
-    y = soft_targets(gt, 49, 1.0)
-    best = ordinal_ce(torch.log(y), gt, 1.0)
-    off = ordinal_ce(torch.log(soft_targets(torch.tensor([8, 33]), 49, 1.0)), gt, 1.0)
+    np.testing.assert_allclose(torch.softmax(_logits([5, 30]), 1).numpy(), soft_targets(gt, 49, 1.0).numpy(), atol=1e-6)
+    best = ordinal_ce(_logits([5, 30]), gt, 1.0)
+    off = ordinal_ce(_logits([8, 33]), gt, 1.0)
     flat = ordinal_ce(torch.zeros(2, 49), gt, 1.0)
     assert float(best) < float(flat) and float(best) < float(off)
     # an ordinal loss: a prediction 2 slices off costs less than one 10 slices off
-    far = ordinal_ce(torch.log(soft_targets(torch.tensor([15, 40]), 49, 1.0)), gt, 1.0)
+    far = ordinal_ce(_logits([15, 40]), gt, 1.0)
     assert float(off) < float(far)
 
 

@@ -337,8 +337,6 @@ def test_found_url_with_unbalanced_bracket_is_bad_input():
         open_rig("A://[")
 
 
-@pytest.mark.xfail(strict=True, reason="hil_af.stacks._open_npz does not catch NotImplementedError from zipfile "
-                                       "(a flipped bit in the zip version field): add it to the caught exceptions")
 def test_found_zip_version_bit_flip_is_format_error():
     data = bytearray(FRAME)
     at = data.rfind(b"PK\x01\x02")  # last central-directory entry: its 'version needed' field
@@ -346,8 +344,6 @@ def test_found_zip_version_bit_flip_is_format_error():
     assert _load(load_frame, bytes(data)) is None
 
 
-@pytest.mark.xfail(strict=True, reason="sim:// with seed=-1 raises numpy's ValueError (negative seed) instead of "
-                                       "BadInput: hil_af.sim.rig should check seed >= 0")
 def test_found_negative_sim_seed_is_bad_input():
     from hil_af.clock import SimClock
     from hil_af.drivers.registry import open_rig

@@ -155,9 +155,7 @@ def test_frames_that_never_come_fail_clearly():
     assert_still_serving(svc)
 
 
-BLACK_XFAIL = pytest.param("black", marks=pytest.mark.xfail(strict=True, reason=(
-    "controller: a black frame (signal ~0 after black level) has a huge normalised contrast, so CDAF takes it for "
-    "the peak and reports Focused; FocusSession.capture needs an exposure check (retry, then Failed 'black frame')")))
+BLACK_XFAIL = "black"
 
 
 @pytest.mark.parametrize("kind", [BLACK_XFAIL, "saturated", "flat"])
@@ -197,9 +195,6 @@ def test_stalled_lens_fails_with_a_reason_and_is_left_at_rest():
     assert_still_serving(svc)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "controller: FocusSession.move_to skips the first move when lens.position (the commanded target) already equals "
-    "it, so after a stall the lens is never re-commanded and every later cycle fails the reach check"))
 def test_after_a_stall_clears_the_next_cycle_focuses():
     rig = sim_rig("fault_stall=1")
     svc = service(rig)

@@ -208,10 +208,12 @@ def split_by_stack(ps: PatchSet, val_frac: float, seed: int) -> tuple[PatchSet, 
     return ps.subset(np.flatnonzero(~is_val)), ps.subset(np.flatnonzero(is_val)), [int(i) for i in val_ids]
 
 
-def step2_pairs(ps: PatchSet, predict_fn: Callable[[np.ndarray], np.ndarray], batch: int = 512) -> np.ndarray:
-    """Step-2 samples: for every (roi r, start slice k), (r, p1) where p1 = argmax of the
-    step-1 model on the encoding of (r, k).  ``predict_fn(x [B,5,S,S]) -> logits [B, n]``."""
-    pairs = ps.all_pairs()
+def step2_pairs(ps: PatchSet, predict_fn: Callable[[np.ndarray], np.ndarray], batch: int = 512,
+                pairs: np.ndarray | None = None) -> np.ndarray:
+    """Step-2 samples: for every (roi r, start slice k) of ``pairs`` (default: all), (r, p1)
+    where p1 = argmax of the step-1 model on the encoding of (r, k).
+    ``predict_fn(x [B,5,S,S]) -> logits [B, n]``."""
+    pairs = ps.all_pairs() if pairs is None else np.asarray(pairs, dtype=np.int64)
     out = np.empty_like(pairs)
     for i in range(0, len(pairs), batch):
         x, _ = ps.batch(pairs[i : i + batch])

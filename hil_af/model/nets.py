@@ -43,6 +43,25 @@ class InvertedResidual(nn.Module):
         return x + y if self.residual else y
 
 
+class LensShift(nn.Module):
+    """Turns 2n-1 logits over the RELATIVE offset (in-focus slice minus current slice,
+    -(n-1)..n-1) into n logits over the ABSOLUTE slice, using the lens-PE plane
+    (channel 4 = k/(n-1)) of the input: absolute logit j = relative logit (j - k).
+    The network thus learns defocus from the views (corrected by the RoI-PE) and the
+    lens-PE places it; with lens-PE off (zero plane) k = 0 and the relative logits
+    are read as absolute ones.  Exported to ONNX as Round + GatherElements."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+        self.register_buffer("j", torch.arange(n, dtype=torch.int64)[None, :], persistent=False)
+
+    def forward(self, rel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        k = torch.round(x[:, 4].mean(dim=(1, 2)) * (self.n - 1)).to(torch.int64)
+        idx = (self.j - k[:, None] + (self.n - 1)).clamp(0, 2 * self.n - 2)
+        return torch.gather(rel, 1, idx)
+
+
 class CorrelationStem(nn.Module):
     """Dual-view correlation (a stereo-style cost volume, as in DispNet-C): for each
     horizontal shift d in [-D, D], the pixel-wise product of the (normalised) left view
@@ -68,11 +87,13 @@ class MCUNetAF(nn.Module):
     """Compact MCUNet-class CNN (the default).
 
     ``corr=True`` (arch "mcunet"): a correlation stem (CorrelationStem, +-8 px) whose cost
-    volume is concatenated with the 5 input channels, then a 3x3 stride-2 conv;
+    volume is concatenated with the 5 input channels, then a depthwise-separable
+    stride-2 conv (3x3 depthwise + 1x1);
     ``corr=False`` (arch "mcunet-plain"): a full-resolution 3x3 conv stem on the 5 channels.
     Then inverted-residual stages down to 4x4, a 1x1 head conv, global average pool; the
     pooled features plus the spatial means of the three PE channels go through a
-    two-layer MLP to the n logits (so the head can combine defocus with lens/RoI-PE)."""
+    two-layer MLP to 2n-1 relative-offset logits, placed on the n absolute slices by
+    ``LensShift`` (lens-PE)."""
 
     # (expand, out channels, repeats, first stride, kernel)
     STAGES = ((3, 16, 1, 2, 3), (3, 24, 2, 2, 3), (4, 40, 2, 2, 3), (4, 64, 2, 2, 3))
@@ -81,8 +102,9 @@ class MCUNetAF(nn.Module):
                  max_shift: int = 8, hidden: int = 128):
         super().__init__()
         self.corr = CorrelationStem(max_shift) if corr else None
-        if corr:
-            layers: list[nn.Module] = [_cbr(in_ch + 2 * max_shift + 1, 16, 3, 2)]
+        if corr:  # depthwise 3x3 stride 2 (sums each shift's products locally), then 1x1 mixing
+            c0 = in_ch + 2 * max_shift + 1
+            layers: list[nn.Module] = [_cbr(c0, c0, 3, 2, groups=c0), _cbr(c0, 16, 1)]
         else:
             layers = [_cbr(in_ch, stem, 3, 1), _cbr(stem, 16, 3, 2)]
         cin = 16
@@ -94,13 +116,15 @@ class MCUNetAF(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(0.1)
-        self.classifier = nn.Sequential(nn.Linear(head + 3, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_classes))
+        self.classifier = nn.Sequential(nn.Linear(head + 3, hidden), nn.ReLU(inplace=True),
+                                        nn.Linear(hidden, 2 * n_classes - 1))
+        self.shift = LensShift(n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = torch.cat([x, self.corr(x)], dim=1) if self.corr is not None else x
         f = torch.flatten(self.pool(self.features(z)), 1)
         pe = x[:, 2:5].mean(dim=(2, 3))
-        return self.classifier(torch.cat([self.dropout(f), pe], dim=1))
+        return self.shift(self.classifier(torch.cat([self.dropout(f), pe], dim=1)), x)
 
 
 class MobileNetV2AF(nn.Module):
@@ -108,7 +132,8 @@ class MobileNetV2AF(nn.Module):
 
     The standard stem has stride 2; on 64x64 patches the standard strides would
     leave 2x2 maps, so the first stride-2 stage of the original (24 channels)
-    keeps stride 2 and the rest follow the paper exactly."""
+    keeps stride 2 and the rest follow the paper exactly.  Head: 2n-1 relative logits +
+    LensShift, as the MCUNet variants."""
 
     CFG = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
@@ -124,10 +149,11 @@ class MobileNetV2AF(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(0.2)
-        self.classifier = nn.Linear(1280, n_classes)
+        self.classifier = nn.Linear(1280, 2 * n_classes - 1)
+        self.shift = LensShift(n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(torch.flatten(self.pool(self.features(x)), 1)))
+        return self.shift(self.classifier(self.dropout(torch.flatten(self.pool(self.features(x)), 1))), x)
 
 
 def build(arch: str, n_classes: int, in_ch: int = 5) -> nn.Module:

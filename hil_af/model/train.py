@@ -43,8 +43,8 @@ class TrainConfig:
     epochs: int = 8  # step 1
     epochs2: int | None = None  # step 2; default max(1, epochs // 2)
     batch: int = 256
-    lr: float = 3e-3
-    lr2: float = 1e-3
+    lr: float = 5e-3
+    lr2: float = 1.5e-3
     weight_decay: float = 1e-4
     noise: float = 0.1
     jitter: int = 8  # px of position jitter (augmentation)
@@ -58,6 +58,8 @@ class TrainConfig:
     T1: float = T_STEP1
     T2: float = T_STEP2
     max_samples_per_epoch: int | None = None  # subsample pairs each epoch (None: all)
+    max_val_pairs: int = 8192  # validation: a fixed seeded subset of the held-out (RoI, slice) pairs
+    max_step2_pairs: int = 65536  # step-2 data: step-1 predictions from this many random (RoI, start) pairs
 
     @property
     def n_epochs2(self) -> int:
@@ -220,12 +222,17 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
     if init_card is not None and int(init_card["n_slices"]) != ps.n:
         raise BadInput(f"--init {init} predicts {init_card['n_slices']} slices, the stacks have {ps.n}")
     tr, va, val_ids = split_by_stack(ps, cfg.val_frac, cfg.seed)
+
+    def some(pairs: np.ndarray, cap: int) -> np.ndarray:
+        return pairs if len(pairs) <= cap else pairs[np.sort(rng.choice(len(pairs), cap, replace=False))]
+
+    va_pairs = some(va.all_pairs(), cfg.max_val_pairs) if va else None
     model = build(cfg.arch, ps.n)
     if init is not None:
         load_weights(model, Path(init) / WEIGHTS, "step1")
     log: list[dict[str, Any]] = []
     t1 = time.perf_counter()
-    fit(model, tr, tr.all_pairs(), va, va.all_pairs() if va else None, cfg.epochs, cfg.lr, cfg.T1, cfg, rng, "step1", log)
+    fit(model, tr, tr.all_pairs(), va, va_pairs, cfg.epochs, cfg.lr, cfg.T1, cfg, rng, "step1", log)
     t1 = time.perf_counter() - t1
     step1_state = {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -234,9 +241,9 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
         with torch.no_grad():
             return model(torch.from_numpy(x)).numpy()
 
-    tr2 = step2_pairs(tr, predict_fn)
-    va2 = step2_pairs(va, predict_fn) if va else None
-    val_step1 = evaluate_pairs(model, va, va.all_pairs(), cfg.T1) if va else None
+    tr2 = step2_pairs(tr, predict_fn, pairs=some(tr.all_pairs(), cfg.max_step2_pairs))
+    va2 = step2_pairs(va, predict_fn, pairs=va_pairs) if va else None
+    val_step1 = evaluate_pairs(model, va, va_pairs, cfg.T1) if va else None
     model2 = build(cfg.arch, ps.n)
     model2.load_state_dict(step1_state)
     t2 = time.perf_counter()
@@ -249,7 +256,7 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
     export_onnx(model, out / "step1.onnx", cfg.size)
     export_onnx(model2, out / "step2.onnx", cfg.size)
     check_set = va if va is not None else tr
-    xb, _ = check_set.batch(check_set.all_pairs()[rng.permutation(check_set.n_rois * check_set.n)[:64]])
+    xb, _ = check_set.batch(some(check_set.all_pairs(), 64))
     diffs = {"step1": onnx_max_abs_diff(model, out / "step1.onnx", xb),
              "step2": onnx_max_abs_diff(model2, out / "step2.onnx", xb)}
     save_weights(out / WEIGHTS, {"step1": model, "step2": model2})
@@ -258,7 +265,7 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
         arch=cfg.arch, n_slices=ps.n, encoding=enc.to_dict(), params=count_params(model), macs=macs,
         data={"stacks_dir": str(stacks_dir), "stacks": len(paths), "rois_with_gt": ps.n_rois,
               "train_rois": tr.n_rois, "val_rois": va.n_rois if va else 0,
-              "val_stacks": [Path(ps.stacks[i]).name for i in val_ids],
+              "val_stacks": [Path(ps.stacks[i]).name for i in val_ids], "val_pairs": int(len(va_pairs)) if va_pairs is not None else 0,
               "sources": sorted({str(m.get("source")) for m in ps.stack_meta if m.get("source")})[:200],
               "step1_samples": tr.n_rois * tr.n, "step2_samples": int(len(tr2))},
         settings={**asdict(cfg), "epochs2": cfg.n_epochs2, "init": str(init) if init else None,

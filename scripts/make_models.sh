@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Regenerates the shipped PE models (models/) from scratch on a CPU:
+#   1. simulated focal stacks with the project's own simulator (hil_af.model.simdata):
+#      training: sim-default profile, seeds 0..N_TRAIN-1, dense 64 px RoIs;
+#      evaluation: sim-wide profile (a lens NOT seen in training), seeds 1000.., standard 3x4 RoIs;
+#   2. hil-af train (step 1 + step 2, ONNX export, weights.npz, card.json);
+#   3. the two-step protocol on the sim-wide stacks (python -m hil_af.model.validate),
+#      written into card.json / MODEL_CARD.md.
+# ABLATION=1 also trains the same model with --no-roi-pe into models/ablation-no-roi-pe.
+# Measured on the 2-core dev box: see docs/model.md (about 20 min without ablation).
+# Stacks go to data/pe (gitignored).  Needs the [train] extra (torch).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+N_TRAIN=${N_TRAIN:-100}
+N_EVAL=${N_EVAL:-20}
+EPOCHS=${EPOCHS:-5}
+EPOCHS2=${EPOCHS2:-2}
+SAMPLES=${SAMPLES:-32000}
+THREADS=${THREADS:-2}
+OUT=${OUT:-models}
+DATA=${DATA:-data/pe}
+start=$(date +%s)
+"$PY" -m hil_af.model.simdata --out "$DATA/train-dense" --profile sim-default --seeds "0:$N_TRAIN" --grid dense
+"$PY" -m hil_af.model.simdata --out "$DATA/eval-sim-wide" --profile sim-wide --seeds "1000:$((1000 + N_EVAL))" --grid 3x4
+train() {  # $1 = out dir, rest = extra flags
+  local out=$1; shift
+  "$PY" -m hil_af.cli train --stacks "$DATA/train-dense" --out "$out" --epochs "$EPOCHS" --epochs2 "$EPOCHS2" \
+    --samples-per-epoch "$SAMPLES" --threads "$THREADS" --seed 0 "$@"
+  "$PY" -m hil_af.model.report --model "$out" --eval-stacks "$DATA/eval-sim-wide" --profile sim-wide
+}
+train "$OUT"
+if [ "${ABLATION:-0}" = 1 ]; then
+  train "$OUT/ablation-no-roi-pe" --no-roi-pe
+  "$PY" -m hil_af.model.report --model "$OUT" --ablation "$OUT/ablation-no-roi-pe"
+fi
+echo "make_models.sh: done in $(( $(date +%s) - start )) s"
