@@ -134,7 +134,7 @@ def _open_npz(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ())
         raise BadInput(f"{path}: is a folder, not an .npz file")
     try:
         z = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as e:  # NotImplementedError: unsupported zip version/compression
         raise fail(str(path), f"not a readable .npz archive ({type(e).__name__}: {e})") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise fail(str(path), "not an .npz archive (a bare .npy array)")

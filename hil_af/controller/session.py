@@ -21,6 +21,23 @@ from ..frames import DualPixelFrame
 from .base import Limits
 
 
+BLACK_FRACTION = 0.0025      # mean below this fraction of the white level: a black frame
+SATURATED_FRACTION = 0.5     # more than this fraction of pixels at white: a saturated frame
+
+
+def exposure_problem(frame: DualPixelFrame) -> str:
+    """'' for a usable frame, else what is wrong with its exposure (black or saturated)."""
+    sub = frame.left[::4, ::4]
+    white = frame.white_level
+    mean = float(sub.mean()) + float(frame.right[::4, ::4].mean())
+    mean *= 0.5
+    if white and mean < BLACK_FRACTION * white:
+        return f"black frame (mean {mean:.1f} DN of {white:g})"
+    if white and float(np.mean(sub >= 0.99 * white)) > SATURATED_FRACTION:
+        return "saturated frame"
+    return ""
+
+
 class FocusSession:
     """Counts and guards the device traffic of one focus cycle.
 
@@ -81,6 +98,13 @@ class FocusSession:
         if self._commanded is not None and abs(target - self._commanded) < 1e-9:
             return target
         if self._commanded is None and abs(target - self.position) < 1e-9:
+            # Already commanded there (by an earlier cycle): command it again, uncounted, since the
+            # lens may have stalled short of it; a lens that is there does not move.
+            try:
+                self.rig.lens.move_to(target)
+            except DeviceError as e:
+                raise FocusFailed(f"lens move to {target:g} failed: {e}") from e
+            self._moved_at = self.clock.monotonic()
             self._commanded = target
             return target
         if self.moves >= self.limits.max_moves:
@@ -113,23 +137,30 @@ class FocusSession:
             self.clock.sleep(remaining)
 
     def capture(self) -> DualPixelFrame:
-        """A frame exposed after the lens settled; checks the lens reached its target."""
+        """A frame exposed after the lens settled; checks the lens reached its target.
+
+        A capture that times out, or a frame that is black or saturated, is
+        retried ``capture_retries`` times, then the cycle is Failed with the reason.
+        """
         self.steps += 1
         if self.steps > self.limits.max_steps:
             raise FocusFailed(f"step limit reached ({self.limits.max_steps} captures)")
         self._check_budget()
         self._wait_settled()
-        last: Exception | None = None
+        problem = ""
         for _ in range(1 + self.capture_retries):
+            self.captures += 1
             try:
                 frame = self.rig.source.capture()
-                break
             except DeviceTimeout as e:
-                last = e
-                self.captures += 1
+                problem = f"capture timed out {1 + self.capture_retries} times: {e}"
+                continue
+            bad = exposure_problem(frame)
+            if not bad:
+                break
+            problem = f"{bad} in {1 + self.capture_retries} captures in a row"
         else:
-            raise FocusFailed(f"capture timed out {1 + self.capture_retries} times: {last}")
-        self.captures += 1
+            raise FocusFailed(problem)
         lp = float(frame.lens_position)
         if self._commanded is not None and np.isfinite(lp) and abs(lp - self._commanded) > self.reach_tolerance:
             raise FocusFailed(

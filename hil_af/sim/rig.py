@@ -81,6 +81,8 @@ def open_sim(url: DriverURL, ctx: dict[str, Any]) -> Rig:
     """Open the simulated rig described by ``url`` (see module docstring)."""
     url.unknown_keys(ALLOWED_KEYS)
     seed = url.get("seed", 0, int)
+    if seed < 0:
+        raise BadInput(f"{url.raw}: seed must be an integer >= 0, got {seed}")
     scene = url.get("scene", "cards")
     if scene not in SCENES:
         raise BadInput(f"{url.raw}: scene={scene!r} is not a sim scene; known: {', '.join(SCENES)}")
