@@ -25,8 +25,8 @@ def default_methods(args) -> list[str]:
     methods = ["cdaf"]
     if args.calibration:
         methods += ["pdaf"]
-    if args.global_calibration or args.calibration:
-        methods += ["pdaf-global"]
+    if args.global_calibration:
+        methods += ["pdaf-global", "pdaf-loop"]
     model = args.model or models_dir()
     from pathlib import Path
 

@@ -95,7 +95,7 @@ class Controller:
         self.limits = limits or Limits()
         self.config = config or MethodConfig()
         self.calibration = calibration or _profile_path(rig, "per_position")
-        self.global_calibration = global_calibration or _profile_path(rig, "global") or self.calibration
+        self.global_calibration = global_calibration or _profile_path(rig, "global")
         self.flatfield = flatfield or _profile_path(rig, "flatfield")
         self.model_dir = model_dir
         self.threads = threads

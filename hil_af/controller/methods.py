@@ -9,6 +9,10 @@ are pure (``hil_af.pdaf`` via ``PdafPredictor``, the ONNX models via
 - ``pe2``:  capture -> step-1 -> move -> capture -> step-2 -> move (default).
 - ``pdaf`` / ``pdaf-global``: capture -> disparity -> calibrated target ->
   move, repeated until the predicted move is below ``pdaf_stop_slices``.
+- ``pdaf-loop``: the libcamera-style baseline: every frame, move by the
+  globally calibrated defocus (phase x gain), slew-limited to
+  ``loop_max_slew_slices`` per frame, until the step is below
+  ``pdaf_stop_slices`` (several frames, no per-position calibration).
 - ``cdaf``: contrast search (``contrast.contrast_search``).
 - ``hybrid``: pe2, falling back to pdaf (if calibrated) and then to contrast
   search when the dual-pixel confidence is low; a textureless RoI finally
@@ -25,7 +29,7 @@ import numpy as np
 from ..errors import BadInput, FocusFailed
 from .contrast import contrast_search
 
-METHODS = ("pe", "pe2", "pdaf", "pdaf-global", "cdaf", "hybrid")
+METHODS = ("pe", "pe2", "pdaf", "pdaf-global", "cdaf", "hybrid", "pdaf-loop")
 
 
 @dataclass
@@ -44,6 +48,8 @@ class MethodConfig:
     pdaf_min_confidence: float = 0.2    # pdaf: below this the disparity is not trusted
     pdaf_stop_slices: float = 0.5       # pdaf: stop when the predicted move is below this many slices
     pdaf_max_iters: int = 4
+    loop_max_slew_slices: float = 8.0   # pdaf-loop: largest step per frame (libcamera maxSlew ~ 2 dioptres)
+    loop_max_frames: int = 12
 
 
 def combine(values: np.ndarray, weights: np.ndarray, confidence: np.ndarray) -> tuple[float, float]:
@@ -96,6 +102,26 @@ def run_pdaf(session, ctx, rois, weights, global_fit: bool) -> MethodOutcome:
             return MethodOutcome(session.clamp(target) if abs(target - here) > 0 else here, conf)
         session.move_to(target)
     return MethodOutcome(session.position, conf)
+
+
+def run_pdaf_loop(session, ctx, rois, weights) -> MethodOutcome:
+    predictor = ctx.pdaf(True)
+    spacing = float(np.median(np.abs(np.diff(session.positions))))
+    max_slew = ctx.config.loop_max_slew_slices * spacing
+    conf = 0.0
+    for _ in range(ctx.config.loop_max_frames):
+        frame = session.capture()
+        with session.compute():
+            est = predictor.predict(frame, rois)
+        ok = np.asarray(est.confidence) >= ctx.config.pdaf_min_confidence
+        if not np.any(ok):
+            raise FocusFailed(f"low PDAF confidence: best {float(np.max(est.confidence)):.2f} < {ctx.config.pdaf_min_confidence}")
+        defocus, conf = combine(np.asarray(est.defocus)[ok], weights[ok], np.asarray(est.confidence)[ok])
+        step = float(np.clip(-defocus, -max_slew, max_slew))
+        if abs(step) < ctx.config.pdaf_stop_slices * spacing:
+            return MethodOutcome(session.position, conf)
+        session.move_to(session.position + step)
+    raise FocusFailed(f"pdaf-loop did not converge in {ctx.config.loop_max_frames} frames")
 
 
 def run_cdaf(session, ctx, rois, weights) -> MethodOutcome:
@@ -153,6 +179,7 @@ RUNNERS: dict[str, Callable[..., MethodOutcome]] = {
     "pdaf": lambda s, c, r, w: run_pdaf(s, c, r, w, global_fit=False),
     "pdaf-global": lambda s, c, r, w: run_pdaf(s, c, r, w, global_fit=True),
     "cdaf": run_cdaf,
+    "pdaf-loop": run_pdaf_loop,
     "hybrid": run_hybrid,
 }
 
