@@ -155,14 +155,14 @@ def test_frames_that_never_come_fail_clearly():
     assert_still_serving(svc)
 
 
-
-
-@pytest.mark.parametrize("kind", ["black", "saturated", "flat"])
-def test_every_frame_bad_fails_with_a_reason(kind):
+@pytest.mark.parametrize("kind, reason", [("black", "black frame (mean "), ("saturated", "saturated frame in 3 captures"),
+                                          ("flat", "no contrast peak")])
+def test_every_frame_bad_fails_with_a_reason(kind, reason):
     rig = sim_rig(f"fault_frame={kind}&fault_p=1")
     svc = service(rig)
     r = focus(svc)
     assert assert_clear(r, rig) == "Failed", r
+    assert r["reason"].startswith(reason), r["reason"]
     assert_still_serving(svc)
 
 
