@@ -179,6 +179,7 @@ def _cal_for_predictor(gain_grid, offset_grid, kind="per-position"):
     R, C = np.shape(gain_grid)
     cal["grid"] = [R, C]
     cal["kind"] = kind
+    cal["disparity_limit_px"] = 4.0
     base = cal["cells"][0]
     cal["cells"] = [dict(base, row=r, col=c, gain_px_per_unit=float(gain_grid[r][c]), offset_px=float(offset_grid[r][c]))
                     for r in range(R) for c in range(C)]

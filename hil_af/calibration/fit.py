@@ -12,7 +12,7 @@ slice of ``gt_index``), or the lens position of slice ``gt_index``.
 plane (a RoI belongs to the cell holding its centre; ``origin`` honoured),
 the line ``disparity = g * defocus + o`` robustly: points below the
 confidence floor are dropped, points with ``|disparity|`` above
-``disparity_limit`` (default 0.3 x max_shift: the near-focus range, which
+``disparity_limit`` (default 0.17 x max_shift: the near-focus range, which
 sets where the AF loop converges) are not used, whole tracks (one RoI of one
 stack) that disagree with the cell's consensus are dropped
 (``track_consensus``: RoIs straddling two depths, or labelled with a depth
@@ -42,7 +42,7 @@ from .store import FORMAT, MODEL_TEXT, VERSION
 DEFAULT_METHOD = "xcorr"
 DEFAULT_MAX_SHIFT = 12.0
 DEFAULT_MIN_CONFIDENCE = 0.2
-DEFAULT_LIMIT_FRACTION = 0.3  # disparity_limit = this x max_shift: the near-focus range (measured: docs/pdaf-calibration.md)
+DEFAULT_LIMIT_FRACTION = 0.17  # disparity_limit = this x max_shift (2 px at 12): the near-focus range (measured: docs/pdaf-calibration.md)
 MIN_POINTS = 20
 SAMPLES_PER_CELL = 150
 

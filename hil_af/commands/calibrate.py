@@ -53,7 +53,7 @@ def add_arguments(p) -> None:
     f.add_argument("--max-shift", type=float, default=None, metavar="PX", help="estimator search range, px (default 12)")
     f.add_argument("--min-confidence", type=float, default=None, help="drop measurements below this confidence (default 0.2)")
     f.add_argument("--disparity-limit", type=float, default=None, metavar="PX",
-                   help="fit only |disparity| <= PX (default 0.3 x max shift: the near-focus range)")
+                   help="fit only |disparity| <= PX (default 0.17 x max shift = 2 px: the near-focus range)")
     f.add_argument("--no-progress", action="store_true")
     add_json_option(f)
     f.set_defaults(_sub=_fit)
