@@ -319,7 +319,7 @@ def fit_calibration(samples: Samples, grid: tuple[int, int] = (3, 4), *, global_
             f = {k: float(np.mean([q[k] for q in src])) for k in ("gain_px_per_unit", "offset_px", "residual_rms_px", "r2")}  # type: ignore[index]
             f["n_points"] = 0
             borrowed_from = [list(divmod(j, C)) for j in near]
-        cell = {"row": r, "col": c, "y0": round(r * H / R, 3), "y1": round((r + 1) * H / R, 3),
+        cell: dict[str, Any] = {"row": r, "col": c, "y0": round(r * H / R, 3), "y1": round((r + 1) * H / R, 3),
                 "x0": round(c * W / C, 3), "x1": round((c + 1) * W / C, 3)}
         cell.update(_decorate(dict(f), s.slice_spacing))
         cell["borrowed"] = bool(borrowed_from)

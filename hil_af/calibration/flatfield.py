@@ -203,7 +203,7 @@ class FlatField:
         """Write FLAT.npz atomically; returns the path."""
         p = Path(path)
         meta = {"format": FORMAT, "version": VERSION, **{k: v for k, v in self.meta.items() if k not in ("format", "version")}}
-        arrays = {
+        arrays: dict[str, np.ndarray] = {
             "gain_left": np.asarray(self.gain_left, np.float32),
             "gain_right": np.asarray(self.gain_right, np.float32),
             "knot_y": np.asarray(self.knot_y, np.float64),
