@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import BadInput
 from ..frames import DualPixelFrame, validate_rois
-from ..pdaf import crop_patches, estimate
+from ..pdaf import estimate, estimate_rois
 from .flatfield import FlatField, file_sha256, load_flatfield
 from .store import load_calibration, validate
 
@@ -149,23 +149,10 @@ class PdafPredictor:
             raise BadInput("the frame does not say its lens position: PDAF cannot give a target")
         rois = validate_rois(rois, frame.shape)
         y0, x0 = frame.origin
-        left, right = frame.left, frame.right
-        P = rois.shape[0]
-        d = np.zeros(P)
-        conf = np.zeros(P)
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, r in enumerate(rois):
-            groups.setdefault((int(r[2]), int(r[3])), []).append(i)
-        for idx in groups.values():
-            sub = rois[idx]
-            L, R = crop_patches(left, right, sub)
-            gains = None
-            if self.flatfield is not None:
-                full = sub.astype(np.int64) + np.array([x0, y0, 0, 0])
-                gains = self.flatfield.roi_gains(full)
-            res = estimate(L, R, method=self.method, max_shift=self.max_shift, refine=self.refine,
-                           white_level=frame.white_level, gains=gains)
-            d[idx], conf[idx] = res.disparity_px, res.confidence
+        gains = self.flatfield.gains(frame.origin, frame.shape) if self.flatfield is not None else None
+        res = estimate_rois(frame.left, frame.right, rois, method=self.method, max_shift=self.max_shift,
+                            refine=self.refine, white_level=frame.white_level, gains=gains)
+        d, conf = res.disparity_px, res.confidence
         cx = x0 + rois[:, 0] + rois[:, 2] / 2.0
         cy = y0 + rois[:, 1] + rois[:, 3] / 2.0
         return self._finish(d, conf, cx, cy, frame.lens_position)
