@@ -292,3 +292,21 @@ def test_whole_track_outliers_are_dropped_by_track_consensus():
     cal = fit_calibration(s, (1, 1), max_shift=12, disparity_limit=10)
     assert cal["cells"][0]["gain_px_per_unit"] == pytest.approx(-0.015, rel=0.02)
     assert cal["cells"][0]["offset_px"] == pytest.approx(0.2, abs=0.03)
+
+
+def test_far_from_focus_a_wider_second_look_measures_beyond_the_roi_search_range():
+    """A 20 px disparity does not fit a 64-px RoI's +-12 px search; the predictor's wider window does."""
+    cal = _cal_for_predictor([[-0.02] * 4] * 3, [[0.0] * 4] * 3)
+    cal["estimator"]["max_shift_px"] = 12.0
+    fr = _textured_frame(20.0, lens_position=600.0)
+    rois = np.array([[120, 80, 64, 64]], np.int32)
+    narrow = PdafPredictor(cal, grow=1).predict(fr, rois)
+    wide = PdafPredictor(cal).predict(fr, rois)
+    assert abs(narrow.disparity_px[0] - 20) > 5
+    assert wide.disparity_px[0] == pytest.approx(20.0, abs=0.3)
+    assert wide.target_position[0] == pytest.approx(600 + 1000, abs=20)
+    assert not wide.in_range[0]
+    # near focus the RoI alone is used: same answer with or without the second look
+    near = _textured_frame(1.0, lens_position=600.0)
+    assert PdafPredictor(cal).predict(near, rois).disparity_px[0] == pytest.approx(
+        PdafPredictor(cal, grow=1).predict(near, rois).disparity_px[0])

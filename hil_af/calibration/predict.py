@@ -16,6 +16,13 @@ the calibration's ``disparity_limit_px`` (the linear model is extrapolated
 there).  Lowering the confidence there instead made the controller give up
 on far-from-focus starts (measured: 24-36 % Failed on the sim eval).
 
+Far from focus the disparity outgrows a RoI (a 64-px RoI searches +-12 px):
+RoIs whose confidence is below 0.3 or whose peak sits at the search edge
+get a second look through a window ``grow`` (3) times wider with a search
+``grow`` times longer, kept where it is more confident.  On the sim eval
+this cut the controller's Failed rate from 16 % to 9 % (sim-default) and
+23 % to 14 % (sim-wide); grow 2 and 5 did worse overall.
+
 Flat field: ``from_file`` uses ``flatfield_path`` if given, else the one the
 calibration records (resolved beside CAL.json), so a calibration fitted on
 flat-fielded frames is applied to flat-fielded frames.
@@ -36,6 +43,9 @@ from ..frames import DualPixelFrame, validate_rois
 from ..pdaf import estimate, estimate_rois
 from .flatfield import FlatField, file_sha256, load_flatfield
 from .store import load_calibration, validate
+
+
+GROW_BELOW_CONFIDENCE = 0.3  # predict(): RoIs below this (or at the search edge) get a wider second look
 
 
 @dataclass
@@ -63,11 +73,12 @@ class PdafPredictor:
     """Classical PDAF through a calibration (CAL.json object ``cal``)."""
 
     def __init__(self, cal: dict[str, Any], flatfield: FlatField | None = None, interpolation: str = "bilinear",
-                 name: str = "calibration"):
+                 name: str = "calibration", grow: float = 3.0):
         self.cal = validate(cal, name)
         if interpolation not in ("bilinear", "nearest"):
             raise BadInput(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
         self.interpolation = interpolation
+        self.grow = float(grow)
         self.flatfield = flatfield
         self.name = name
         R, C = cal["grid"]
@@ -152,10 +163,37 @@ class PdafPredictor:
         gains = self.flatfield.gains(frame.origin, frame.shape) if self.flatfield is not None else None
         res = estimate_rois(frame.left, frame.right, rois, method=self.method, max_shift=self.max_shift,
                             refine=self.refine, white_level=frame.white_level, gains=gains)
-        d, conf = res.disparity_px, res.confidence
+        d, conf = res.disparity_px.copy(), res.confidence.copy()
+        if self.grow > 1:
+            d, conf = self._wide_search(frame, rois, gains, d, conf)
         cx = x0 + rois[:, 0] + rois[:, 2] / 2.0
         cy = y0 + rois[:, 1] + rois[:, 3] / 2.0
         return self._finish(d, conf, cx, cy, frame.lens_position)
+
+    def _wide_search(self, frame: DualPixelFrame, rois: np.ndarray, gains, d: np.ndarray, conf: np.ndarray):
+        """Far from focus: re-measure weak or range-edge RoIs in a window ``grow`` times wider with a
+        ``grow`` times longer search, and keep that where it is more confident (the disparity there
+        exceeds what the RoI itself can hold; the loop re-measures with the RoI once closer)."""
+        weak = (conf < GROW_BELOW_CONFIDENCE) | (np.abs(d) >= self.max_shift - 1.0)
+        if not weak.any():
+            return d, conf
+        H, W = frame.shape
+        big = []
+        for x, y, w, h in rois[weak]:
+            nw = min(W, int(w * self.grow))
+            nx = int(np.clip(x + w / 2 - nw / 2, 0, W - nw))
+            big.append((nx, y, nw, h))
+        bw = np.array(big, np.int32)
+        shift = min(self.max_shift * self.grow, (int(bw[:, 2].min()) - 4) // 2)
+        if shift <= self.max_shift:
+            return d, conf
+        res = estimate_rois(frame.left, frame.right, bw, method=self.method, max_shift=shift, refine=self.refine,
+                            white_level=frame.white_level, gains=gains)
+        better = res.confidence > conf[weak]
+        idx = np.flatnonzero(weak)[better]
+        d[idx] = res.disparity_px[better]
+        conf[idx] = res.confidence[better]
+        return d, conf
 
     def predict_patches(self, left: np.ndarray, right: np.ndarray, centres_full_norm: np.ndarray,
                         lens_positions: Sequence[float] | np.ndarray, white_level: float | None = None) -> PdafEstimate:
