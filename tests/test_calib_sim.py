@@ -5,8 +5,8 @@ scenes of 12 RoIs (the 3 x 4 grid), 25 slices each.  One-shot prediction
 (one capture at each start slice -> target through the calibration) is
 scored in slices against the rig's truth, for the 10 RoIs off the centre.
 Measured with these seeds (median |error| / fraction within 1 slice, off-centre):
-  sim-default: per-position 0.36 / 0.73, global 0.72 / 0.62
-  sim-wide:    per-position 0.87 / 0.52, global 2.12 / 0.30
+  sim-default: per-position 0.37 / 0.73, global 0.73 / 0.62
+  sim-wide:    per-position 0.80 / 0.54, global 1.95 / 0.31
 (the lead's ``hil-af eval`` runs the full closed-loop protocol; docs/pdaf-calibration.md.)
 """
 
