@@ -52,9 +52,14 @@ def test_fit_per_position_global_and_with_flatfield(sweeps, tmp_path, capsys):
                  "--flatfield", str(flat), "--no-progress"]) == 0
     capsys.readouterr()
     rec = load_calibration(calf)["flatfield"]
-    assert rec["path"] == str(flat.resolve()) and rec["sha256"] == file_sha256(flat)
+    assert rec["path"] == "FLAT.npz" and rec["sha256"] == file_sha256(flat)  # relative to CAL.json's folder
     pr = PdafPredictor.from_file(calf)  # picks the recorded flat field up by itself
-    assert pr.flatfield is not None and pr.flatfield.path == flat.resolve()
+    assert pr.flatfield is not None and pr.flatfield.path.resolve() == flat.resolve()
+    moved = tmp_path / "bundle"
+    moved.mkdir()
+    calf.rename(moved / calf.name)
+    flat.rename(moved / flat.name)
+    assert PdafPredictor.from_file(moved / calf.name).flatfield is not None  # the bundle moves as a whole
 
 
 def test_report_writes_pngs_and_an_index(sweeps, tmp_path, capsys):

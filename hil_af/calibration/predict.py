@@ -62,6 +62,22 @@ class PdafEstimate:
     in_range: np.ndarray | None = None  # bool [P]: |disparity| within the calibration's fitted range
 
 
+def recorded_flatfield(cal: dict[str, Any], cal_path: str | os.PathLike) -> Path | None:
+    """The flat field a calibration records (relative paths resolve beside CAL.json), or None.
+
+    BadInput when it is recorded but found nowhere."""
+    rec = cal.get("flatfield")
+    if rec is None:
+        return None
+    p = Path(cal_path)
+    rp = Path(rec["path"])
+    cand = [p.parent / rp, p.parent / rp.name] if not rp.is_absolute() else [rp, p.parent / rp.name]
+    found = next((c for c in cand if c.is_file()), None)
+    if found is None:
+        raise BadInput(f"{p} was fitted on flat-fielded frames ({rec['path']}), which is not found: pass --flatfield FLAT.npz")
+    return found
+
+
 def _axis_weights(q: np.ndarray, n: int, size: float) -> tuple[np.ndarray, np.ndarray]:
     """Bilinear (i0, t) of coordinates q (px) over n cell centres spaced size/n apart (held at the ends)."""
     f = np.clip(np.asarray(q, np.float64) / (size / n) - 0.5, 0.0, n - 1.0)
@@ -110,13 +126,7 @@ class PdafPredictor:
             elif rec is None:
                 warnings.warn(f"{p} was fitted without a flat field; applying {flatfield_path} anyway", stacklevel=2)
         elif rec is not None:
-            cand = [Path(rec["path"]), p.parent / Path(rec["path"]).name]
-            if not Path(rec["path"]).is_absolute():
-                cand.insert(0, p.parent / rec["path"])
-            found = next((c for c in cand if c.is_file()), None)
-            if found is None:
-                raise BadInput(f"{p} was fitted on flat-fielded frames ({rec['path']}), which is not found: pass --flatfield FLAT.npz")
-            ff = load_flatfield(found)
+            ff = load_flatfield(recorded_flatfield(cal, p))
         return cls(cal, flatfield=ff, interpolation=interpolation, name=str(p))
 
     # -- coefficients ----------------------------------------------------

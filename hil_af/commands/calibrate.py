@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import os
+
 import sys
 from pathlib import Path
 
@@ -128,7 +130,9 @@ def _fit(args) -> int:
     ff = ff_rec = None
     if args.flatfield:
         ff = load_flatfield(args.flatfield)
-        ff_rec = {"path": str(Path(args.flatfield).resolve()), "sha256": file_sha256(args.flatfield)}
+        # recorded relative to CAL.json's folder, so a calibration bundle can be moved as a whole
+        rel = os.path.relpath(Path(args.flatfield).resolve(), Path(args.out).resolve().parent)
+        ff_rec = {"path": rel, "sha256": file_sha256(args.flatfield)}
     samples = F.measure_stacks(files, method=method, max_shift=max_shift, flatfield=ff, progress=not args.no_progress)
     kw = {}
     if args.min_confidence is not None:
@@ -165,7 +169,10 @@ def _report(args) -> int:
         from ..calibration import fit as F
         from ..calibration.flatfield import load_flatfield
 
-        ff = load_flatfield(cal["flatfield"]["path"]) if cal.get("flatfield") else None
+        from ..calibration.predict import recorded_flatfield
+
+        found = recorded_flatfield(cal, args.calibration)
+        ff = load_flatfield(found) if found else None
         est = cal["estimator"]
         s = F.measure_stacks(F.stack_files(args.stacks), method=est["method"], max_shift=est["max_shift_px"],
                              refine=est.get("refine", "upsample"), flatfield=ff)
