@@ -68,6 +68,8 @@ class AFService:
         self.close_error: str | None = None
         self.last_status: dict[str, Any] = {}
         self.started = time.monotonic()
+        self._handlers = {"focus": self._cmd_focus, "status": self._cmd_status, "mode": self._cmd_mode,
+                          "move": self._cmd_move}
 
     # -- life cycle -------------------------------------------------------
     def open(self) -> None:
@@ -234,7 +236,7 @@ class AFService:
         """One request -> one reply dict; never raises."""
         self.count("requests")
         try:
-            reply = getattr(self, f"_cmd_{req.cmd}")(req)
+            reply = self._handlers[req.cmd](req)
         except BadInput as e:
             reply = error_reply(str(e), req.id)
         except RigBusy as e:
