@@ -91,6 +91,9 @@ def test_several_clients_and_continuous_mode_then_stop_mid_cycle():
         assert len(out) == 9 and all(r["ok"] for r in out), out
         assert sorted(r["id"] for r in out if "id" in r) == [f"{k}.{i}" for k in range(3) for i in range(2)]
         with d.client() as c:
+            if (REPO / "calibration" / "examples" / "sim-default" / "cal.json").exists():  # the profile's calibration
+                p = c.ask({"cmd": "focus", "method": "pdaf"})
+                assert p["method"] == "pdaf" and p["state"] in ("Focused", "Failed"), p
             assert c.ask({"cmd": "mode", "mode": "continuous"})["ok"]
             time.sleep(0.5)
             st = c.ask({"cmd": "status"})
@@ -128,12 +131,15 @@ def test_sighup_reloads_profile_and_a_broken_profile_keeps_the_old_setup():
     (["sim://?seed=1&bogus=1"], 2, "unknown query parameter"),
     (["nosuch://x"], 2, "unknown driver scheme"),
     (["sim://?seed=1", "--method", "pdaf", "--calibration", "/nonexistent/CAL.json"], 2, "CAL.json"),
-    (["sim://?seed=1", "--method", "pdaf"], 2, "needs a calibration"),
+    (["sim://?seed=1", "--method", "pdaf", "--calibration", "BADCAL"], 2, "not a valid calibration file"),
     (["sim://?seed=1", "--method", "pe2", "--model", "/nonexistent"], 2, "model card"),
 ])
 def test_startup_failures_exit_with_a_message_and_leave_no_socket(args, code, fragment):
     d = short_dir()
     sock = os.path.join(d, "af.sock")
+    bad = Path(d) / "CAL.json"
+    bad.write_text('{"format": "hil-af-calibration", "version": 1')  # truncated
+    args = [str(bad) if a == "BADCAL" else a for a in args]
     cmd = [sys.executable, "-m", "hil_af.cli", "serve", *args, "--socket", sock, "--clock", "sim"]
     if "--method" not in args:
         cmd += ["--method", "cdaf"]
@@ -142,7 +148,7 @@ def test_startup_failures_exit_with_a_message_and_leave_no_socket(args, code, fr
     assert p.returncode == code, p.stderr
     assert fragment in p.stderr and "Traceback" not in p.stderr
     assert not os.path.exists(sock)
-    os.rmdir(d)
+    shutil.rmtree(d)
 
 
 def test_default_method_pe2_loads_its_model_before_ready():

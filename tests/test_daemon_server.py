@@ -8,6 +8,7 @@ controller and the simulated rig are in test_daemon_e2e.py.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import stat
 import threading
@@ -159,6 +160,7 @@ def running():
     for r in made:
         if r.thread.is_alive():
             r.stop()
+        shutil.rmtree(r.dir, ignore_errors=True)
 
 
 def test_commands_and_replies(running):
@@ -343,7 +345,7 @@ def test_continuous_mode_runs_the_control_loop(running):
     r.stop()
 
 
-def test_socket_path_checks(tmp_path):
+def test_socket_path_checks():
     d = short_dir()
     path = os.path.join(d, "x.sock")
     # a stale socket (nobody listening) is replaced
