@@ -20,6 +20,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -246,11 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(full + "\n")
     print(text)
-    for p in (notify_path, log_path):
-        try:
-            os.unlink(p)
-        except FileNotFoundError:
-            pass
+    if rc != 0:
+        print(Path(log_path).read_text(errors="replace")[-4000:], file=sys.stderr)
+    shutil.rmtree(work, ignore_errors=True)
     ok = rc == 0 and alive_before_stop and stats["internal_errors"] == 0 and not stats["transport_errors"]
     return 0 if ok else 1
 
