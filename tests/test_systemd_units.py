@@ -118,3 +118,19 @@ def test_systemd_analyze_verify(tmp_path):
         names.append(str(tmp_path / target))
     p = subprocess.run([exe, "verify", "--man=no", *names], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stderr.strip() == "", p.stderr + p.stdout
+
+
+def test_systemd_analyze_security_exposure_at_most_2(tmp_path):
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        pytest.skip("systemd-analyze not installed (Debian/Ubuntu: apt-get install -y systemd)")
+    hil_af = shutil.which("hil-af") or "/bin/true"
+    for name in ALL:
+        target = "hil-af@cam0.service" if name == "hil-af@.service" else name
+        (tmp_path / target).write_text((UNITS / name).read_text().replace("/opt/hil-af/.venv/bin/hil-af", hil_af))
+        p = subprocess.run([exe, "security", "--offline=true", "--threshold=20", "--no-pager", str(tmp_path / target)],
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0 and "Unknown option" in p.stderr + p.stdout:
+            pytest.skip(f"this systemd-analyze has no offline security check: {p.stderr.strip()}")
+        assert p.returncode == 0, f"{name}: exposure above 2.0\n{p.stdout[-2000:]}"
+        assert "Overall exposure level" in p.stdout
