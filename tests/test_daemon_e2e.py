@@ -160,3 +160,34 @@ def test_default_method_pe2_loads_its_model_before_ready():
             f = c.ask({"cmd": "focus"})
             assert f["method"] == "pe2" and f["state"] in ("Focused", "Failed"), f
         assert d.terminate() == 0, d.stderr()
+
+
+def test_sighup_reloads_the_calibration_file():
+    src = REPO / "calibration" / "examples" / "sim-default"
+    if not (src / "cal.json").exists():
+        pytest.skip("no shipped sim calibration (scripts/make_calibrations.sh writes calibration/examples)")
+    work = short_dir()
+    try:
+        for name in ("cal.json", "flat.npz"):
+            shutil.copy(src / name, Path(work) / name)
+        cal = Path(work) / "cal.json"
+        good = cal.read_text()
+        with DaemonProcess("sim://?seed=2", "--calibration", str(cal), method="pdaf") as d:
+            d.wait_ready()
+            with d.client() as c:
+                assert c.ask({"cmd": "focus"})["method"] == "pdaf"
+            cal.write_text(good[: len(good) // 2])  # a half-written calibration
+            d.proc.send_signal(signal.SIGHUP)
+            assert d.notify.wait_for("READY=1", 10, n=2), d.stderr()
+            assert any("reload failed" in ln and "not a valid calibration file" in ln for ln in d.notify.lines())
+            with d.client() as c:  # still serving with the calibration it had
+                assert c.ask({"cmd": "focus"})["method"] == "pdaf"
+                assert c.ask({"cmd": "status"})["counts"]["reloads"] == 0
+            cal.write_text(good)
+            d.proc.send_signal(signal.SIGHUP)
+            assert d.notify.wait_for("READY=1", 10, n=3), d.stderr()
+            with d.client() as c:
+                assert c.ask({"cmd": "status"})["counts"]["reloads"] == 1
+            assert d.terminate() == 0
+    finally:
+        shutil.rmtree(work)
