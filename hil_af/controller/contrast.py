@@ -33,8 +33,10 @@ def parabolic_peak(y_minus: float, y0: float, y_plus: float) -> float:
 
 
 def contrast_search(session, rois: np.ndarray, weights: np.ndarray, coarse_step: int = 4,
-                    fine_radius: int = 3, min_peak_ratio: float = 1.15) -> tuple[float, float]:
+                    fine_radius: int = 3, min_peak_ratio: float = 1.15, contrast=roi_contrast) -> tuple[float, float]:
     """Coarse-then-fine contrast search. Returns (target position, confidence in [0, 1]).
+
+    ``contrast(frame, rois) -> float64 [P]`` is the focus measure (``roi_contrast``).
 
     Raises FocusFailed when the contrast curve is flat (no texture in the RoIs).
     """
@@ -46,7 +48,7 @@ def contrast_search(session, rois: np.ndarray, weights: np.ndarray, coarse_step:
             session.move_to_slice(k)
             frame = session.capture()
             with session.compute():
-                measured[k] = float(np.dot(weights, roi_contrast(frame, rois)))
+                measured[k] = float(np.dot(weights, contrast(frame, rois)))
         return measured[k]
 
     coarse = list(range(0, n, coarse_step))

@@ -75,6 +75,10 @@ class Estimators:
     def view_hw(self) -> tuple[int, int]:
         return self.c.view_hw()
 
+    def contrast(self, frame, rois) -> np.ndarray:
+        """Focus measure of each RoI (``contrast.roi_contrast``), float64 [P]."""
+        return roi_contrast(frame, rois)
+
 
 class Controller:
     """Autofocus on one rig.

@@ -125,7 +125,7 @@ def run_pdaf_loop(session, ctx, rois, weights) -> MethodOutcome:
 
 
 def run_cdaf(session, ctx, rois, weights) -> MethodOutcome:
-    target, conf = contrast_search(session, rois, weights)
+    target, conf = contrast_search(session, rois, weights, contrast=ctx.contrast)
     return MethodOutcome(target, conf)
 
 
