@@ -56,7 +56,7 @@ def test_custom_profile_file_drives_the_sim(tmp_path, monkeypatch):
     path.write_text(text.replace('name = "sim-default"', 'name = "my-sim"'))
     with open_rig(str(path), clock=SimClock()) as rig:
         assert rig.name == "my-sim" and rig.source.params.field_curvature_dioptres == 1.25
-    path.write_text(text + "bogus_knob = 3\n")
+    path.write_text(text.replace("[sim]\n", "[sim]\nbogus_knob = 3\n"))
     with pytest.raises(FormatError, match="bogus_knob"):
         open_rig(str(path), clock=SimClock())
     # a profile folder without sim-default still opens a bare sim:// URL (shipped defaults)
