@@ -7,7 +7,8 @@
 #   3. the two-step protocol on the sim-wide stacks (python -m hil_af.model.validate),
 #      written into card.json / MODEL_CARD.md.
 # ABLATION=1 also trains the same model with --no-roi-pe into models/ablation-no-roi-pe.
-# Measured on the 2-core dev box: see docs/model.md (about 20 min without ablation).
+# Measured on the shared 2-core dev box: 26 min 47 s with ABLATION=1 (stacks already rendered; rendering
+# them took another ~7 min); see docs/model.md for the breakdown.
 # Stacks go to data/pe (gitignored).  Needs the [train] extra (torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,5 +34,7 @@ train "$OUT"
 if [ "${ABLATION:-0}" = 1 ]; then
   train "$OUT/ablation-no-roi-pe" --no-roi-pe
   "$PY" -m hil_af.model.report --model "$OUT" --ablation "$OUT/ablation-no-roi-pe"
+  # ship the ablation's ONNX files + card only (< 2 MB); its weights stay with the data
+  mv "$OUT/ablation-no-roi-pe/weights.npz" "$DATA/ablation-no-roi-pe-weights.npz"
 fi
 echo "make_models.sh: done in $(( $(date +%s) - start )) s"

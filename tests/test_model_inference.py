@@ -180,3 +180,19 @@ def test_shipped_models_run_without_torch():
     if not (d / "card.json").is_file():
         pytest.skip(f"no shipped model in {d} (run scripts/make_models.sh)")
     _run_no_torch(d)
+
+
+def test_shipped_card_matches_its_files():
+    from hil_af.model.card import sha256
+    from hil_af.model.inference import read_card
+    from hil_af.paths import models_dir
+
+    d = models_dir()
+    if not (d / "card.json").is_file():
+        pytest.skip(f"no shipped model in {d} (run scripts/make_models.sh)")
+    card = read_card(d)
+    assert card["encoding"]["roi_pe"] is True and card["encoding"]["lens_pe"] is True
+    assert card["params"] <= 600_000 and card["flops"] <= 50_000_000
+    for key, fname in card["files"].items():
+        assert sha256(d / fname) == card["sha256"][key], f"{fname} differs from card.json (stale card?)"
+    assert card["eval"]["profile"] != "sim-default"  # evaluated on a profile it was not trained on

@@ -94,7 +94,8 @@ def render_markdown(card: dict[str, Any], extra: str = "") -> str:
         "", "## Data", "",
         f"- {d.get('stacks')} focal stacks from `{d.get('stacks_dir')}`; {d.get('rois_with_gt')} RoIs with ground truth; "
         f"{d.get('val_rois')} RoIs of {len(d.get('val_stacks', []))} whole stacks held out for validation",
-        f"- step-1 samples {d.get('step1_samples')}, step-2 samples {d.get('step2_samples')}",
+        f"- step-1 pairs (RoI, slice) available {d.get('step1_samples')}, step-2 pairs {d.get('step2_samples')}; "
+        f"each epoch draws {s.get('max_samples_per_epoch') or 'all'} of them (seeded)",
         "", "## Training", "",
         f"- step 1: {s.get('epochs')} epochs, T={s.get('T1')}, lr {s.get('lr')}; step 2: {s.get('epochs2')} epochs, "
         f"T={s.get('T2')}, lr {s.get('lr2')}, initialised from step 1; batch {s.get('batch')}, seed {s.get('seed')}, "
@@ -103,7 +104,8 @@ def render_markdown(card: dict[str, Any], extra: str = "") -> str:
     ]
     val = card.get("val", {})
     if val.get("step1"):
-        lines += ["", "## Held-out validation (same profile, unseen stacks; per step, all start slices)", "",
+        lines += ["", f"## Held-out validation (same profile, held-out stacks, {d.get('val_pairs', '?')} random (RoI, slice) "
+                  "pairs; step 2 on the slices step 1 chose from them)", "",
                   "| step | loss | =0 % | <=1 % | MAE |", "|---|---|---|---|---|"]
         for k in ("step1", "step2"):
             m = val.get(k)
