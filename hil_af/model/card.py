@@ -120,6 +120,13 @@ def render_markdown(card: dict[str, Any], extra: str = "") -> str:
         lines += ["", f"## Evaluation on `{ev.get('profile')}` stacks (a lens profile NOT seen in training)", "",
                   f"{ev.get('stacks')} stacks, every RoI with gt, every start slice (paper's protocol).", "",
                   eval_table(ev["results"])]
+    ev2 = card.get("eval_same_profile")
+    if ev2:
+        lines += ["", f"## Evaluation on `{ev2.get('profile')}` stacks of scenes not used in training (same profile)", "",
+                  f"{ev2.get('stacks')} stacks, every RoI with gt, every start slice.", "", eval_table(ev2["results"])]
     if extra:
         lines += ["", extra.strip()]
+    lines += ["", "## Regeneration", "",
+              "`scripts/make_models.sh` (add `ABLATION=1` for the no-RoI-PE model) renders the sim stacks, trains, "
+              "exports and evaluates, on a CPU; measured durations are in docs/model.md."]
     return "\n".join(lines) + "\n"

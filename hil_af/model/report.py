@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-stacks", default=None)
     ap.add_argument("--profile", default="sim-wide", help="label of the eval stacks' lens profile")
     ap.add_argument("--ablation", default=None, metavar="DIR", help="model dir trained with --no-roi-pe")
+    ap.add_argument("--section", default="eval", choices=("eval", "eval_same_profile"),
+                    help="card section the --eval-stacks result goes to (eval: the unseen profile)")
     a = ap.parse_args(argv)
     d = Path(a.model)
     card = read_card(d)
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         res = protocol(find_stacks(a.eval_stacks), d)
         res.update({"profile": a.profile, "stacks_dir": a.eval_stacks, "seconds": round(time.perf_counter() - t0, 1)})
-        card["eval"] = res
+        card[a.section] = res
         print(eval_table(res["results"]))
     if a.ablation:
         other = read_card(Path(a.ablation))
