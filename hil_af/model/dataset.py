@@ -137,7 +137,10 @@ def load_patchset(paths: Iterable[str | Path], cfg: EncodingConfig,
 
     paths = list(paths)
     S = cfg.size
-    views, fitted, names, metas = [], [], [], []
+    views: list[np.ndarray] = []
+    fitted: list[np.ndarray] = []
+    names: list[str] = []
+    metas: list[dict] = []
     rows: dict[str, list] = {k: [] for k in ("sid", "crop", "ok", "fi", "aff", "shw", "gt")}
     n_ref: int | None = None
     it = progress(paths) if progress else paths

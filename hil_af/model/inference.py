@@ -151,7 +151,8 @@ class PEPredictor:
         for b in range(B):
             lp, rp = left[b], right[b]
             if self.flatfield is not None:
-                lp, rp = self.flatfield(lp, rp, tuple(int(v) for v in rois[b]), (int(sensor_hw[0]), int(sensor_hw[1])))
+                x0, y0, w0, h0 = (int(v) for v in rois[b])
+                lp, rp = self.flatfield(lp, rp, (x0, y0, w0, h0), (int(sensor_hw[0]), int(sensor_hw[1])))
             pls.append(fit_patch(lp, local, cfg.size, cfg.fit))
             prs.append(fit_patch(rp, local, cfg.size, cfg.fit))
         ks = np.broadcast_to(np.asarray(slice_index, dtype=np.int64), (B,))

@@ -58,7 +58,8 @@ class LensShift(nn.Module):
 
     def forward(self, rel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         k = torch.round(x[:, 4].mean(dim=(1, 2)) * (self.n - 1)).to(torch.int64)
-        idx = (self.j - k[:, None] + (self.n - 1)).clamp(0, 2 * self.n - 2)
+        j: torch.Tensor = self.j  # type: ignore[assignment]
+        idx = (j - k[:, None] + (self.n - 1)).clamp(0, 2 * self.n - 2)
         return torch.gather(rel, 1, idx)
 
 

@@ -16,13 +16,13 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import BadInput
 
 
-def dense_rois(view_hw: tuple[int, int], size: int = 64, stride: int = 32):
+def dense_rois(view_hw: tuple[int, int], size: int = 64, stride: int = 32) -> np.ndarray:
     """``size`` px RoIs every ``stride`` px covering the view, int32 [P, 4]."""
-    import numpy as np
-
     H, W = view_hw
     return np.array([[x, y, size, size] for y in range(0, H - size + 1, stride) for x in range(0, W - size + 1, stride)],
                     dtype=np.int32)
@@ -38,7 +38,14 @@ def make_stack(out: Path, profile: str, seed: int, n_slices: int = 49, grid: tup
 
     url = f"sim://?seed={seed}&profile={profile}&scene={scene}"
     with open_rig(url, clock=SimClock()) as rig:
-        rois = dense_rois if grid == "dense" else (lambda hw: grid_rois(hw, grid[0], grid[1]))
+        if isinstance(grid, str) and grid != "dense":
+            raise BadInput(f"grid {grid!r}: expected (rows, cols) or 'dense'")
+
+        def rois(view_hw: tuple[int, int]) -> np.ndarray:  # view pixels, int32 [P, 4]
+            if isinstance(grid, str):
+                return dense_rois(view_hw)
+            return grid_rois(view_hw, grid[0], grid[1])
+
         st = sweep(rig, n_slices, rois=rois, progress=False,
                    scene=f"{scene}:{seed}", source=url)
     return save_stack(out, st)

@@ -242,8 +242,8 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
             return model(torch.from_numpy(x)).numpy()
 
     tr2 = step2_pairs(tr, predict_fn, pairs=some(tr.all_pairs(), cfg.max_step2_pairs))
-    va2 = step2_pairs(va, predict_fn, pairs=va_pairs) if va else None
-    val_step1 = evaluate_pairs(model, va, va_pairs, cfg.T1) if va else None
+    va2 = step2_pairs(va, predict_fn, pairs=va_pairs) if va is not None and va_pairs is not None else None
+    val_step1 = evaluate_pairs(model, va, va_pairs, cfg.T1) if va is not None and va_pairs is not None else None
     model2 = build(cfg.arch, ps.n)
     model2.load_state_dict(step1_state)
     t2 = time.perf_counter()
