@@ -20,7 +20,8 @@ def add_arguments(p) -> None:
     p.add_argument("--epochs2", type=int, default=None, help="step-2 epochs (default epochs // 2, at least 1)")
     p.add_argument("--no-roi-pe", action="store_true", help="ablation: RoI-PE channels set to zero")
     p.add_argument("--no-lens-pe", action="store_true", help="ablation: lens-PE channel set to zero")
-    p.add_argument("--arch", choices=("mcunet", "mobilenetv2"), default="mcunet")
+    p.add_argument("--arch", choices=("mcunet", "mcunet-plain", "mobilenetv2"), default="mcunet",
+                   help="network (hil_af/model/nets.py; default mcunet: correlation stem + lens-shift head)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-frac", type=float, default=0.15, help="fraction of stacks held out for validation")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
