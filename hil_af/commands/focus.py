@@ -39,6 +39,8 @@ def add_arguments(p) -> None:
     p.add_argument("--max-steps", type=int, default=Limits.max_steps)
     p.add_argument("--time-budget", type=float, default=Limits.time_budget_s, metavar="S")
     p.add_argument("--trace", action="store_true", help="include the capture/move trace in the JSON")
+    p.add_argument("--clock", choices=("system", "sim"), default="system",
+                   help="rig clock: system (real time), or sim (virtual time: simulated rigs, tests)")
     add_controller_options(p)
     add_json_option(p)
 
@@ -55,7 +57,9 @@ def run(args) -> int:
         except ValueError:
             raise BadInput(f"--weights must be numbers separated by commas, got {args.weights!r}") from None
     limits = Limits(max_steps=args.max_steps, time_budget_s=args.time_budget)
-    with open_rig(args.rig, lens=args.lens) as rig:
+    from ..clock import SimClock
+
+    with open_rig(args.rig, lens=args.lens, clock=SimClock() if args.clock == "sim" else None) as rig:
         ctl = Controller(rig, method=args.method, limits=limits, calibration=args.calibration,
                          global_calibration=args.global_calibration, model_dir=args.model,
                          flatfield=args.flatfield, threads=args.threads)

@@ -33,13 +33,19 @@ class Limits:
 
 @dataclass
 class FocusResult:
-    """What one focus cycle did; ``to_json`` gives the keys of shared/CLI.md."""
+    """What one focus cycle did; ``to_json`` gives the keys of shared/CLI.md.
+
+    captures: frames the method exposed to decide (retries included);
+    verify_frames: the frame after the final move that checks the lens got there;
+    moves: lens moves commanded; elapsed_s: on the rig's clock, settling included.
+    """
 
     state: AFState
     position: float
     method: str
     captures: int = 0
     moves: int = 0
+    verify_frames: int = 0
     elapsed_s: float = 0.0
     dioptres: float | None = None
     slice_index: int | None = None

@@ -32,24 +32,36 @@ def parabolic_peak(y_minus: float, y0: float, y_plus: float) -> float:
     return float(np.clip(0.5 * (y_minus - y_plus) / denom, -0.5, 0.5))
 
 
+def _peak_ratio(curve: dict[int, float]) -> float:
+    values = np.array(list(curve.values()))
+    r = max(values) / (float(np.median(values)) + EPS)
+    return float(r) if np.isfinite(r) else 0.0
+
+
 def contrast_search(session, rois: np.ndarray, weights: np.ndarray, coarse_step: int = 4,
-                    fine_radius: int = 3, min_peak_ratio: float = 1.15, contrast=roi_contrast) -> tuple[float, float]:
-    """Coarse-then-fine contrast search. Returns (target position, confidence in [0, 1]).
+                    fine_radius: int = 3, min_peak_ratio: float = 1.15, contrast=roi_contrast,
+                    fallback_rois: np.ndarray | None = None) -> tuple[float, float, bool]:
+    """Coarse-then-fine contrast search. Returns (target position, confidence in [0, 1], used_fallback).
 
     ``contrast(frame, rois) -> float64 [P]`` is the focus measure (``roi_contrast``).
+    With ``fallback_rois`` (same count as ``rois``), each frame of the scan also
+    measures them; if the RoIs' own curve has no peak after the coarse pass
+    (a textureless RoI), the fine pass and the result follow the fallback
+    windows instead: one scan serves both.
 
     Raises FocusFailed when the contrast curve is flat (no texture in the RoIs).
     """
     n = len(session.positions)
-    measured: dict[int, float] = {}
+    curves: list[dict[int, float]] = [{}, {}]
+    windows = [rois] if fallback_rois is None else [rois, fallback_rois]
 
-    def measure(k: int) -> float:
-        if k not in measured:
+    def measure(k: int) -> None:
+        if k not in curves[0]:
             session.move_to_slice(k)
             frame = session.capture()
             with session.compute():
-                measured[k] = float(np.dot(weights, contrast(frame, rois)))
-        return measured[k]
+                for i, win in enumerate(windows):
+                    curves[i][k] = float(np.dot(weights, contrast(frame, win)))
 
     coarse = list(range(0, n, coarse_step))
     if coarse[-1] != n - 1:
@@ -58,20 +70,21 @@ def contrast_search(session, rois: np.ndarray, weights: np.ndarray, coarse_step:
         coarse.reverse()
     for k in coarse:
         measure(k)
+    use = 0
+    if fallback_rois is not None and _peak_ratio(curves[0]) < min_peak_ratio <= _peak_ratio(curves[1]):
+        use = 1
+    measured = curves[use]
     best = max(measured, key=measured.__getitem__)
     lo, hi = max(0, best - fine_radius), min(n - 1, best + fine_radius)
-    order = sorted(range(lo, hi + 1), key=lambda k: abs(k - best))
-    for k in order:
+    for k in sorted(range(lo, hi + 1), key=lambda k: abs(k - best)):
         measure(k)
     best = max(measured, key=measured.__getitem__)
-    values = np.array(list(measured.values()))
-    peak_ratio = measured[best] / (float(np.median(values)) + EPS)
-    if not np.isfinite(peak_ratio) or peak_ratio < min_peak_ratio:
+    peak_ratio = _peak_ratio(measured)
+    if peak_ratio < min_peak_ratio:
         raise FocusFailed(f"no contrast peak: peak/median contrast {peak_ratio:.3f} < {min_peak_ratio} (flat or dark RoI)")
     offset = 0.0
     if 0 < best < n - 1 and best - 1 in measured and best + 1 in measured:
         offset = parabolic_peak(measured[best - 1], measured[best], measured[best + 1])
-    k_float = best + offset
-    target = float(np.interp(k_float, np.arange(n), session.positions))
+    target = float(np.interp(best + offset, np.arange(n), session.positions))
     confidence = float(np.clip((peak_ratio - 1.0) / 2.0, 0.0, 1.0))
-    return target, confidence
+    return target, confidence, use == 1

@@ -155,13 +155,14 @@ class Controller:
         try:
             out = RUNNERS[name](session, self.estimators, r, w)
             session.move_to(out.target)
-            session.capture()  # confirm: the lens is where we sent it
+            session.verify()  # one frame after the final move: the lens is where we sent it
             state, confidence, fallback = AFState.FOCUSED, out.confidence, out.fallback
         except FocusFailed as e:
             state, reason = AFState.FAILED, e.reason
         pos = float(self.rig.lens.position)
         result = FocusResult(
             state=state, position=pos, method=name, captures=session.captures, moves=session.moves,
+            verify_frames=session.verify_frames,
             elapsed_s=round(session.elapsed_s(), 6),
             dioptres=float(self.rig.lens_map.to_dioptres(pos)) if self.rig.lens_map else None,
             slice_index=session.nearest_slice(pos), confidence=confidence, reason=reason, fallback=fallback,

@@ -16,7 +16,8 @@ are pure (``hil_af.pdaf`` via ``PdafPredictor``, the ONNX models via
 - ``cdaf``: contrast search (``contrast.contrast_search``).
 - ``hybrid``: pe2, falling back to pdaf (if calibrated) and then to contrast
   search when the dual-pixel confidence is low; a textureless RoI finally
-  falls back to a contrast search over a window three times its size.
+  (no contrast peak of its own) follows, in the same scan, a window three
+  times its size.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class MethodConfig:
     hybrid_threshold: float = 0.35      # hybrid: step-1 confidence below this -> fallback
     pdaf_min_confidence: float = 0.2    # pdaf: below this the disparity is not trusted
     pdaf_stop_slices: float = 0.5       # pdaf: stop when the predicted move is below this many slices
-    pdaf_max_iters: int = 4
+    pdaf_max_iters: int = 8
     loop_max_slew_slices: float = 8.0   # pdaf-loop: largest step per frame (libcamera maxSlew ~ 2 dioptres)
     loop_max_frames: int = 12
 
@@ -64,22 +65,24 @@ def combine(values: np.ndarray, weights: np.ndarray, confidence: np.ndarray) -> 
     return float(np.asarray(values)[order][min(k, len(values) - 1)]), conf
 
 
-def _pe_step(session, predictor, rois, weights) -> tuple[float, float]:
+def _pe_step(session, predictor, rois, weights):
+    """One capture + model prediction: (combined slice, confidence, frame)."""
     frame = session.capture()
     k_now = session.nearest_slice(frame.lens_position if np.isfinite(frame.lens_position) else None)
     with session.compute():
         pred = predictor.predict(frame, rois, k_now, len(session.positions))
     k, conf = combine(np.asarray(pred.index, dtype=np.float64), weights, pred.confidence)
     session.trace.append({"t": session.elapsed_s(), "predict_slice": k, "confidence": conf, "from_slice": k_now})
-    return k, conf
+    return k, conf, frame
 
 
 def run_pe(session, ctx, rois, weights, two_step: bool) -> MethodOutcome:
-    k, conf = _pe_step(session, ctx.pe(1), rois, weights)
+    k, conf, _ = _pe_step(session, ctx.pe(1), rois, weights)
     if two_step:
         session.move_to_slice(int(round(k)))
-        k, conf = _pe_step(session, ctx.pe(2), rois, weights)
+        k, conf, _ = _pe_step(session, ctx.pe(2), rois, weights)
     if conf < ctx.config.min_confidence:
+        session.move_to_slice(int(round(k)))  # best effort: the lens rests at the model's guess
         raise FocusFailed(f"low confidence: {conf:.2f} < {ctx.config.min_confidence} (flat, dark or saturated RoI?)")
     return MethodOutcome(float(session.positions[int(round(k))]), conf)
 
@@ -101,7 +104,7 @@ def run_pdaf(session, ctx, rois, weights, global_fit: bool) -> MethodOutcome:
         if abs(target - here) < ctx.config.pdaf_stop_slices * spacing:
             return MethodOutcome(session.clamp(target) if abs(target - here) > 0 else here, conf)
         session.move_to(target)
-    return MethodOutcome(session.position, conf)
+    raise FocusFailed(f"pdaf did not converge in {ctx.config.pdaf_max_iters} steps")
 
 
 def run_pdaf_loop(session, ctx, rois, weights) -> MethodOutcome:
@@ -124,9 +127,9 @@ def run_pdaf_loop(session, ctx, rois, weights) -> MethodOutcome:
     raise FocusFailed(f"pdaf-loop did not converge in {ctx.config.loop_max_frames} frames")
 
 
-def run_cdaf(session, ctx, rois, weights) -> MethodOutcome:
-    target, conf = contrast_search(session, rois, weights, contrast=ctx.contrast)
-    return MethodOutcome(target, conf)
+def run_cdaf(session, ctx, rois, weights, fallback_rois=None) -> MethodOutcome:
+    target, conf, wide = contrast_search(session, rois, weights, contrast=ctx.contrast, fallback_rois=fallback_rois)
+    return MethodOutcome(target, conf, "cdaf-wide" if wide else None)
 
 
 def _grown(rois: np.ndarray, view_hw: tuple[int, int], factor: float = 3.0) -> np.ndarray:
@@ -142,10 +145,10 @@ def _grown(rois: np.ndarray, view_hw: tuple[int, int], factor: float = 3.0) -> n
 
 def run_hybrid(session, ctx, rois, weights) -> MethodOutcome:
     reasons = []
-    k, conf = _pe_step(session, ctx.pe(1), rois, weights)
+    k, conf, frame = _pe_step(session, ctx.pe(1), rois, weights)
     if conf >= ctx.config.hybrid_threshold:
         session.move_to_slice(int(round(k)))
-        k, conf = _pe_step(session, ctx.pe(2), rois, weights)
+        k, conf, frame = _pe_step(session, ctx.pe(2), rois, weights)
         if conf >= ctx.config.min_confidence:
             return MethodOutcome(float(session.positions[int(round(k))]), conf)
     reasons.append(f"pe2 confidence {conf:.2f}")
@@ -156,20 +159,12 @@ def run_hybrid(session, ctx, rois, weights) -> MethodOutcome:
             return out
         except FocusFailed as e:
             reasons.append(f"pdaf: {e.reason}")
-    try:
-        out = run_cdaf(session, ctx, rois, weights)
-        out.fallback = "cdaf"
+    try:  # one contrast scan; a textureless RoI follows a window 3x its size (a wider AfWindow)
+        out = run_cdaf(session, ctx, rois, weights, fallback_rois=_grown(rois, ctx.view_hw()))
+        out.fallback = out.fallback or "cdaf"
         return out
     except FocusFailed as e:
         reasons.append(f"cdaf: {e.reason}")
-    view_hw = ctx.view_hw()
-    wide = _grown(rois, view_hw)
-    try:
-        out = run_cdaf(session, ctx, wide, weights)
-        out.fallback = "cdaf-wide"
-        return out
-    except FocusFailed as e:
-        reasons.append(f"cdaf-wide: {e.reason}")
     raise FocusFailed("hybrid: every method failed (" + "; ".join(reasons) + ")")
 
 

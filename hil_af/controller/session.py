@@ -55,6 +55,7 @@ class FocusSession:
         self.captures = 0
         self.moves = 0
         self.steps = 0
+        self.verify_frames = 0
         self.compute_s = 0.0
         self.compute_steps = 0
         self.trace: list[dict[str, Any]] = []
@@ -135,6 +136,21 @@ class FocusSession:
         remaining = self._moved_at + float(self.rig.lens.settle_time_s) - self.clock.monotonic()
         if remaining > 0:
             self.clock.sleep(remaining)
+
+    def verify(self) -> None:
+        """After the final move: one frame that checks the lens arrived (FocusFailed if not).
+
+        Counted in ``verify_frames``, not ``captures`` (the frames the method used to
+        decide), so captures per focus compare with the paper's; skipped when the
+        final move did not move the lens after the method's last frame.
+        """
+        if self._moved_at is None or (self.trace and "capture" in self.trace[-1]):
+            return
+        steps, captures = self.steps, self.captures
+        self.steps -= 1  # not an AF step
+        self.capture()
+        self.verify_frames += self.captures - captures
+        self.captures, self.steps = captures, steps
 
     def capture(self) -> DualPixelFrame:
         """A frame exposed after the lens settled; checks the lens reached its target.
