@@ -30,7 +30,7 @@ def _ablation_md(card: dict[str, Any]) -> str:
         for method in ("pe", "pe2"):
             rows[f"{name}, {method}"] = ev["results"][method]
     return (f"## Ablation: RoI-PE vs no RoI-PE on `{ab['profile']}` (unseen lens profile)\n\n"
-            f"Same data, seed, epochs and architecture; only the RoI-PE channels differ (zero planes).\n\n"
+            f"Same data, epochs and architecture per seed; only the RoI-PE channels differ (zero planes).\n\n"
             + eval_table(rows))
 
 
@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-stacks", default=None)
     ap.add_argument("--profile", default="sim-wide", help="label of the eval stacks' lens profile")
     ap.add_argument("--ablation", default=None, metavar="DIR", help="model dir trained with --no-roi-pe")
+    ap.add_argument("--extra", action="append", default=[], metavar="LABEL=DIR",
+                    help="with --ablation: more models (e.g. other seeds) whose eval joins the ablation table")
     ap.add_argument("--section", default="eval", choices=("eval", "eval_same_profile"),
                     help="card section the --eval-stacks result goes to (eval: the unseen profile)")
     a = ap.parse_args(argv)
@@ -64,8 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         other = read_card(Path(a.ablation))
         if "eval" not in card or "eval" not in other:
             raise SystemExit("both models need an eval section first (run with --eval-stacks)")
-        card["ablation"] = {"profile": card["eval"]["profile"],
-                            "models": {"RoI-PE (shipped)": card["eval"], "no RoI-PE": other["eval"]}}
+        models = {"RoI-PE (shipped, seed 0)": card["eval"], "no RoI-PE (seed 0)": other["eval"]}
+        for spec in a.extra:
+            label, _, path = spec.partition("=")
+            ev = read_card(Path(path)).get("eval")
+            if not path or ev is None:
+                raise SystemExit(f"--extra {spec!r}: expected LABEL=DIR of a model with an eval section")
+            models[label] = ev
+        card["ablation"] = {"profile": card["eval"]["profile"], "models": models}
         print(_ablation_md(card))
     write_card(d, card)
     write_markdown(d, card)
