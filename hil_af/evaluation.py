@@ -24,6 +24,7 @@ from .controller.base import AFState
 from .controller.core import Controller
 from .controller.methods import check_method
 from .errors import BadInput
+from .stacks import stack_files  # noqa: F401  (re-exported for the eval command)
 
 
 class SliceMemo:
@@ -116,19 +117,6 @@ def metrics(errors: Sequence[int], captures: Sequence[int], moves: Sequence[int]
         "compute_ms_per_step": float(1000 * compute_s / compute_steps) if compute_steps else 0.0,
         "samples": int(e.size), "failed": float(failed / e.size),
     }
-
-
-def stack_files(folder: str | Path) -> list[Path]:
-    """The ``*.npz`` focal stacks in ``folder`` (sorted), or the file itself."""
-    p = Path(folder)
-    if p.is_file():
-        return [p]
-    if not p.is_dir():
-        raise BadInput(f"--stacks {folder}: no such file or folder")
-    files = sorted(q for q in p.glob("*.npz") if not q.name.startswith("."))
-    if not files:
-        raise BadInput(f"--stacks {folder}: no .npz focal stacks in it")
-    return files
 
 
 def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibration: str | None = None,

@@ -349,3 +349,19 @@ def save_frame(
     check_meta(meta, "frame", where, None)
     _write_npz(p, {"left": lv, "right": rv, "sensor_hw": shw, "origin": org, "meta": meta_arr}, compressed)
     return p
+
+
+def stack_files(path: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """The focal stacks a ``--stacks`` argument names: the file itself, or the ``*.npz``
+    files in the folder (below it with ``recursive``), sorted, temp files (``.*``) left out.
+    BadInput when there is no such path or no stack in it."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise BadInput(f"--stacks {p}: no such file or folder")
+    files = sorted(q for q in (p.rglob("*.npz") if recursive else p.glob("*.npz"))
+                   if q.is_file() and not q.name.startswith("."))
+    if not files:
+        raise BadInput(f"--stacks {p}: holds no focal stacks (*.npz)")
+    return files

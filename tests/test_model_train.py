@@ -150,6 +150,6 @@ def test_init_rejects_a_mismatched_model(stacks, tmp_path):
 
 def test_train_cli_bad_input(tmp_path, capsys):
     assert main(["train", "--stacks", str(tmp_path / "none"), "--out", str(tmp_path / "m")]) == 2
-    assert "not a directory" in capsys.readouterr().err
+    assert "no such file or folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["train", "--stacks", str(tmp_path / "empty"), "--out", str(tmp_path / "m")]) == 2

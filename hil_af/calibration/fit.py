@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import BadInput
 from ..pdaf import estimate_rois
+from ..stacks import stack_files  # noqa: F401  (calibrate fit/report use F.stack_files)
 from .store import FORMAT, MODEL_TEXT, VERSION
 
 DEFAULT_METHOD = "xcorr"
@@ -359,14 +360,4 @@ def fit_calibration(samples: Samples, grid: tuple[int, int] = (3, 4), *, global_
                     "confidence": np.round(s.confidence[sel], 3).tolist()},
     }
 
-
-def stack_files(folder: str | os.PathLike) -> list[Path]:
-    """The focal stacks (*.npz, not temp files) in ``folder``, sorted."""
-    p = Path(folder)
-    if not p.is_dir():
-        raise BadInput(f"{p}: not a folder of focal stacks")
-    files = sorted(q for q in p.glob("*.npz") if not q.name.startswith("."))
-    if not files:
-        raise BadInput(f"{p}: holds no focal stacks (*.npz)")
-    return files
 

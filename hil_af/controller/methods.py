@@ -87,22 +87,28 @@ def run_pe(session, ctx, rois, weights, two_step: bool) -> MethodOutcome:
     return MethodOutcome(float(session.positions[int(round(k))]), conf)
 
 
+def _pdaf_measure(session, ctx, predictor, rois, weights, field: str):
+    """Capture, predict, drop low-confidence RoIs; (frame, combined ``field`` value, confidence)."""
+    frame = session.capture()
+    with session.compute():
+        est = predictor.predict(frame, rois)
+    conf = np.asarray(est.confidence)
+    ok = conf >= ctx.config.pdaf_min_confidence
+    if not np.any(ok):
+        raise FocusFailed(f"low PDAF confidence: best {float(np.max(conf)):.2f} < {ctx.config.pdaf_min_confidence}")
+    value, c = combine(np.asarray(getattr(est, field))[ok], weights[ok], conf[ok])
+    session.trace.append({"t": session.elapsed_s(), f"pdaf_{field}": value, "confidence": c})
+    return frame, value, c
+
+
 def run_pdaf(session, ctx, rois, weights, global_fit: bool) -> MethodOutcome:
     predictor = ctx.pdaf(global_fit)
     spacing = float(np.median(np.abs(np.diff(session.positions))))
-    conf = 0.0
     for _ in range(ctx.config.pdaf_max_iters):
-        frame = session.capture()
-        with session.compute():
-            est = predictor.predict(frame, rois)
-        ok = np.asarray(est.confidence) >= ctx.config.pdaf_min_confidence
-        if not np.any(ok):
-            raise FocusFailed(f"low PDAF confidence: best {float(np.max(est.confidence)):.2f} < {ctx.config.pdaf_min_confidence}")
-        target, conf = combine(np.asarray(est.target_position)[ok], weights[ok], np.asarray(est.confidence)[ok])
-        session.trace.append({"t": session.elapsed_s(), "pdaf_target": target, "confidence": conf})
+        frame, target, conf = _pdaf_measure(session, ctx, predictor, rois, weights, "target_position")
         here = frame.lens_position if np.isfinite(frame.lens_position) else session.position
         if abs(target - here) < ctx.config.pdaf_stop_slices * spacing:
-            return MethodOutcome(session.clamp(target) if abs(target - here) > 0 else here, conf)
+            return MethodOutcome(session.clamp(target), conf)
         session.move_to(target)
     raise FocusFailed(f"pdaf did not converge in {ctx.config.pdaf_max_iters} steps")
 
@@ -111,15 +117,8 @@ def run_pdaf_loop(session, ctx, rois, weights) -> MethodOutcome:
     predictor = ctx.pdaf(True)
     spacing = float(np.median(np.abs(np.diff(session.positions))))
     max_slew = ctx.config.loop_max_slew_slices * spacing
-    conf = 0.0
     for _ in range(ctx.config.loop_max_frames):
-        frame = session.capture()
-        with session.compute():
-            est = predictor.predict(frame, rois)
-        ok = np.asarray(est.confidence) >= ctx.config.pdaf_min_confidence
-        if not np.any(ok):
-            raise FocusFailed(f"low PDAF confidence: best {float(np.max(est.confidence)):.2f} < {ctx.config.pdaf_min_confidence}")
-        defocus, conf = combine(np.asarray(est.defocus)[ok], weights[ok], np.asarray(est.confidence)[ok])
+        _, defocus, conf = _pdaf_measure(session, ctx, predictor, rois, weights, "defocus")
         step = float(np.clip(-defocus, -max_slew, max_slew))
         if abs(step) < ctx.config.pdaf_stop_slices * spacing:
             return MethodOutcome(session.position, conf)

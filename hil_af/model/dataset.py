@@ -24,18 +24,13 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..errors import BadInput
+from ..stacks import stack_files
 from .encoding import N_CHANNELS, EncodingConfig, _fit_axis, fit_patch, normalise_views
 
 
 def find_stacks(stacks_dir: str | Path) -> list[Path]:
-    """All ``*.npz`` files under ``stacks_dir`` (recursive, sorted); BadInput when none."""
-    d = Path(stacks_dir)
-    if not d.is_dir():
-        raise BadInput(f"--stacks {d} is not a directory")
-    paths = sorted(p for p in d.rglob("*.npz") if p.is_file())
-    if not paths:
-        raise BadInput(f"no focal stacks (*.npz) under {d}")
-    return paths
+    """All ``*.npz`` stacks under ``stacks_dir`` (recursive, sorted); BadInput when none."""
+    return stack_files(stacks_dir, recursive=True)
 
 
 @dataclass
