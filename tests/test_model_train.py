@@ -153,3 +153,32 @@ def test_train_cli_bad_input(tmp_path, capsys):
     assert "no such file or folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["train", "--stacks", str(tmp_path / "empty"), "--out", str(tmp_path / "m")]) == 2
+
+
+def test_flatfield_training_ships_the_flat_field_and_inference_applies_it(stacks, tmp_path, capsys):
+    from hil_af.calibration.flatfield import load_flatfield
+    from hil_af.model.inference import PEPredictor
+
+    flat = tmp_path / "flat.npz"
+    assert main(["calibrate", "flatfield", "sim://?seed=3&profile=sim-default", "--out", str(flat), "--clock", "sim",
+                 "--frames", "1"]) == 0
+    # the views the model sees are the flat-fielded ones: patch set == inference encoding with that flat field
+    ff = load_flatfield(flat)
+    cfg = EncodingConfig()
+    ps = load_patchset(find_stacks(stacks), cfg, flatfield=ff)
+    plain = load_patchset(find_stacks(stacks), cfg)
+    st = load_stack(find_stacks(stacks)[0])
+    keep = np.flatnonzero(st.gt_index >= 0)
+    f = st.frame(3)
+    ref = encode_frame_rois(f.left, f.right, st.rois[keep], st.origin, st.sensor_hw, 3, N, cfg, ff)
+    rows = np.flatnonzero(ps.stack_id == 0)
+    pairs = np.stack([rows, np.full(len(rows), 3)], axis=1)
+    np.testing.assert_allclose(ps.batch(pairs)[0], ref, atol=2e-2)
+    assert np.abs(ps.batch(pairs)[0][:, :2] - plain.batch(pairs)[0][:, :2]).max() > 1e-2  # it changed the views
+    rc = main(["train", "--stacks", str(stacks), "--out", str(tmp_path / "m"), "--epochs", "1", "--threads", "1",
+               "--batch", "32", "--flatfield", str(flat)])
+    assert rc == 0
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    assert card["flatfield"]["file"] == "flatfield.npz" and (tmp_path / "m" / "flatfield.npz").is_file()
+    pred = PEPredictor(tmp_path / "m", step=1)
+    assert pred.flatfield is not None and pred.flatfield.sensor_hw == ff.sensor_hw

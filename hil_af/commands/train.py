@@ -29,6 +29,8 @@ def add_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=5e-3, help="step-1 peak learning rate")
     p.add_argument("--lr2", type=float, default=1.5e-3, help="step-2 peak learning rate")
     p.add_argument("--fit", choices=("crop", "area"), default="crop", help="how RoIs are brought to the input size")
+    p.add_argument("--flatfield", metavar="FLAT.npz", default=None,
+                   help="flat-field gains applied to the views before encoding (copied into MODEL_DIR; inference uses it)")
     p.add_argument("--samples-per-epoch", type=int, default=None, help="subsample this many samples per epoch")
     add_json_option(p)
 
@@ -48,7 +50,7 @@ def run(args) -> int:
     cfg = TrainConfig(arch=args.arch, epochs=args.epochs, epochs2=args.epochs2, batch=args.batch, lr=args.lr,
                       lr2=args.lr2, seed=args.seed, val_frac=args.val_frac, threads=args.threads,
                       roi_pe=not args.no_roi_pe, lens_pe=not args.no_lens_pe, fit=args.fit,
-                      max_samples_per_epoch=args.samples_per_epoch)
+                      max_samples_per_epoch=args.samples_per_epoch, flatfield=args.flatfield)
     card = train(args.stacks, args.out, cfg, init=args.init)
     summary = {"out": args.out, "arch": card["arch"], "params": card["params"], "flops": card["flops"],
                "val": {k: card["val"][k] for k in ("step1", "step2")}, "timing_s": card["timing_s"]}

@@ -54,7 +54,12 @@ class Estimators:
         if step not in self._pe:
             from ..model.inference import PEPredictor
 
-            self._pe[step] = PEPredictor(self.c.model_dir, step=step, threads=self.c.threads)
+            ff = None
+            if self.c.pe_flatfield:  # a flat field given for this rig overrides the model's own
+                from ..calibration.flatfield import load_flatfield
+
+                ff = load_flatfield(self.c.pe_flatfield)
+            self._pe[step] = PEPredictor(self.c.model_dir, step=step, threads=self.c.threads, flatfield=ff)
         return self._pe[step]
 
     def has_calibration(self) -> bool:
@@ -101,6 +106,7 @@ class Controller:
         self.calibration = calibration or _profile_path(rig, "per_position")
         self.global_calibration = global_calibration or _profile_path(rig, "global")
         self.flatfield = flatfield or _profile_path(rig, "flatfield")
+        self.pe_flatfield = flatfield  # only an explicit one reaches the model (else: the model's own, if any)
         self.model_dir = model_dir
         self.threads = threads
         self.n_slices = n_slices

@@ -126,8 +126,11 @@ class PatchSet:
 
 
 def load_patchset(paths: Iterable[str | Path], cfg: EncodingConfig,
-                  progress: Callable[[Iterable], Iterable] | None = None) -> PatchSet:
-    """Read focal stacks: keep their views (float16) and tabulate every RoI with gt >= 0."""
+                  progress: Callable[[Iterable], Iterable] | None = None, flatfield=None) -> PatchSet:
+    """Read focal stacks: keep their views (float16) and tabulate every RoI with gt >= 0.
+
+    flatfield: a ``hil_af.calibration.flatfield.FlatField`` whose per-view gains
+    multiply the views first (what inference does to each RoI with the same flat field)."""
     from ..stacks import load_stack
 
     paths = list(paths)
@@ -153,8 +156,9 @@ def load_patchset(paths: Iterable[str | Path], cfg: EncodingConfig,
         metas.append({k: st.meta.get(k) for k in ("source", "scene", "rig") if k in st.meta})
         v = np.empty((st.n, 2, *st.view_hw), dtype=np.float16)
         black = np.float32(st.black_level)
-        v[:, 0] = st.left.astype(np.float32) - black
-        v[:, 1] = st.right.astype(np.float32) - black
+        gl, gr = flatfield.gains(st.origin, st.view_hw) if flatfield is not None else (1.0, 1.0)
+        v[:, 0] = (st.left.astype(np.float32) - black) * gl
+        v[:, 1] = (st.right.astype(np.float32) - black) * gr
         views.append(v)
         y0, x0 = st.origin
         for ri in keep:

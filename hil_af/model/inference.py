@@ -77,7 +77,8 @@ class PEPredictor:
     """Step-1 or step-2 PE model of ``model_dir`` (default: hil_af.paths.models_dir()).
 
     threads: onnxruntime intra-op threads.  flatfield: optional callable applied to raw
-    patches before encoding (see hil_af.model.encoding)."""
+    patches before encoding (see hil_af.model.encoding); default: the flat field the
+    model was trained with (card ``flatfield``), if any."""
 
     def __init__(self, model_dir: str | Path | None = None, step: int = 1, threads: int = 1,
                  flatfield: FlatField | None = None):
@@ -98,6 +99,10 @@ class PEPredictor:
         except (KeyError, TypeError, ValueError) as e:
             raise FormatError(f"model card {card_path}: bad encoding/files/n_slices entry: {e}") from e
         self.path = self.model_dir / fname
+        if flatfield is None and self.card.get("flatfield"):  # trained on flat-fielded views: use its own
+            from ..calibration.flatfield import load_flatfield
+
+            flatfield = load_flatfield(self.model_dir / self.card["flatfield"]["file"])
         self.flatfield = flatfield
         self.session = _open_session(self.path, threads)
         self._check_io()

@@ -35,6 +35,7 @@ from .loss import T_STEP1, T_STEP2, ordinal_ce
 from .nets import build, count_macs, count_params
 
 WEIGHTS = "weights.npz"
+FLATFIELD = "flatfield.npz"
 
 
 @dataclass
@@ -60,6 +61,7 @@ class TrainConfig:
     max_samples_per_epoch: int | None = None  # subsample pairs each epoch (None: all)
     max_val_pairs: int = 8192  # validation: a fixed seeded subset of the held-out (RoI, slice) pairs
     max_step2_pairs: int = 65536  # step-2 data: step-1 predictions from this many random (RoI, start) pairs
+    flatfield: str | None = None  # FLAT.npz applied to the views before encoding; shipped with the model
 
     @property
     def n_epochs2(self) -> int:
@@ -218,7 +220,13 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
         if int(init_card["encoding"].get("size", -1)) != cfg.size:
             raise BadInput(f"--init {init} expects {init_card['encoding'].get('size')} px patches, training {cfg.size}")
     paths = find_stacks(stacks_dir)
-    ps = load_patchset(paths, enc, progress=lambda it: tqdm(it, desc="reading stacks", unit="stack", leave=False))
+    ff = None
+    if cfg.flatfield:
+        from ..calibration.flatfield import load_flatfield
+
+        ff = load_flatfield(cfg.flatfield)
+    ps = load_patchset(paths, enc, progress=lambda it: tqdm(it, desc="reading stacks", unit="stack", leave=False),
+                       flatfield=ff)
     if init_card is not None and int(init_card["n_slices"]) != ps.n:
         raise BadInput(f"--init {init} predicts {init_card['n_slices']} slices, the stacks have {ps.n}")
     tr, va, val_ids = split_by_stack(ps, cfg.val_frac, cfg.seed)
@@ -276,5 +284,12 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
         onnx_check={"max_abs_logit_diff": diffs, "batch": int(len(xb))},
         timing_s={"step1": round(t1, 1), "step2": round(t2, 1), "total": round(time.perf_counter() - t_start, 1)},
     )
+    if ff is not None:  # the model carries its flat field: inference applies it unless given another
+        import shutil
+
+        from ..calibration.flatfield import file_sha256
+
+        shutil.copyfile(cfg.flatfield, out / FLATFIELD)
+        card["flatfield"] = {"file": FLATFIELD, "sha256": file_sha256(out / FLATFIELD), "from": str(cfg.flatfield)}
     cardmod.write_card(out, card)
     return card
