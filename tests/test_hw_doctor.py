@@ -88,10 +88,15 @@ def test_broken_profile_and_model_fail(env, capsys):
 
 
 def test_calibration_file_checked(env, capsys):
+    from hil_af.paths import REPO_ROOT
+
     cal = env / "cal.json"
-    cal.write_text('{"version": 1, "cells": []}')
+    cal.write_text((REPO_ROOT / "calibration/examples/sim-default/cal-global.json").read_text())
     _, checks, _ = run(capsys, "--calibration", str(cal))
-    assert checks["calibration"]["status"] == "OK"
+    assert checks["calibration"]["status"] == "OK" and "global calibration" in checks["calibration"]["detail"]
+    cal.write_text('{"version": 1, "cells": []}')  # JSON, but not a calibration: the loader says what is wrong
+    rc, checks, _ = run(capsys, "--calibration", str(cal))
+    assert rc == 1 and checks["calibration"]["status"] == "FAIL" and "calibrate fit" in checks["calibration"]["fix"]
     cal.write_text("{oops")
     rc, checks, _ = run(capsys, "--calibration", str(cal))
     assert rc == 1 and checks["calibration"]["status"] == "FAIL"
@@ -115,13 +120,17 @@ def test_human_output_lists_fixes_and_summary(env, capsys):
 
 def test_profile_calibration_table_files_checked(env, capsys):
     rigs = env / "rigs"
-    (rigs / "cal.json").write_text('{"cells": []}')
-    np = pytest.importorskip("numpy")
-    np.savez(rigs / "flat.npz", gain=np.ones((2, 2)))
+    import shutil
+
+    from hil_af.paths import REPO_ROOT
+
+    ex = REPO_ROOT / "calibration/examples/sim-default"
+    shutil.copy(ex / "cal.json", rigs / "cal.json")
+    shutil.copy(ex / "flat.npz", rigs / "flat.npz")
     (rigs / "calrig.toml").write_text('[rig]\nsource = "sim://?seed=1"\n'
                                       '[calibration]\nper_position = "cal.json"\nflatfield = "flat.npz"\n'
                                       'global = "missing.json"\n')
     rc, checks, _ = run(capsys, str(rigs / "calrig.toml"))
     assert checks["calibration per_position"]["status"] == "OK"
-    assert checks["calibration flatfield"]["status"] == "OK" and "gain" in checks["calibration flatfield"]["detail"]
+    assert checks["calibration flatfield"]["status"] == "OK" and "flat field" in checks["calibration flatfield"]["detail"]
     assert checks["calibration global"]["status"] == "FAIL" and rc == 1

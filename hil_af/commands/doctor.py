@@ -206,27 +206,24 @@ def _profile_calibrations(rig: str | None) -> dict[str, Path]:
 
 
 def _check_file(name: str, p: Path) -> Check:
-    fix = "re-run 'hil-af calibrate fit' (or 'calibrate capture' for flat fields)"
+    """Validate a calibration file with the loader that will use it (CAL.json or FLAT.npz)."""
     if not p.is_file():
         return Check(name, "FAIL", f"{p} does not exist", "check the path (relative paths are beside the rig profile)")
-    if p.suffix == ".npz":
-        try:
-            import numpy as np
+    from ..errors import HilAfError
 
-            with np.load(p, allow_pickle=False) as z:
-                keys = list(z.files)
-        except Exception as e:
-            return Check(name, "FAIL", f"{p} is not a readable .npz: {e}", fix)
-        return Check(name, "OK", f"{p} ({', '.join(keys[:6])})")
     try:
-        data = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        return Check(name, "FAIL", f"cannot read {p}: {e}", "check the path and permissions")
-    except json.JSONDecodeError as e:
-        return Check(name, "FAIL", f"{p} is not JSON: {e}", fix)
-    if not isinstance(data, dict):
-        return Check(name, "FAIL", f"{p}: expected a JSON object", fix)
-    return Check(name, "OK", f"{p} ({', '.join(list(data)[:6])})")
+        if p.suffix == ".npz":
+            from ..calibration.flatfield import load_flatfield
+
+            ff = load_flatfield(p)
+            return Check(name, "OK", f"{p}: flat field for a {ff.sensor_hw[0]}x{ff.sensor_hw[1]} sensor")
+        from ..calibration.store import load_calibration
+
+        cal = load_calibration(p)
+        return Check(name, "OK", f"{p}: {cal.get('kind')} calibration, grid {cal.get('grid')}, units {cal.get('lens_units')}")
+    except (HilAfError, OSError, ValueError) as e:
+        fix = "re-run 'hil-af calibrate flatfield'" if p.suffix == ".npz" else "re-run 'hil-af calibrate fit'"
+        return Check(name, "FAIL", str(e), fix)
 
 
 def check_calibration(path: str | None, rig: str | None) -> list[Check]:
