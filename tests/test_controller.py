@@ -177,3 +177,22 @@ def test_continuous_retriggers_after_scene_change(tmp_path):
         assert again is not None and again.slice_index == 10
         ctl.set_mode("manual")
         assert ctl.continuous_step() is None and ctl.state is AFState.IDLE
+
+
+def test_continuous_retriggers_on_disparity_when_contrast_alone_would_not():
+    from hil_af.paths import REPO_ROOT
+
+    cal = str(REPO_ROOT / "calibration/examples/sim-default/cal.json")
+    with open_rig("sim://?seed=21", clock=SimClock()) as rig:
+        # contrast threshold out of reach: only the PDAF defocus can re-trigger
+        ctl = Controller(rig, method="pdaf", calibration=cal, retrigger_change=1e9, retrigger_frames=2)
+        ctl.set_mode("continuous")
+        first = ctl.continuous_step()
+        assert first is not None and first.state is AFState.FOCUSED
+        assert [ctl.continuous_step() for _ in range(3)] == [None] * 3  # in focus: defocus ~ 0
+        rig.change_scene(5)  # new depths in front of the camera
+        truth = float(rig.truth(ctl._windows(None, None)[0])[0])
+        results = [ctl.continuous_step() for _ in range(3)]
+        again = [r for r in results if r is not None]
+        assert results[0] is None and len(again) == 1  # two frames of large defocus, then a cycle
+        assert abs(again[0].position - truth) < 2 * float(np.diff(rig.slice_positions())[0])

@@ -98,7 +98,8 @@ class Controller:
                  calibration: str | None = None, model_dir: str | None = None,
                  flatfield: str | None = None, global_calibration: str | None = None,
                  config: MethodConfig | None = None, threads: int = 1, n_slices: int | None = None,
-                 retrigger_change: float = 0.25, retrigger_frames: int = 3):
+                 retrigger_change: float = 0.25, retrigger_frames: int = 3,
+                 retrigger_defocus_slices: float = 1.5):
         self.rig = rig
         self.method = check_method(method)
         self.limits = limits or Limits()
@@ -117,6 +118,7 @@ class Controller:
         self.weights: np.ndarray | None = None
         self.retrigger_change = retrigger_change
         self.retrigger_frames = retrigger_frames
+        self.retrigger_defocus_slices = retrigger_defocus_slices
         self._ref_contrast: float | None = None
         self._changed_frames = 0
         self._view_hw: tuple[int, int] | None = None
@@ -203,10 +205,16 @@ class Controller:
         return p
 
     def continuous_step(self) -> FocusResult | None:
-        """One iteration of continuous AF; returns a FocusResult when a cycle ran."""
+        """One iteration of continuous AF; returns a FocusResult when a cycle ran.
+
+        Re-triggers when, for ``retrigger_frames`` frames in a row, the windows'
+        contrast differs from its value after the last cycle by more than
+        ``retrigger_change`` (relative), or, with a PDAF calibration, the
+        measured defocus exceeds ``retrigger_defocus_slices``.
+        """
         if self.mode != "continuous":
             return None
-        if self.state in (AFState.IDLE, AFState.FAILED) and self._ref_contrast is None and self.last is None:
+        if self.last is None:
             return self.focus()
         r, w = self._windows(None, None)
         frame = self.rig.source.capture()
@@ -214,8 +222,15 @@ class Controller:
         if self._ref_contrast is None:
             self._ref_contrast = c
             return None
-        change = abs(c - self._ref_contrast) / max(self._ref_contrast, 1e-9)
-        self._changed_frames = self._changed_frames + 1 if change > self.retrigger_change else 0
+        changed = abs(c - self._ref_contrast) / max(self._ref_contrast, 1e-9) > self.retrigger_change
+        if not changed and self.estimators.has_calibration():
+            est = self.estimators.pdaf(False).predict(frame, r)
+            ok = np.asarray(est.confidence) >= self.config.pdaf_min_confidence
+            if np.any(ok):
+                spacing = float(np.median(np.abs(np.diff(self.slice_positions()))))
+                defocus = float(np.dot(w[ok], np.abs(est.defocus)[ok]) / max(w[ok].sum(), 1e-12))
+                changed = defocus > self.retrigger_defocus_slices * spacing
+        self._changed_frames = self._changed_frames + 1 if changed else 0
         if self._changed_frames >= self.retrigger_frames:
             return self.focus()
         return None
