@@ -21,7 +21,7 @@ Units: codes are DAC codes (the chip's native unit); delays in seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -83,19 +83,8 @@ DW9807 = VcmChip(
     readback=True,
 )
 
-DW9817 = VcmChip(
-    name="dw9817",
-    default_addr=0x0C,
-    code_max=1023,
-    position_reg=0x03,
-    position_shift=0,
-    position_low_bits=0,
-    power_up=(Step(bytes([0x02, 0x00]), 0.001),),
-    power_down=(Step(bytes([0x02, 0x01]), 0.0),),
-    park_code=512,                     # bidirectional: zero current at mid-scale
-    status_reg=0x05,
-    readback=True,
-)
+# DW9817: the DW9807's register map, but bidirectional: zero current at mid-scale.
+DW9817 = replace(DW9807, name="dw9817", park_code=512)
 
 AK7375 = VcmChip(
     name="ak7375",
