@@ -104,7 +104,7 @@ class MethodTally:
     radius: list[float] = field(default_factory=list)  # |RoI centre| on the full plane, normalised
 
 
-def metrics(errors: Sequence[int], captures: Sequence[int], moves: Sequence[int],
+def metrics(errors: Sequence[int] | np.ndarray, captures: Sequence[int] | np.ndarray, moves: Sequence[int] | np.ndarray,
             compute_s: float = 0.0, compute_steps: int = 0, failed: int = 0) -> dict:
     """The CLI.md metric block from per-sample slice errors, capture and move counts."""
     e = np.abs(np.asarray(errors, dtype=np.float64))

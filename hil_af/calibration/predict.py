@@ -125,8 +125,9 @@ class PdafPredictor:
                 warnings.warn(f"{flatfield_path} differs from the flat field {p} was fitted with ({rec['path']})", stacklevel=2)
             elif rec is None:
                 warnings.warn(f"{p} was fitted without a flat field; applying {flatfield_path} anyway", stacklevel=2)
-        elif rec is not None:
-            ff = load_flatfield(recorded_flatfield(cal, p))
+        else:
+            found = recorded_flatfield(cal, p)
+            ff = load_flatfield(found) if found is not None else None
         return cls(cal, flatfield=ff, interpolation=interpolation, name=str(p))
 
     # -- coefficients ----------------------------------------------------

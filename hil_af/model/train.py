@@ -284,7 +284,7 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
         onnx_check={"max_abs_logit_diff": diffs, "batch": int(len(xb))},
         timing_s={"step1": round(t1, 1), "step2": round(t2, 1), "total": round(time.perf_counter() - t_start, 1)},
     )
-    if ff is not None:  # the model carries its flat field: inference applies it unless given another
+    if ff is not None and cfg.flatfield:  # the model carries its flat field: inference applies it unless given another
         import shutil
 
         from ..calibration.flatfield import file_sha256
