@@ -182,3 +182,14 @@ def test_flatfield_training_ships_the_flat_field_and_inference_applies_it(stacks
     assert card["flatfield"]["file"] == "flatfield.npz" and (tmp_path / "m" / "flatfield.npz").is_file()
     pred = PEPredictor(tmp_path / "m", step=1)
     assert pred.flatfield is not None and pred.flatfield.sensor_hw == ff.sensor_hw
+
+
+def test_init_fine_tunes_step2_from_the_earlier_step2_model(stacks, tmp_path):
+    base = tmp_path / "base"
+    train(stacks, base, TrainConfig(epochs=1, epochs2=1, batch=32, val_frac=0.34, threads=1))
+    # lr2 = 0: step 2 cannot move, so its weights must be the base model's step-2 weights (not its step 1)
+    train(stacks, tmp_path / "ft", TrainConfig(epochs=1, epochs2=1, batch=32, val_frac=0.34, threads=1, lr2=0.0), init=base)
+    with np.load(base / "weights.npz", allow_pickle=False) as b, np.load(tmp_path / "ft" / "weights.npz", allow_pickle=False) as f:
+        key = "step2/classifier.2.weight"
+        np.testing.assert_array_equal(f[key], b[key])
+        assert not np.array_equal(b[key], b["step1/classifier.2.weight"])

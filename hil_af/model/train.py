@@ -253,7 +253,10 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
     va2 = step2_pairs(va, predict_fn, pairs=va_pairs) if va is not None and va_pairs is not None else None
     val_step1 = evaluate_pairs(model, va, va_pairs, cfg.T1) if va is not None and va_pairs is not None else None
     model2 = build(cfg.arch, ps.n)
-    model2.load_state_dict(step1_state)
+    if init is not None:  # fine-tuning: step 2 starts from the earlier step-2 model, not from scratch step 1
+        load_weights(model2, Path(init) / WEIGHTS, "step2")
+    else:
+        model2.load_state_dict(step1_state)
     t2 = time.perf_counter()
     fit(model2, tr, tr2, va, va2, cfg.n_epochs2, cfg.lr2, cfg.T2, cfg, rng, "step2", log)
     t2 = time.perf_counter() - t2
