@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import grp
 import importlib
-import json
 import math
 import os
 import sys

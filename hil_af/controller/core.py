@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..drivers.base import Rig
+from ..drivers.base import Rig, checked_position
 from ..errors import BadInput, FocusFailed
 from ..frames import centre_roi, validate_rois
 from .base import AFState, FocusResult, Limits
@@ -193,13 +193,7 @@ class Controller:
 
     def move(self, position: float) -> float:
         """Manual move to ``position`` (native units); BadInput when outside the lens range."""
-        try:
-            p = float(position)
-        except (TypeError, ValueError):
-            raise BadInput(f"position must be a number, got {position!r}") from None
-        lo, hi = self.rig.lens.range
-        if not np.isfinite(p) or not lo <= p <= hi:
-            raise BadInput(f"position {position!r} is outside the lens range [{lo:g}, {hi:g}]")
+        p = checked_position(position, *self.rig.lens.range, "manual move", "lens range")
         self.rig.lens.move_to(p)
         self.state = AFState.IDLE
         return p

@@ -9,12 +9,14 @@ seconds.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..clock import Clock, SystemClock
+from ..errors import BadInput
 from ..frames import DualPixelFrame
 from ..optics import LensMap
 
@@ -71,6 +73,17 @@ class LensActuator(Protocol):
     def __enter__(self) -> "LensActuator": ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+def checked_position(position: Any, lo: float, hi: float, who: str, range_name: str = "range") -> float:
+    """``position`` as a finite float within [lo, hi] (native units), else BadInput naming ``who`` and the range."""
+    try:
+        p = float(position)
+    except (TypeError, ValueError):
+        raise BadInput(f"{who}: position must be a number, got {position!r}") from None
+    if not math.isfinite(p) or not lo <= p <= hi:
+        raise BadInput(f"{who}: position {position!r} is outside the {range_name} [{lo:g}, {hi:g}]")
+    return p
 
 
 class ContextMixin:

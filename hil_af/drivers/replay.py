@@ -37,7 +37,7 @@ from ..errors import BadInput, DeviceError
 from ..frames import DualPixelFrame
 from ..optics import LensMap
 from ..stacks import FocalStack, load_stack
-from .base import ContextMixin, Rig
+from .base import ContextMixin, Rig, checked_position
 from .registry import DriverURL, register
 
 ALLOWED_KEYS = {"settle_ms", "start"}
@@ -82,14 +82,7 @@ class ReplayLens(ContextMixin):
         """Go to ``position`` (native units); BadInput when outside ``range`` or not finite."""
         if self.closed:
             raise DeviceError("replay lens is closed")
-        try:
-            p = float(position)
-        except (TypeError, ValueError):
-            raise BadInput(f"replay lens: position must be a number, got {position!r}") from None
-        lo, hi = self._range
-        if not math.isfinite(p) or not lo <= p <= hi:
-            raise BadInput(f"replay lens: position {p} is outside the range [{lo}, {hi}]")
-        self._position = p
+        self._position = checked_position(position, *self._range, "replay lens", "stack's lens range")
 
     def close(self) -> None:
         self.closed = True

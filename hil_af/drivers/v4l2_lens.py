@@ -28,7 +28,7 @@ import math
 
 from ..clock import Clock, SystemClock
 from ..errors import BadInput, DeviceError
-from .base import ContextMixin
+from .base import ContextMixin, checked_position
 from .registry import DriverURL, register
 from .v4l2_ioctl import (
     V4L2_CID_FOCUS_ABSOLUTE,
@@ -101,13 +101,7 @@ class V4L2Lens(ContextMixin):
         """Set the control to ``position`` (rounded to the control's step); out of range raises BadInput."""
         if self._closed:
             raise DeviceError(f"{self.path}: lens is closed")
-        try:
-            p = float(position)
-        except (TypeError, ValueError):
-            raise BadInput(f"{self.path}: position {position!r} is not a number") from None
-        lo, hi = self.range
-        if not math.isfinite(p) or not lo <= p <= hi:
-            raise BadInput(f"{self.path}: position {position!r} is outside the control range {lo:g}..{hi:g}")
+        p = checked_position(position, *self.range, str(self.path), "control range")
         step = max(1, self.query.step)
         value = self.query.minimum + int(round((p - self.query.minimum) / step)) * step
         value = min(value, self.query.maximum)

@@ -18,8 +18,8 @@ import math
 import numpy as np
 
 from ..clock import Clock
-from ..drivers.base import ContextMixin
-from ..errors import BadInput, DeviceError
+from ..drivers.base import ContextMixin, checked_position
+from ..errors import DeviceError
 from .params import SimParams
 
 
@@ -68,13 +68,8 @@ class SimLens(ContextMixin):
         """Command a move to ``position`` DAC codes; BadInput if not a number in ``range``."""
         if self._closed:
             raise DeviceError("sim lens is closed")
-        try:
-            code = float(position)
-        except (TypeError, ValueError):
-            raise BadInput(f"lens position {position!r} is not a number") from None
         lo, hi = self.range
-        if not math.isfinite(code) or not lo <= code <= hi:
-            raise BadInput(f"lens position {position!r} outside the sim VCM range [{lo:g}, {hi:g}] codes")
+        code = checked_position(position, lo, hi, "sim lens", "sim VCM code range")
         start = self.actual_position
         direction = float(np.sign(code - start))  # 0: already there, no hysteresis step
         final = code - direction * self._p.vcm_hysteresis_codes
