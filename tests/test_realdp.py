@@ -124,3 +124,45 @@ def test_flatfield_does_not_worsen_the_ordering(flatfield, plain_scores):
     assert np.mean(with_ff) >= np.mean(plain) - 0.005, (with_ff, plain)
     for s, rho, lo in zip(SCENES, with_ff, MIN_SPEARMAN):
         assert rho >= lo, f"scene {s} with flat field: Spearman {rho:.3f} < {lo}"
+
+
+def _model_scores(model_dir) -> tuple[list[float], list[float]]:
+    """Per scene: |Spearman| of the PE model's single-frame defocus (hil_af.model.defocus, lens-PE
+    chosen to leave the fewest cells at the range ends) and of the classical disparity."""
+    from hil_af.frames import grid_rois
+    from hil_af.model.defocus import relative_defocus
+    from hil_af.model.inference import PEPredictor
+    from hil_af.pdaf import estimate_rois
+    from hil_af.stacks import load_frame
+
+    pred = PEPredictor(model_dir)
+    model, classical = [], []
+    for s in SCENES:
+        fr = load_frame(REALDP / f"{s}.npz")
+        gt = np.load(REALDP / f"{s}_gt.npz", allow_pickle=False)["defocus"].astype(np.float64)
+        H, W = fr.shape
+        rois = grid_rois((H, W), H // CELL, W // CELL, size=CELL)
+        res = estimate_rois(fr.left, fr.right, rois, method="xcorr", max_shift=MAX_SHIFT, white_level=fr.white_level)
+        g = np.array([np.median(gt[y:y + h, x:x + w]) for x, y, w, h in rois])
+        gs = np.array([gt[y:y + h, x:x + w].std() for x, y, w, h in rois])
+        keep = (gs <= 4) & (g > 0) & (res.confidence >= MIN_CONF)
+        d, _ = relative_defocus(pred, fr, rois)
+        model.append(abs(spearman(d[keep], g[keep])))
+        classical.append(abs(spearman(res.disparity_px[keep], g[keep])))
+    return model, classical
+
+
+def test_shipped_model_ranks_real_cells_by_defocus():
+    """Measured with the shipped domain-random model: |Spearman| 0.471 / 0.489 / 0.040 / 0.147
+    (mean 0.287) against the classical estimator's 0.835 / 0.837 / 0.622 / 0.797 (mean 0.773).
+    The model does NOT rank real Pixel 4 cells as well as classical PDAF: these cells sit at
+    4-10 px of disparity, where the domain-random family renders few confident cells (docs/sim.md,
+    "Real optics"), and without a sweep there is nothing to fine-tune on.  This test pins the
+    measured figure (a regression that lowers it fails) and the gap (when a model closes it, the
+    last assertion fails and the README's statement must change)."""
+    from hil_af.paths import models_dir
+
+    model, classical = _model_scores(models_dir())
+    assert np.mean(model) >= 0.25, model
+    assert model[0] >= 0.4 and model[1] >= 0.4, model
+    assert np.mean(model) < np.mean(classical), (model, classical)
