@@ -160,7 +160,7 @@ def test_corrupt_truncated_and_foreign_files(tmp_path):
     np.save(p, np.zeros(3))
     with pytest.raises(FormatError, match="not an .npz"):
         load_stack(p)
-    with pytest.raises(BadInput, match="nothere.npz: no such file"):
+    with pytest.raises(BadInput, match="nothere.npz: no such focal stack"):
         load_stack(tmp_path / "nothere.npz")
 
 
