@@ -62,6 +62,16 @@ def read_manifest(out_dir: Path) -> dict[str, Any] | None:
     m = load_json_file(p, "sweep manifest")
     if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT or not isinstance(m.get("done"), dict):
         raise FormatError(f"{p}: not a valid sweep manifest (format {MANIFEST_FORMAT!r} with a 'done' table expected)")
+
+    def count(v: Any, lo: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= 1_000_000
+
+    if m.get("version") != 1 or isinstance(m.get("version"), bool):
+        raise FormatError(f"{p}: not a valid sweep manifest: version must be 1, got {m.get('version')!r}")
+    if not count(m.get("scenes", 0), 0) or not (m.get("slices") is None or count(m.get("slices"), 2)):
+        raise FormatError(f"{p}: not a valid sweep manifest: scenes must be an integer >= 0 and slices null or an integer >= 2")
+    if not all(isinstance(k, str) and isinstance(v, dict) for k, v in m["done"].items()):
+        raise FormatError(f"{p}: not a valid sweep manifest: 'done' must map file names to objects")
     return m
 
 

@@ -263,11 +263,11 @@ def track_consensus(s: Samples, use: np.ndarray, cell: np.ndarray, seed: int = 0
         T = len(tracks)
         cand = np.arange(T) if T <= MAX_CANDIDATES else np.sort(rng.choice(T, MAX_CANDIDATES, replace=False))
         support = np.empty(cand.size)
-        for a in range(0, cand.size, 256):  # 256 x T booleans at a time
-            c = cand[a:a + 256]
+        for a in range(0, cand.size, 64):  # 64 x T comparisons at a time
+            c = cand[a:a + 64]
             agree = (np.abs(g_[c, None] - g_[None, :]) <= TRACK_SLOPE_TOL * np.abs(g_[c, None])) & \
                     (np.abs(o_[c, None] - o_[None, :]) <= TRACK_OFFSET_TOL_PX)
-            support[a:a + 256] = agree @ n_
+            support[a:a + 64] = agree @ n_
         best = int(cand[int(np.argmax(support))])
         agree_best = (np.abs(g_[best] - g_) <= TRACK_SLOPE_TOL * abs(g_[best])) & (np.abs(o_[best] - o_) <= TRACK_OFFSET_TOL_PX)
         for j in np.flatnonzero(agree_best):

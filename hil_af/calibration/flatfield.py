@@ -288,7 +288,7 @@ def _fail(where: str, rule: str) -> FormatError:
 def _validate(a: dict[str, np.ndarray], meta: dict[str, Any], where: str) -> None:
     if meta.get("format") != FORMAT:
         raise _fail(where, f"meta format is {meta.get('format')!r}, expected {FORMAT!r}")
-    if meta.get("version") not in (VERSION,):
+    if isinstance(meta.get("version"), bool) or meta.get("version") not in (VERSION,):
         raise _fail(where, f"unknown version {meta.get('version')!r} (known: {VERSION})")
     gl, gr = a["gain_left"], a["gain_right"]
     if gl.ndim != 2 or gl.shape != gr.shape or gl.size < 1:

@@ -68,9 +68,14 @@ def read_card(model_dir: Path) -> dict[str, Any]:
     for key in ("n_slices", "encoding", "files"):
         if not isinstance(card, dict) or key not in card:
             raise FormatError(f"model card {path} lacks the key {key!r}")
-    n = card["n_slices"]
+    n, enc, files = card["n_slices"], card["encoding"], card["files"]
     if not isinstance(n, int) or isinstance(n, bool) or not 2 <= n <= 1024:
         raise FormatError(f"model card {path}: n_slices must be an integer in 2..1024, got {n!r}")
+    size = enc.get("size") if isinstance(enc, dict) else None
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 1024:
+        raise FormatError(f"model card {path}: encoding must be an object with an integer size in 8..1024")
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise FormatError(f"model card {path}: files must map model steps to file names (strings)")
     return card
 
 
