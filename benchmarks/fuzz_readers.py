@@ -89,7 +89,7 @@ def _member(arr) -> tuple[bytes, int, int]:
     import numpy as np
 
     buf = io.BytesIO()
-    np.lib.format.write_array(buf, arr, allow_pickle=True)
+    np.lib.format.write_array(buf, arr, allow_pickle=False)
     raw = buf.getvalue()
     return _deflate(raw), len(raw), zlib.crc32(raw)
 
@@ -176,7 +176,8 @@ def cases(seed_objs: dict, rng, n_random: int) -> list[tuple[str, str, object]]:
         meta_h = _npy_header((), "<U100000000")
         rest_m = {f"{k}.npy": _member(v) for k, v in base.items() if k != "meta"}
         out.append((reader, "meta of 400 MB", _zip({"meta.npy": (_deflate(meta_h), len(meta_h) + 400_000_000, 0), **rest_m})))
-        out.append((reader, "pickled member", _npz({**base, view: np.array([None, 1], dtype=object)})))
+        pickled = _npy_header((2,), "|O") + b"\x80\x04\x95\x05\x00N."  # an object array: its data would be a pickle
+        out.append((reader, "pickled member", _zip({f"{view}.npy": (_deflate(pickled), len(pickled), zlib.crc32(pickled)), **rest})))
         for label, meta in (("meta nested 100k", _deep()), ("meta 5000-digit int", '{"version": ' + "9" * 5000 + "}"),
                             ("meta version true", json.dumps({**json.loads(str(base["meta"])), "version": True})),
                             ("meta NaN white level", '{"format": "frame", "version": 1, "black_level": 0, "white_level": NaN}')):
