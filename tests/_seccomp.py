@@ -23,7 +23,7 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from test_systemd_units import parse_unit  # noqa: F401  (re-exported: the units as systemd reads them)
 
 SCMP_ACT_KILL_PROCESS = 0x80000000
 SCMP_ACT_ALLOW = 0x7FFF0000
@@ -115,20 +115,3 @@ def wrap(argv: list[str], allowed: set[str], action: int) -> list[str]:
     """``argv`` run under the filter (allowed syscalls, default action for the rest)."""
     spec = {"allow": sorted(allowed), "action": action, "argv": argv}
     return [sys.executable, "-c", LAUNCHER, json.dumps(spec)]
-
-
-def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
-    """Sections -> key -> every value in order (systemd allows repeated keys)."""
-    out: dict[str, dict[str, list[str]]] = {}
-    section: dict[str, list[str]] | None = None
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = out.setdefault(line[1:-1], {})
-            continue
-        assert section is not None
-        key, _, value = line.partition("=")
-        section.setdefault(key.strip(), []).append(value.strip())
-    return out
