@@ -141,3 +141,29 @@ def _consensus_peak(n_rois: int) -> int:
 def test_track_consensus_memory_is_linear_in_rois():
     small, large = _consensus_peak(300), _consensus_peak(1200)
     assert large < 8 * small, (small, large)  # 4x the RoIs: ~4x the memory (it was ~16x: quadratic)
+
+
+@pytest.mark.parametrize("card", ['{"n_slices": Infinity, "encoding": {"size": 64}, "files": {}}',
+                                  "[" * 100_000 + "]" * 100_000, '{"n_slices": ' + "9" * 5000 + "}"])
+def test_serve_with_a_bad_model_card_exits_2_in_one_line(tmp_path, capsys, card):
+    """Exit 1 with a traceback made systemd's Restart=on-failure loop; bad input is exit 2."""
+    from hil_af.cli import main
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "card.json").write_text(card)
+    rc = main(["serve", "sim://?seed=1", "--socket", str(tmp_path / "s.sock"), "--model", str(tmp_path / "m"),
+               "--method", "pe2", "--clock", "sim", "--log-level", "error"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "card.json" in err, err
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e9", "0"])
+def test_disparity_max_shift_must_be_finite_and_in_range(tmp_path, capsys, value):
+    from hil_af.cli import main
+    from hil_af.frames import DualPixelFrame
+    from hil_af.stacks import save_frame
+
+    f = np.full((64, 96), 100, np.float32)
+    save_frame(tmp_path / "f.npz", DualPixelFrame(left=f, right=f), black_level=64, white_level=1023)
+    assert main(["disparity", str(tmp_path / "f.npz"), "--max-shift", value]) == 2
+    assert "--max-shift must be a number in 1.." in capsys.readouterr().err

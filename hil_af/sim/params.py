@@ -144,7 +144,6 @@ class SimParams:
         need(abs(self.coma_px_per_dioptre) <= 5, f"coma_px_per_dioptre must be in [-5, 5], got {self.coma_px_per_dioptre}")
         need(abs(self.disparity_nonlinearity_per_dioptre) <= 0.5,
              f"disparity_nonlinearity_per_dioptre must be in [-0.5, 0.5], got {self.disparity_nonlinearity_per_dioptre}")
-        import math
         bad = [f.name for f in fields(self) if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name))]
         need(not bad, f"{', '.join(bad)} must be finite")
 
