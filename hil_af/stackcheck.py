@@ -22,8 +22,50 @@ KNOWN_VERSIONS = (1,)
 VIEW_DTYPES = (np.dtype(np.uint16), np.dtype(np.float32))
 MIN_VIEW_SIDE = 8  # H, W >= 8 pixels
 
+# Size limits, checked on the npy headers before any array is read (hil_af.npzread):
+MAX_SLICES = 1024  # n, slices per stack
+MAX_VIEW_PIXELS = 1 << 24  # H x W of one view, pixels (16.7 M: 4096 x 4096; IMX708 full res is 11.9 M)
+MAX_STACK_PIXELS = 1 << 28  # n x H x W of one view of a stack, pixels (268 M: 512 MiB as uint16)
+MAX_ROIS = 65536  # P, RoIs per stack
+MAX_META_CHARS = 1 << 20  # length of the meta JSON text, characters
+_SMALL = {"lens_positions": MAX_SLICES, "rois": 4 * MAX_ROIS, "gt_index": MAX_ROIS, "sensor_hw": 64, "origin": 64}
+
 def fail(where: str, rule: str) -> FormatError:
     return FormatError(f"{where}: {rule}")
+
+
+def check_headers(headers: Mapping[str, tuple[tuple[int, ...], np.dtype]], ndim: int, where: str) -> None:
+    """Refuse a stack (``ndim`` 3) or frame (2) file from its npy headers alone: sizes over the limits above."""
+    for key in ("left", "right"):
+        if key not in headers:
+            continue
+        shape, dtype = headers[key]
+        if len(shape) != ndim:
+            desc = "[n, H, W]" if ndim == 3 else "[H, W]"
+            raise fail(where, f"'{key}' must have shape {desc}, got {shape}")
+        if dtype.kind not in "uif" or dtype.itemsize > 8:
+            raise fail(where, f"'{key}' must be uint16 or float32, got dtype {dtype}")
+        H, W = shape[-2], shape[-1]
+        if H * W > MAX_VIEW_PIXELS:
+            raise fail(where, f"'{key}' views of {H}x{W} = {H * W} pixels exceed the limit of {MAX_VIEW_PIXELS} pixels per view")
+        if ndim == 3:
+            n = shape[0]
+            if n > MAX_SLICES:
+                raise fail(where, f"'{key}' has {n} slices: more than the limit of {MAX_SLICES}")
+            if n * H * W > MAX_STACK_PIXELS:
+                raise fail(where, f"'{key}' holds n x H x W = {n}x{H}x{W} = {n * H * W} pixels: more than the limit of {MAX_STACK_PIXELS}")
+    for key, limit in _SMALL.items():
+        if key in headers:
+            numel = math.prod(headers[key][0])
+            if numel > limit:
+                raise fail(where, f"'{key}' has {numel} values, more than the limit of {limit} ({headers[key][1]} {list(headers[key][0])})")
+    if "meta" in headers:
+        shape, dtype = headers["meta"]
+        chars = dtype.itemsize // (4 if dtype.kind == "U" else 1) if dtype.kind in "US" else 0
+        if shape != () or dtype.kind not in "US":
+            raise fail(where, f"'meta' must be a 0-d str array holding a JSON object, got dtype {dtype} shape {shape}")
+        if chars > MAX_META_CHARS:
+            raise fail(where, f"'meta' is {chars} characters long: more than the limit of {MAX_META_CHARS}")
 
 
 def _need_dtype(arrays: Mapping[str, np.ndarray], key: str, dtype: Any, shape_desc: str, ndim: int, where: str) -> np.ndarray:
@@ -46,8 +88,9 @@ def parse_meta(raw: np.ndarray, where: str) -> dict[str, Any]:
             raise fail(where, "'meta' is not UTF-8 text") from None
     try:
         meta = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise fail(where, f"'meta' does not parse as JSON: {e}") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, ints over 4300 digits, deep nesting
+        why = "nested too deeply" if isinstance(e, RecursionError) else " ".join(str(e).split())[:200]
+        raise fail(where, f"'meta' does not parse as JSON: {why}") from None
     if not isinstance(meta, dict):
         raise fail(where, f"'meta' must be a JSON object, got {type(meta).__name__}")
     return meta

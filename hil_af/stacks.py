@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,8 +30,9 @@ import numpy as np
 from .atomic import atomic_open
 from .errors import BadInput, FormatError
 from .frames import DualPixelFrame
+from .npzread import read_npz
 from .stackcheck import KNOWN_VERSIONS, MIN_VIEW_SIDE  # noqa: F401  (re-exported)
-from .stackcheck import VIEW_DTYPES, check_meta, check_placement, check_stack, check_views, fail, is_number, parse_meta
+from .stackcheck import VIEW_DTYPES, check_headers, check_meta, check_placement, check_stack, check_views, fail, is_number, parse_meta
 
 STACK_KEYS = ("left", "right", "lens_positions", "rois", "gt_index", "sensor_hw", "origin", "meta")
 FRAME_KEYS = ("left", "right", "meta")
@@ -127,27 +127,11 @@ class FocalStack:
 
 
 def _open_npz(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Every array of ``keys`` (required) and ``optional`` from the npz at ``path``; FormatError if unreadable."""
-    if not path.exists():
-        raise BadInput(f"{path}: no such file")
-    if path.is_dir():
-        raise BadInput(f"{path}: is a folder, not an .npz file")
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as e:  # NotImplementedError: unsupported zip version/compression
-        raise fail(str(path), f"not a readable .npz archive ({type(e).__name__}: {e})") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise fail(str(path), "not an .npz archive (a bare .npy array)")
-    try:
-        with z:
-            missing = [k for k in keys if k not in z.files]
-            if missing:
-                raise fail(str(path), f"missing required key(s) {', '.join(missing)} (has: {', '.join(z.files) or 'none'})")
-            return {k: z[k] for k in keys + optional if k in z.files}
-    except FormatError:
-        raise
-    except Exception as e:  # BadZipFile (bad CRC), zlib.error, EOFError, ValueError (pickled/corrupt member)...
-        raise fail(str(path), f"not a readable .npz archive ({type(e).__name__}: {e})") from None
+    """Every array of ``keys`` (required) and ``optional`` from the npz at ``path``, read safely
+    (``hil_af.npzread``: regular files only, sizes checked on the headers first); FormatError if not."""
+    ndim = 3 if "lens_positions" in keys else 2
+    return read_npz(path, keys, optional, what="focal stack" if ndim == 3 else "frame file",
+                    check=lambda headers: check_headers(headers, ndim, str(path)))
 
 
 def load_stack(path: str | os.PathLike) -> FocalStack:

@@ -60,6 +60,27 @@ def test_existing_sweeps_need_resume_and_resume_recovers_unlisted_and_stale_file
     assert any("temp file" in s for s in logs)
 
 
+def test_resume_redoes_a_sweep_changed_since_written(tmp_path):
+    """--resume trusts no listed file: size and SHA-256 are recorded at write and checked before skipping."""
+    with _rig() as rig:
+        man = capture_sweeps(rig, tmp_path, 2, n_slices=SLICES, progress=False, log=lambda s: None)
+        entry = man["done"][sweep_name(0)]
+        assert entry["bytes"] == (tmp_path / sweep_name(0)).stat().st_size and len(entry["sha256"]) == 64
+        good = (tmp_path / sweep_name(0)).read_bytes()
+        (tmp_path / sweep_name(0)).write_bytes(good[: len(good) // 2])  # truncated after it was listed
+        b = bytearray((tmp_path / sweep_name(1)).read_bytes())
+        b[-100] ^= 1  # same size, one bit different
+        (tmp_path / sweep_name(1)).write_bytes(bytes(b))
+        logs: list[str] = []
+        man2 = capture_sweeps(rig, tmp_path, 2, n_slices=SLICES, resume=True, progress=False, log=logs.append)
+    assert any(sweep_name(0) in s and "truncated or replaced" in s for s in logs), logs
+    assert any(sweep_name(1) in s and "SHA-256 differs" in s for s in logs), logs
+    for i in range(2):
+        load_stack(tmp_path / sweep_name(i))  # both captured again, whole
+        assert man2["done"][sweep_name(i)]["captured_utc"]
+    assert (tmp_path / sweep_name(0)).stat().st_size > len(good) // 2
+
+
 def test_corrupt_manifest_is_reported(tmp_path):
     (tmp_path / MANIFEST).write_text("{ truncated")
     with _rig() as rig, pytest.raises(FormatError, match="manifest.json"):

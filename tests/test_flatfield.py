@@ -112,16 +112,16 @@ def _arrays(ff: FlatField):
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("truncate", "unreadable archive"),
-    ("garbage", "unreadable archive"),
-    ("missing", "missing key"),
+    ("truncate", "not an .npz file"),
+    ("garbage", "not an .npz file"),
+    ("missing", "missing required key"),
     ("version", "unknown version"),
     ("format", "expected 'hil-af-flatfield'"),
     ("nan", "finite"),
     ("knots", "strictly increasing"),
     ("shape", "do not match"),
     ("placement", "inside sensor_hw"),
-    ("meta", "meta is not JSON"),
+    ("meta", "'meta' does not parse as JSON"),
     ("gain", "plausible range"),
 ])
 def test_corrupt_flat_field_files_name_the_file_and_the_rule(tmp_path, damage, message):

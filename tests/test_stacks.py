@@ -119,7 +119,7 @@ def _rules():
         ("meta dioptres", dict(meta=meta_with(lens_dioptres=[1, 2])), "'lens_dioptres' must be a list of 5"),
         ("meta scene", dict(meta=meta_with(scene=3)), "'scene' must be a string"),
         ("missing key", dict(gt_index=DROP), "missing required key(s) gt_index"),
-        ("pickled object", dict(rois=np.array([None, 1], dtype=object)), "not a readable .npz"),
+        ("pickled object", dict(rois=np.array([None, 1], dtype=object)), "holds Python objects"),
     ]
 
 
@@ -149,17 +149,18 @@ def test_corrupt_truncated_and_foreign_files(tmp_path):
         b[i] ^= 0xFF
     p = tmp_path / "flipped.npz"
     p.write_bytes(bytes(b))
-    with pytest.raises(FormatError, match="not a readable .npz"):
+    with pytest.raises(FormatError, match="is damaged|not a readable npy array"):
         load_stack(p)
     p = tmp_path / "text.npz"
     p.write_text("hello")
-    with pytest.raises(FormatError, match="not a readable .npz"):
+    with pytest.raises(FormatError, match="not an .npz file") as e:
         load_stack(p)
+    assert "allow_pickle" not in str(e.value) and "\n" not in str(e.value)
     p = tmp_path / "bare.npy"
     np.save(p, np.zeros(3))
     with pytest.raises(FormatError, match="not an .npz"):
         load_stack(p)
-    with pytest.raises(BadInput, match="nothere.npz: no such file"):
+    with pytest.raises(BadInput, match="nothere.npz: no such focal stack"):
         load_stack(tmp_path / "nothere.npz")
 
 

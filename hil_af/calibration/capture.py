@@ -7,8 +7,10 @@ one rewrites ``out_dir/manifest.json`` (atomically) with what is done.  A run
 killed at any moment therefore leaves finished sweeps, a manifest that lists
 some of them, and maybe a temp file ``.sweep_NNNN.npz.tmp-*``; ``resume=True``
 removes the temp files, re-validates a finished sweep the manifest does not
-list yet (killed between the rename and the manifest write), and captures
-only what is missing: only the sweep in flight is lost.
+list yet (killed between the rename and the manifest write), verifies every
+sweep it does list against the size (bytes) and SHA-256 recorded when it was
+written (a sweep truncated or replaced since is removed and captured again),
+and captures only what is missing: only the sweep in flight is lost.
 
 Scenes: a rig that can change its scene itself (``rig.change_scene(i)``, the
 simulator) is asked to; on a real rig the user is asked on stderr to put
@@ -55,13 +57,53 @@ def read_manifest(out_dir: Path) -> dict[str, Any] | None:
     p = out_dir / MANIFEST
     if not p.exists():
         return None
-    try:
-        m = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(f"{p}: not a valid sweep manifest: {e}") from None
+    from ..jsonread import load_json_file
+
+    m = load_json_file(p, "sweep manifest")
     if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT or not isinstance(m.get("done"), dict):
         raise FormatError(f"{p}: not a valid sweep manifest (format {MANIFEST_FORMAT!r} with a 'done' table expected)")
+
+    def count(v: Any, lo: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= 1_000_000
+
+    if m.get("version") != 1 or isinstance(m.get("version"), bool):
+        raise FormatError(f"{p}: not a valid sweep manifest: version must be 1, got {m.get('version')!r}")
+    if not count(m.get("scenes", 0), 0) or not (m.get("slices") is None or count(m.get("slices"), 2)):
+        raise FormatError(f"{p}: not a valid sweep manifest: scenes must be an integer >= 0 and slices null or an integer >= 2")
+    if not all(isinstance(k, str) and isinstance(v, dict) for k, v in m["done"].items()):
+        raise FormatError(f"{p}: not a valid sweep manifest: 'done' must map file names to objects")
     return m
+
+
+def _fingerprint(path: Path) -> dict[str, Any]:
+    """What the manifest records of a written sweep: its size (bytes) and SHA-256."""
+    from .flatfield import file_sha256
+
+    return {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+
+
+def _changed(path: Path, entry: Any) -> str | None:
+    """Why a sweep listed as done cannot be kept (missing, not a regular file, size or checksum
+    differs from the manifest, or unreadable when the manifest recorded neither), else None."""
+    from ..stacks import load_stack
+    from .flatfield import file_sha256
+
+    if not path.exists():
+        return "listed as done but missing"
+    if not path.is_file():
+        return "not a regular file"
+    if isinstance(entry, dict) and isinstance(entry.get("sha256"), str):
+        size = path.stat().st_size
+        if size != entry.get("bytes"):
+            return f"{size} bytes, the manifest recorded {entry.get('bytes')} (truncated or replaced since written)"
+        if file_sha256(path) != entry["sha256"]:
+            return "its SHA-256 differs from the manifest's (changed since written)"
+        return None
+    try:  # a manifest from before checksums were recorded: the file must at least be a valid stack
+        load_stack(path)
+    except FormatError as e:
+        return f"unreadable ({e})"
+    return None
 
 
 def _write_manifest(out_dir: Path, m: dict[str, Any]) -> None:
@@ -101,9 +143,13 @@ def capture_sweeps(rig, out_dir: str | os.PathLike, n_scenes: int, *, n_slices: 
     done: dict[str, Any] = man["done"]
     # sweeps renamed into place but not yet in the manifest (killed in between), or listed but gone
     for name in list(done):
-        if not (out / name).exists():
+        why = _changed(out / name, done[name])
+        if why is not None:
+            if (out / name).exists():
+                say(f"redoing {name}: {why}")
+                (out / name).unlink()
             del done[name]
-    for p in existing:
+    for p in sorted(out.glob("sweep_*.npz")):
         if p.name not in done:
             try:
                 st = load_stack(p)
@@ -111,7 +157,8 @@ def capture_sweeps(rig, out_dir: str | os.PathLike, n_scenes: int, *, n_slices: 
                 say(f"removing unreadable {p.name}: {e}")
                 p.unlink()
                 continue
-            done[p.name] = {"scene": st.meta.get("scene"), "gt_source": st.meta.get("gt_source"), "recovered": True}
+            done[p.name] = {"scene": st.meta.get("scene"), "gt_source": st.meta.get("gt_source"), "recovered": True,
+                            **_fingerprint(p)}
     _write_manifest(out, man)
     todo = [i for i in range(n_scenes) if sweep_name(i) not in done]
     if len(todo) < n_scenes:
@@ -134,7 +181,8 @@ def capture_sweeps(rig, out_dir: str | os.PathLike, n_scenes: int, *, n_slices: 
                         raise BadInput("no answer on stdin: use --no-prompt to capture without asking") from None
             st = sweep(rig, n_slices, rois=rois, progress=progress, scene=label, source="hil-af calibrate capture")
             save_stack(out / sweep_name(i), st)
-            done[sweep_name(i)] = {"scene": label, "gt_source": st.meta.get("gt_source"), "captured_utc": _now()}
+            done[sweep_name(i)] = {"scene": label, "gt_source": st.meta.get("gt_source"), "captured_utc": _now(),
+                                   **_fingerprint(out / sweep_name(i))}
             _write_manifest(out, man)
             bar.update(1)
     finally:

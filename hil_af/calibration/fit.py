@@ -210,6 +210,22 @@ TRACK_SLOPE_TOL = 0.2  # tracks agree when their slopes differ by <= 20 % ...
 TRACK_OFFSET_TOL_PX = 0.4  # ... and their offsets by <= 0.4 px
 
 
+MAX_CANDIDATES = 2000  # tracks tried as the consensus per cell (all of them when fewer)
+
+
+def _tracks(s: Samples, use: np.ndarray, cell: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(cell, indices of its points) of every track (one RoI of one stack) among ``use``; O(N) memory."""
+    idx = np.flatnonzero(use)
+    if idx.size == 0:
+        return []
+    pairs = np.stack([np.asarray(cell)[idx], s.stack[idx], s.roi[idx]], axis=1).astype(np.int64)
+    _, tid = np.unique(pairs, axis=0, return_inverse=True)
+    tid = np.asarray(tid).reshape(-1)
+    order = np.argsort(tid, kind="stable")
+    groups = np.split(idx[order], np.flatnonzero(np.diff(tid[order])) + 1)
+    return [(int(np.asarray(cell)[g[0]]), g) for g in groups]
+
+
 def track_consensus(s: Samples, use: np.ndarray, cell: np.ndarray, seed: int = 0) -> np.ndarray:
     """Points of ``use`` that belong to consistent tracks, per cell (bool [N]).
 
@@ -220,30 +236,42 @@ def track_consensus(s: Samples, use: np.ndarray, cell: np.ndarray, seed: int = 0
     Per cell, each track with enough points is fitted; the track with the
     most support (points of tracks whose slope is within 20 % and offset
     within 0.4 px of it) wins, and only tracks that agree with it are kept.
-    Cells with fewer than 3 judged tracks keep all their points.
+    Cells with fewer than 3 judged tracks keep all their points.  Memory is
+    linear in the number of points and tracks: tracks are index arrays, and
+    with more than ``MAX_CANDIDATES`` tracks in a cell the winner is chosen
+    among that many (seeded) candidates, their support counted in blocks.
     """
     keep = np.zeros_like(use)
-    key = s.stack * 100000 + s.roi
-    for cid in np.unique(cell[use]):
-        m = use & (cell == cid)
+    by_cell: dict[int, list[np.ndarray]] = {}
+    for cid, g in _tracks(s, use, cell):
+        by_cell.setdefault(cid, []).append(g)
+    rng = np.random.default_rng(seed)
+    for cid, groups in by_cell.items():
         tracks = []
-        for t in np.unique(key[m]):
-            mt = m & (key == t)
-            if mt.sum() >= 5 and np.ptp(s.defocus[mt]) >= 2 * s.slice_spacing:
-                f = robust_line(s.defocus[mt], s.disparity[mt], s.confidence[mt], seed=seed)
+        for g in groups:
+            if g.size >= 5 and np.ptp(s.defocus[g]) >= 2 * s.slice_spacing:
+                f = robust_line(s.defocus[g], s.disparity[g], s.confidence[g], seed=seed)
                 if f is not None and f["gain_px_per_unit"] != 0:
-                    tracks.append((mt, f["gain_px_per_unit"], f["offset_px"], int(mt.sum())))
+                    tracks.append((g, f["gain_px_per_unit"], f["offset_px"], g.size))
         if len(tracks) < 3:
-            keep |= m
+            for g in groups:
+                keep[g] = True
             continue
-        g = np.array([t[1] for t in tracks])
-        o = np.array([t[2] for t in tracks])
-        n = np.array([t[3] for t in tracks], dtype=np.float64)
-        agree = (np.abs(g[:, None] - g[None, :]) <= TRACK_SLOPE_TOL * np.abs(g[:, None])) & \
-                (np.abs(o[:, None] - o[None, :]) <= TRACK_OFFSET_TOL_PX)
-        best = int(np.argmax(agree @ n))
-        for j in np.flatnonzero(agree[best]):
-            keep |= tracks[j][0]
+        g_ = np.array([t[1] for t in tracks])
+        o_ = np.array([t[2] for t in tracks])
+        n_ = np.array([t[3] for t in tracks], dtype=np.float64)
+        T = len(tracks)
+        cand = np.arange(T) if T <= MAX_CANDIDATES else np.sort(rng.choice(T, MAX_CANDIDATES, replace=False))
+        support = np.empty(cand.size)
+        for a in range(0, cand.size, 64):  # 64 x T comparisons at a time
+            c = cand[a:a + 64]
+            agree = (np.abs(g_[c, None] - g_[None, :]) <= TRACK_SLOPE_TOL * np.abs(g_[c, None])) & \
+                    (np.abs(o_[c, None] - o_[None, :]) <= TRACK_OFFSET_TOL_PX)
+            support[a:a + 64] = agree @ n_
+        best = int(cand[int(np.argmax(support))])
+        agree_best = (np.abs(g_[best] - g_) <= TRACK_SLOPE_TOL * abs(g_[best])) & (np.abs(o_[best] - o_) <= TRACK_OFFSET_TOL_PX)
+        for j in np.flatnonzero(agree_best):
+            keep[tracks[j][0]] = True
     return keep
 
 
@@ -289,7 +317,7 @@ def fit_calibration(samples: Samples, grid: tuple[int, int] = (3, 4), *, global_
     # whole-track outliers: judged per cell of this grid (of the default 3 x 4 grid for a global fit,
     # so that both kinds are fitted to the same cleaned points)
     cr, cc = cell_index(s.cx, s.cy, s.sensor_hw, (3, 4)) if global_fit else (row, col)
-    use = track_consensus(s, use, cr * 1000 + cc, seed=seed)
+    use = track_consensus(s, use, cr * (int(cc.max(initial=0)) + 1) + cc, seed=seed)
     gfit = robust_line(s.defocus[use], s.disparity[use], s.confidence[use], seed=seed)
     if gfit is None or gfit["gain_px_per_unit"] == 0:
         raise BadInput("the disparity does not change with defocus in these stacks: cannot calibrate")

@@ -65,16 +65,22 @@ class PdafEstimate:
 def recorded_flatfield(cal: dict[str, Any], cal_path: str | os.PathLike) -> Path | None:
     """The flat field a calibration records (relative paths resolve beside CAL.json), or None.
 
-    BadInput when it is recorded but found nowhere."""
+    A candidate (the recorded path, then its basename beside CAL.json) is used
+    only when its sha256 is the recorded one.  BadInput when it is recorded
+    but found nowhere, or only files with other contents are found."""
     rec = cal.get("flatfield")
     if rec is None:
         return None
     p = Path(cal_path)
     rp = Path(rec["path"])
     cand = [p.parent / rp, p.parent / rp.name] if not rp.is_absolute() else [rp, p.parent / rp.name]
-    found = next((c for c in cand if c.is_file()), None)
-    if found is None:
+    seen = [c for c in dict.fromkeys(cand) if c.is_file()]
+    if not seen:
         raise BadInput(f"{p} was fitted on flat-fielded frames ({rec['path']}), which is not found: pass --flatfield FLAT.npz")
+    found = next((c for c in seen if file_sha256(c) == rec["sha256"]), None)
+    if found is None:
+        raise BadInput(f"{p} was fitted with the flat field {rec['path']} (sha256 {rec['sha256'][:12]}...), but "
+                       f"{', '.join(map(str, seen))} has other contents: pass --flatfield FLAT.npz")
     return found
 
 

@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
-from ..errors import BadInput, FormatError
+from ..errors import FormatError
 
 FORMAT = "hil-af-calibration"
 VERSION = 1
 KINDS = ("per-position", "global")
+MAX_GRID_SIDE = 256  # rows, cols of a calibration grid at most
 FIT_KEYS = ("gain_px_per_unit", "offset_px", "residual_rms_px", "n_points", "r2")
 MODEL_TEXT = ("disparity_px = gain_px_per_unit * defocus + offset_px; "
               "defocus = lens_position - in_focus_position (native lens units)")
@@ -69,7 +70,7 @@ def validate(cal: Any, where: str) -> dict[str, Any]:
         raise _fail(where, "the top level must be a JSON object")
     if cal.get("format") != FORMAT:
         raise _fail(where, f"format is {cal.get('format')!r}, expected {FORMAT!r}")
-    if cal.get("version") != VERSION:
+    if isinstance(cal.get("version"), bool) or cal.get("version") != VERSION:
         raise _fail(where, f"unknown version {cal.get('version')!r} (this hil-af reads version {VERSION})")
     if cal.get("kind") not in KINDS:
         raise _fail(where, f"kind must be one of {KINDS}, got {cal.get('kind')!r}")
@@ -79,10 +80,10 @@ def validate(cal: Any, where: str) -> dict[str, Any]:
     if not isinstance(cal["lens_units"], str):
         raise _fail(where, "lens_units must be a string")
     shw, grid = cal["sensor_hw"], cal["grid"]
-    if not (isinstance(shw, list) and len(shw) == 2 and all(isinstance(v, int) and v > 0 for v in shw)):
+    if not (isinstance(shw, list) and len(shw) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shw)):
         raise _fail(where, f"sensor_hw must be [H, W] positive integers, got {shw!r}")
-    if not (isinstance(grid, list) and len(grid) == 2 and all(isinstance(v, int) and v > 0 for v in grid)):
-        raise _fail(where, f"grid must be [rows, cols] positive integers, got {grid!r}")
+    if not (isinstance(grid, list) and len(grid) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_GRID_SIDE for v in grid)):
+        raise _fail(where, f"grid must be [rows, cols] integers in 1..{MAX_GRID_SIDE}, got {grid!r}")
     if cal["kind"] == "global" and grid != [1, 1]:
         raise _fail(where, f"a global calibration has grid [1, 1], got {grid!r}")
     est = cal["estimator"]
@@ -121,19 +122,10 @@ def validate(cal: Any, where: str) -> dict[str, Any]:
 
 def load_calibration(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate CAL.json; FormatError (naming the file) if it is not one."""
+    from ..jsonread import load_json_file
+
     p = Path(path)
-    if not p.exists():
-        raise BadInput(f"{p}: no such calibration file")
-    if p.is_dir():
-        raise BadInput(f"{p}: is a folder, not a calibration file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise _fail(str(p), f"unreadable ({type(e).__name__}: {e})") from None
-    try:
-        cal = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise _fail(str(p), f"not JSON (truncated or corrupt?): {e}") from None
+    cal = load_json_file(p, "calibration file")
     return validate(cal, str(p))
 
 

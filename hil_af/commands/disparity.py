@@ -10,6 +10,8 @@ with x, y, w, h in view pixels.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..cli import add_json_option, emit_json
@@ -60,8 +62,8 @@ def run(args) -> int:
     rois = cell_rois(frame.shape, rows, cols)
     w = int(rois[0, 2])
     max_shift = args.max_shift if args.max_shift is not None else min(DEFAULT_MAX_SHIFT, max(1, w // 4))
-    if not max_shift >= 1:
-        raise BadInput(f"--max-shift must be >= 1 px, got {args.max_shift}")
+    if not (math.isfinite(max_shift) and 1 <= max_shift <= w // 2):
+        raise BadInput(f"--max-shift must be a number in 1..{w // 2} px (half the cell width), got {args.max_shift}")
     res = estimate_rois(frame.left, frame.right, rois, method=args.method, max_shift=max_shift,
                         white_level=frame.white_level)
     cells = []

@@ -30,6 +30,8 @@ def add_arguments(p) -> None:
     p.add_argument("--hang-timeout", type=float, default=60.0, metavar="S",
                    help="withhold watchdog pings once one rig operation runs longer than S seconds (default: 60)")
     p.add_argument("--max-clients", type=int, default=32, metavar="N", help="concurrent clients at most (default: 32)")
+    p.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
+                   help="disconnect a client that sends nothing (or reads no reply) for S seconds (default: 60)")
     p.add_argument("--tick", type=float, default=0.05, metavar="S",
                    help="continuous-AF loop period when frames come faster (default: 0.05 s)")
     p.add_argument("--clock", choices=("system", "sim"), default="system",
@@ -43,8 +45,11 @@ def run(args) -> int:
     from ..daemon.service import AFService, ServiceConfig
     from ..errors import BadInput
 
-    if args.max_clients < 1 or args.tick <= 0 or args.hang_timeout <= 0:
-        raise BadInput("--max-clients must be >= 1, --tick and --hang-timeout > 0")
+    import math
+
+    if not (1 <= args.max_clients <= 1024) or not all(math.isfinite(v) and v > 0 for v in
+                                                       (args.tick, args.hang_timeout, args.idle_timeout)):
+        raise BadInput("--max-clients must be in 1..1024; --tick, --hang-timeout and --idle-timeout finite and > 0")
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(levelname)s %(name)s: %(message)s")
     cfg = ServiceConfig(rig=args.rig, lens=args.lens, method=args.method, mode=args.mode,
@@ -56,5 +61,5 @@ def run(args) -> int:
 
         clock = SimClock()
     daemon = Daemon(AFService(cfg, clock=clock), args.socket, Notifier(), tick_s=args.tick,
-                    hang_s=args.hang_timeout, max_clients=args.max_clients)
+                    hang_s=args.hang_timeout, max_clients=args.max_clients, idle_timeout_s=args.idle_timeout)
     return daemon.run()

@@ -4,10 +4,13 @@ Threads:
 - main: opens the rig (``AFService.open``), binds the socket, sends READY=1,
   then waits for signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads the
   rig profile and calibration (RELOADING=1 ... READY=1).
-- the socket server (``socketserver`` accept loop) and one thread per client:
+- the socket server (``socketserver`` accept loop, listen backlog
+  ``LISTEN_BACKLOG``) and one thread per client, at most ``max_clients``:
   each reads JSON lines (at most ``MAX_LINE_BYTES`` each) and writes one
   reply line per request, in order; a bad line gets ``"ok": false`` and the
-  connection stays usable.
+  connection stays usable.  A client that sends nothing, or does not read
+  its replies, for ``idle_timeout_s`` seconds gets one ``"ok": false``
+  line (when it can still take one) and is disconnected, freeing its slot.
 - the control loop: continuous-AF steps when the mode is ``continuous``,
   STATUS= when the AF state changes, and WATCHDOG=1 every half
   ``$WATCHDOG_USEC`` -- withheld while a rig operation has been running for
@@ -39,6 +42,8 @@ from .service import AFService
 log = logging.getLogger("hil_af.daemon")
 
 SOCKET_MODE = 0o660
+LISTEN_BACKLOG = 128  # pending connects queued by the kernel (bursts of clients; capped by net.core.somaxconn)
+IDLE_TIMEOUT_S = 60.0  # a client that sends nothing (or reads no reply) for this long is disconnected
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -52,8 +57,15 @@ class _Handler(socketserver.StreamRequestHandler):
             self._send(error_reply(f"too many clients (limit {d.max_clients}); try again later"))
             return
         try:
+            # reads and writes time out: a client idle (or not reading) for idle_timeout_s loses its slot
+            self.connection.settimeout(d.idle_timeout_s)
             while not d.stopping:
-                line = self.rfile.readline(MAX_LINE_BYTES + 1)
+                try:
+                    line = self.rfile.readline(MAX_LINE_BYTES + 1)
+                except TimeoutError:
+                    log.info("closing a client idle for %g s", d.idle_timeout_s)
+                    self._send(error_reply(f"idle for {d.idle_timeout_s:g} s: connection closed"))
+                    return
                 if not line:
                     return
                 if len(line) > MAX_LINE_BYTES:
@@ -89,6 +101,7 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, path: str, owner: "Daemon"):
         self.owner = owner
@@ -135,7 +148,8 @@ class Daemon:
     """See the module docstring.  ``run()`` blocks until stopped and returns the exit code."""
 
     def __init__(self, service: AFService, socket_path: str, notifier: Notifier | None = None,
-                 tick_s: float = 0.05, idle_tick_s: float = 0.25, hang_s: float = 60.0, max_clients: int = 32):
+                 tick_s: float = 0.05, idle_tick_s: float = 0.25, hang_s: float = 60.0, max_clients: int = 32,
+                 idle_timeout_s: float = IDLE_TIMEOUT_S):
         self.service = service
         self.socket_path = str(socket_path)
         self.notifier = notifier or Notifier()
@@ -143,6 +157,7 @@ class Daemon:
         self.idle_tick_s = idle_tick_s
         self.hang_s = hang_s
         self.max_clients = max_clients
+        self.idle_timeout_s = float(idle_timeout_s)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._hup = False

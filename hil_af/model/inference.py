@@ -21,7 +21,6 @@ around its position) before decoding.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,13 +90,20 @@ def read_card(model_dir: Path) -> dict[str, Any]:
     path = Path(model_dir) / CARD
     if not path.is_file():
         raise BadInput(f"model card {path} is missing (train a model with `hil-af train` or point --model at one)")
-    try:
-        card = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(f"model card {path} is not valid JSON: {e}") from e
+    from ..jsonread import load_json_file  # bounded, one-line errors (deep nesting, huge ints)
+
+    card = load_json_file(path, "model card")
     for key in ("n_slices", "encoding", "files"):
         if not isinstance(card, dict) or key not in card:
             raise FormatError(f"model card {path} lacks the key {key!r}")
+    n, enc, files = card["n_slices"], card["encoding"], card["files"]
+    if not isinstance(n, int) or isinstance(n, bool) or not 2 <= n <= 1024:
+        raise FormatError(f"model card {path}: n_slices must be an integer in 2..1024, got {n!r}")
+    size = enc.get("size") if isinstance(enc, dict) else None
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 1024:
+        raise FormatError(f"model card {path}: encoding must be an object with an integer size in 8..1024")
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise FormatError(f"model card {path}: files must map model steps to file names (strings)")
     return card
 
 

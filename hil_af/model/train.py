@@ -94,11 +94,10 @@ def load_weights(model: nn.Module, path: Path, step: str) -> None:
     """Load ``<step>/*`` tensors of an npz (allow_pickle=False) into ``model``; FormatError on mismatch."""
     if not path.is_file():
         raise BadInput(f"weights file {path} is missing")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            sd = {k[len(step) + 1 :]: torch.from_numpy(np.array(z[k])) for k in z.files if k.startswith(step + "/")}
-    except Exception as e:
-        raise FormatError(f"weights file {path} cannot be read as npz: {e}") from e
+    from ..npzread import read_npz  # regular files only, headers checked first, 256 MiB at most
+
+    arrays = read_npz(path, (), what="weights file", max_bytes=256 << 20, prefix_ok=lambda k: k.startswith(step + "/"))
+    sd = {k[len(step) + 1 :]: torch.from_numpy(np.array(a)) for k, a in arrays.items()}
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
     extra = sorted(set(sd) - set(own))

@@ -24,10 +24,14 @@ rig seed draws its own parameters from the ranges there (domain randomisation).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import FormatError
+
+MAX_SIDE_PX = 2048  # height, width of the simulated views at most, px (memory ~ 100 bytes/px per frame)
+MAX_FRAME_TIME_S = 10.0  # frame_time_s, vcm_tau_s at most, seconds
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ class SimParams:
                     if isinstance(v, bool):
                         raise ValueError("expected a number")
                     kw[k] = float(v)
-            except (TypeError, ValueError) as e:
+            except (TypeError, ValueError, OverflowError) as e:  # OverflowError: int(inf)
                 raise FormatError(f"{where}: {k} = {v!r}: {e}") from None
         p = cls(**kw)
         p.validate(where)
@@ -109,7 +113,15 @@ class SimParams:
             if not cond:
                 raise FormatError(f"{where}: {msg}")
 
-        need(self.height >= 32 and self.width >= 32, f"height, width must be >= 32, got {self.height}x{self.width}")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            for x in (v if isinstance(v, tuple) else (v,)):
+                need(math.isfinite(x), f"{f.name} must be finite, got {v!r}")
+        need(32 <= self.height <= MAX_SIDE_PX and 32 <= self.width <= MAX_SIDE_PX,
+             f"height, width must be in 32..{MAX_SIDE_PX} px, got {self.height}x{self.width}")
+        need(self.frame_time_s <= MAX_FRAME_TIME_S, f"frame_time_s must be <= {MAX_FRAME_TIME_S} s, got {self.frame_time_s}")
+        need(self.vcm_tau_s <= MAX_FRAME_TIME_S and self.vcm_settle_taus <= 1000,
+             f"vcm_tau_s must be <= {MAX_FRAME_TIME_S} s and vcm_settle_taus <= 1000")
         need(self.blur_px_per_dioptre >= 0, f"blur_px_per_dioptre must be >= 0, got {self.blur_px_per_dioptre}")
         need(self.base_blur_sigma_px >= 0, f"base_blur_sigma_px must be >= 0, got {self.base_blur_sigma_px}")
         need(self.aperture_softness > 0, f"aperture_softness must be > 0, got {self.aperture_softness}")
@@ -132,7 +144,6 @@ class SimParams:
         need(abs(self.coma_px_per_dioptre) <= 5, f"coma_px_per_dioptre must be in [-5, 5], got {self.coma_px_per_dioptre}")
         need(abs(self.disparity_nonlinearity_per_dioptre) <= 0.5,
              f"disparity_nonlinearity_per_dioptre must be in [-0.5, 0.5], got {self.disparity_nonlinearity_per_dioptre}")
-        import math
         bad = [f.name for f in fields(self) if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name))]
         need(not bad, f"{', '.join(bad)} must be finite")
 
