@@ -123,7 +123,7 @@ def check_devices(needs: set[str], dev: Path | None = None,
         denied = [p.name for p in nodes if not access(str(p), os.R_OK | os.W_OK)]
         if denied:
             hint = f"add yourself to group '{group}' ({'you are not in it' if group not in groups else 'then log in again'}) " \
-                   f"or install drivers/udev/99-hil-af.rules (docs/hardware.md)"
+                   f"or install drivers/udev/60-hil-af.rules (docs/hardware.md)"
             out.append(Check(f"devices {family}", "FAIL" if needed else "WARN",
                              f"no read/write access to {', '.join(denied)}", hint))
         else:

@@ -147,5 +147,5 @@ def open_v4l2(url: DriverURL, ctx: dict) -> V4L2Lens:
         raise DeviceError(f"{path} does not exist: is the VCM overlay loaded? (drivers/devicetree.md)") from None
     except PermissionError:
         raise DeviceError(f"no permission to open {path}: add yourself to group 'video' "
-                          f"or install drivers/udev/99-hil-af.rules") from None
+                          f"or install drivers/udev/60-hil-af.rules") from None
     return V4L2Lens(dev, path=path, cid=cid, settle_s=settle_ms / 1e3, tries=tries, clock=ctx.get("clock"))
