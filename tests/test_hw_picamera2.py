@@ -312,3 +312,19 @@ def test_units_code_needs_a_lens_map(fake):
         open_lens("libcamera-lens://0?units=code")
     with pytest.raises(BadInput, match="units must be dioptres or code"):
         open_lens("libcamera-lens://0?units=mm")
+
+
+def test_capture_rois_decodes_only_the_rois_and_matches_the_whole_frame(fake):
+    from hil_af.pdaf import crop_patches
+
+    rng = np.random.default_rng(5)
+    raw = rng.integers(0, 1024, (H, W)).astype(np.uint16)
+    fake(image=lambda d, n: raw, fmt="SGRBG10_CSI2P", cfa=1)
+    rois = np.array([[0, 0, 4, 4], [10, 8, 4, 4]])
+    with open_source("picamera2://0?layout=columns", profile={"sensor": {"dual_pixel": True}}) as src:
+        L, R, md = src.capture_rois(rois)
+        f = src.capture()
+    wl, wr = crop_patches(f.left, f.right, rois)
+    np.testing.assert_array_equal(L, wl)
+    np.testing.assert_array_equal(R, wr)
+    assert "SensorTimestamp" in md and src.cfa == "GRBG"
