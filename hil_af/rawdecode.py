@@ -248,24 +248,24 @@ def split_views(img: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cfa_reduce(view: np.ndarray, cfa: str | None, plane: str = "luma") -> np.ndarray:
-    """One float32 value per 2x2 cell of a Bayer view [H, W] (H, W even): ``luma`` = the cell's mean,
-    ``green`` = the mean of its two greens (where they sit depends on ``cfa``).  ``cfa`` None/mono:
-    the view as float32."""
+    """One float32 value per 2x2 cell of a Bayer view [..., H, W] (H, W even): ``luma`` = the cell's
+    mean, ``green`` = the mean of its two greens (where they sit depends on ``cfa``).  ``cfa``
+    None/mono: the view as float32."""
     if cfa is None or cfa == "mono":
         return view.astype(np.float32)
     if cfa not in CFAS:
         raise BadInput(f"unknown colour filter {cfa!r} (known: {', '.join(CFAS)}, mono)")
     if plane not in PLANES:
         raise BadInput(f"unknown plane {plane!r} (known: {', '.join(PLANES)})")
-    H, W = view.shape
+    H, W = view.shape[-2:]
     if H % 2 or W % 2:
         raise BadInput(f"cfa {cfa}: a Bayer view needs even sides, got {H}x{W}")
     v = view.astype(np.float32)
     if plane == "luma":
-        return 0.25 * (v[0::2, 0::2] + v[0::2, 1::2] + v[1::2, 0::2] + v[1::2, 1::2])
+        return 0.25 * (v[..., 0::2, 0::2] + v[..., 0::2, 1::2] + v[..., 1::2, 0::2] + v[..., 1::2, 1::2])
     if cfa in ("RGGB", "BGGR"):  # greens on the anti-diagonal of each cell
-        return 0.5 * (v[0::2, 1::2] + v[1::2, 0::2])
-    return 0.5 * (v[0::2, 0::2] + v[1::2, 1::2])
+        return 0.5 * (v[..., 0::2, 1::2] + v[..., 1::2, 0::2])
+    return 0.5 * (v[..., 0::2, 0::2] + v[..., 1::2, 1::2])
 
 
 def _number(v: Any, name: str) -> float:
