@@ -31,12 +31,15 @@ is ramped back to the idle position and the chip powered down.
 
 Power cycles: the VCM shares the sensor's regulator (``cam1_reg`` in the
 overlays), so it loses power, and its registers, whenever the camera
-stops.  A transfer that NACKs (EREMOTEIO/EIO) after ``idle_ms`` of quiet,
+stops.  After ``idle_ms`` of quiet a move first re-writes the chip's power
+register (DW98xx CTL, AK7375 mode: harmless, and it probes the chip; word
+chips are probed by the position word itself).  A transfer that NACKs
+(EREMOTEIO, as i2c-bcm2835 reports a NACK, or EIO) after ``idle_ms`` of quiet,
 or an operation that fails after its retries, marks the chip as power
 cycled: the next move re-runs the power-up sequence and ramps from the
 idle position (``power_cycles`` counts them).  A power cycle completed
-entirely between two moves without a failed transfer cannot be seen
-without read-back.
+entirely while idle, with no failed transfer, is not seen: the re-written
+power register still powers the chip up, but that move skips the ramp.
 
 Use this only when no kernel VCM driver is bound to the chip (the kernel
 driver would fight it): with ``dtoverlay=imx708`` the DW9817 belongs to the
@@ -278,7 +281,7 @@ class I2CVcm(ContextMixin):
             pass
 
 
-# NACK / no device: what i2c-bcm2835 (Pi 4) and i2c-designware (Pi 5's RP1) return
+# NACK / no device: raspberrypi/linux i2c-bcm2835.c returns EREMOTEIO on a NACK, EIO on other errors
 _NACK = {errno.EREMOTEIO, errno.EIO, errno.ENXIO}
 
 SYSFS_I2C = Path("/sys/bus/i2c/devices")
