@@ -20,8 +20,8 @@ checked in the named source:
   advertised by libcamera")``.
 * **Lens** (libcamera ``src/ipa/rpi/common/ipa_base.cpp`` and
   ``src/ipa/rpi/controller/rpi/af.cpp``, tuning
-  ``src/ipa/rpi/pisp/data/imx708.json``): with a lens, ``AfMode`` ... and
-  ``LensPosition`` are advertised (``afmode_advertised=False`` models an older
+  ``src/ipa/rpi/pisp/data/imx708.json``): with a lens, the Af* controls
+  (``AfMode`` ...) and ``LensPosition`` are advertised (``afmode_advertised=False`` models an older
   stack that did not); with an ``rpi.af`` algorithm (``af=True``) the
   LensPosition range is the tuning map's (0..15 dioptres for the IMX708) and
   in Manual mode a LensPosition request moves the IPA's target; the reported
