@@ -29,6 +29,17 @@ Layouts (``layout``) of the two sub-aperture views in the unpacked image:
 
 For ``columns``/``rows``/``halves``, ``width`` x ``height`` is the whole raw
 image and each view is half of it; for ``planes`` it is the size of one view.
+
+Colour filter (``cfa``): a dual-pixel (2PD) sensor's two photodiodes sit
+under one colour filter, so the views are split per photosite first and each
+view is then a Bayer mosaic of order ``cfa`` (RGGB, GRBG, GBRG, BGGR).  Its
+2x2 cells are reduced to one value (``plane``: ``luma``, the cell's mean, a
+luminance estimate; ``green``, the mean of its two greens), so the views
+have half the split size in each direction.  ``cfa`` None or ``mono``: no
+reduction (mono sensors, and the simulator's views).  Splitting a plain
+Bayer mosaic's columns (a sensor without dual pixels) gives two different
+colour channels, not two views: ``hil_af.drivers.picamera2_source`` refuses
+such sensors.
 Values are in DN; ``decode_raw`` subtracts ``black_level`` and returns
 float32 views with ``white_level - black_level`` as the frame's white level.
 Every problem raises ``BadInput`` naming the format/layout and the numbers.
@@ -46,6 +57,8 @@ from .frames import DualPixelFrame
 
 FORMATS = ("RAW10", "RAW12", "U16", "FLOAT")
 LAYOUTS = ("columns", "rows", "halves", "planes")
+CFAS = ("RGGB", "GRBG", "GBRG", "BGGR")
+PLANES = ("luma", "green")
 BITS = {"RAW10": 10, "RAW12": 12, "U16": 16}
 
 
@@ -234,6 +247,27 @@ def split_views(img: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]:
     return img[:, : W // 2], img[:, W // 2 :]
 
 
+def cfa_reduce(view: np.ndarray, cfa: str | None, plane: str = "luma") -> np.ndarray:
+    """One float32 value per 2x2 cell of a Bayer view [..., H, W] (H, W even): ``luma`` = the cell's
+    mean, ``green`` = the mean of its two greens (where they sit depends on ``cfa``).  ``cfa``
+    None/mono: the view as float32."""
+    if cfa is None or cfa == "mono":
+        return view.astype(np.float32)
+    if cfa not in CFAS:
+        raise BadInput(f"unknown colour filter {cfa!r} (known: {', '.join(CFAS)}, mono)")
+    if plane not in PLANES:
+        raise BadInput(f"unknown plane {plane!r} (known: {', '.join(PLANES)})")
+    H, W = view.shape[-2:]
+    if H % 2 or W % 2:
+        raise BadInput(f"cfa {cfa}: a Bayer view needs even sides, got {H}x{W}")
+    v = view.astype(np.float32)
+    if plane == "luma":
+        return 0.25 * (v[..., 0::2, 0::2] + v[..., 0::2, 1::2] + v[..., 1::2, 0::2] + v[..., 1::2, 1::2])
+    if cfa in ("RGGB", "BGGR"):  # greens on the anti-diagonal of each cell
+        return 0.5 * (v[..., 0::2, 1::2] + v[..., 1::2, 0::2])
+    return 0.5 * (v[..., 0::2, 0::2] + v[..., 1::2, 1::2])
+
+
 def _number(v: Any, name: str) -> float:
     try:
         f = float(v)
@@ -259,6 +293,8 @@ def decode_raw(
     lens_position: float = float("nan"),
     timestamp_s: float = 0.0,
     metadata: dict | None = None,
+    cfa: str | None = None,
+    plane: str = "luma",
 ) -> DualPixelFrame:
     """Decode one raw buffer into a DualPixelFrame (float32 views, black level subtracted).
 
@@ -266,7 +302,7 @@ def decode_raw(
     ``stride``: bytes per row for RAW10/RAW12, pixels per row for U16/FLOAT.
     ``black_level``/``white_level``: DN; white defaults to 2**bits - 1 (FLOAT: required
     unless the data need none, then the max value).  ``sensor_hw`` defaults to the
-    view size, ``origin`` (y0, x0) to (0, 0).
+    view size, ``origin`` (y0, x0) to (0, 0).  ``cfa``/``plane``: see the module header.
     """
     fmt = _fmt(fmt)
     if layout not in LAYOUTS:
@@ -295,12 +331,12 @@ def decode_raw(
     if white <= black:
         hint = " (FLOAT data: pass white_level=)" if white_level is None else ""
         raise BadInput(f"{fmt}/{layout}: white_level {white} must exceed black_level {black}{hint}")
-    lf = left.astype(np.float32)
-    rf = right.astype(np.float32)
+    lf = cfa_reduce(left, cfa, plane)
+    rf = cfa_reduce(right, cfa, plane)
     if black:
         lf -= np.float32(black)
         rf -= np.float32(black)
-    meta = {"raw_format": fmt, "layout": layout, "black_level": black}
+    meta = {"raw_format": fmt, "layout": layout, "black_level": black, "cfa": cfa or "mono"}
     meta.update(metadata or {})
     return DualPixelFrame(left=lf, right=rf, lens_position=float(lens_position), timestamp_s=float(timestamp_s),
                           sensor_hw=sensor_hw, origin=origin, white_level=white - black, metadata=meta)

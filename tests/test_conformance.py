@@ -68,6 +68,9 @@ def _bridge_port():
     return FakeSerialPort(fw.Bridge(MicroPythonI2C(bus), chip="dw9807").handle_line)
 
 
+DP = {"sensor": {"dual_pixel": True, "cfa": "mono"}}  # the fake camera declared a (mono) dual-pixel sensor
+
+
 def _fake_picamera2(request, **kw):
     mod = fake_picamera2_module(raw_size=(32, 16), **kw)
     request.getfixturevalue("mocker").patch.dict(sys.modules, {"picamera2": mod})
@@ -94,10 +97,10 @@ LENSES = {
 SOURCES = {
     "sim": lambda rq, tmp: open_rig("sim://?seed=1", clock=SimClock()),
     "replay": lambda rq, tmp: open_rig(f"replay://{numpy_stack(tmp / 's.npz')}", clock=SimClock()),
-    "picamera2-raw10-columns": lambda rq, tmp: (_fake_picamera2(rq), open_source("picamera2://0?layout=columns"))[1],
+    "picamera2-raw10-columns": lambda rq, tmp: (_fake_picamera2(rq), open_source("picamera2://0?layout=columns", profile=DP))[1],
     "picamera2-raw12-halves": lambda rq, tmp: (_fake_picamera2(rq, fmt="SRGGB12_CSI2P"),
-                                               open_source("picamera2://0?layout=halves"))[1],
-    "picamera2-u16-rows": lambda rq, tmp: (_fake_picamera2(rq, fmt="SRGGB16"), open_source("picamera2://0?layout=rows"))[1],
+                                               open_source("picamera2://0?layout=halves", profile=DP))[1],
+    "picamera2-u16-rows": lambda rq, tmp: (_fake_picamera2(rq, fmt="SRGGB16"), open_source("picamera2://0?layout=rows", profile=DP))[1],
 }
 
 

@@ -107,7 +107,47 @@ def test_sim_rig_opens_captures_and_moves(env, capsys):
     rc, checks, _ = run(capsys, "good")  # a profile name from HIL_AF_RIGS
     assert checks["rig open"]["status"] == "OK"
     assert checks["rig capture"]["status"] == "OK" and "views" in checks["rig capture"]["detail"]
-    assert checks["rig lens move"]["status"] == "OK"
+    lens = checks["rig lens move"]
+    assert lens["status"] == "OK" and "changed" in lens["detail"] and "sharpness" in lens["detail"]
+
+
+def _fake_picamera2_rig(env, mocker, image, **kw):
+    from hil_af.drivers.fakes import fake_picamera2_module
+
+    mod = fake_picamera2_module(raw_size=(64, 32), image=image, **kw)
+    mocker.patch.dict(sys.modules, {"picamera2": mod})
+    prof = env / "rigs" / "cam.toml"
+    prof.write_text('[rig]\nsource = "picamera2://0?layout=columns"\nlens = "libcamera-lens://0"\n'
+                    '[sensor]\ndual_pixel = true\ncfa = "mono"\n')
+    return str(prof)
+
+
+def test_lens_check_sees_sharpness_follow_the_lens(env, capsys, mocker):
+    """A camera whose image blurs away from 4 dioptres: the two positions differ, a repeat agrees."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 400, (32, 64)).astype(np.float64)
+
+    def image(d, n):
+        k = 1 + int(round(abs(d - 4.0)))  # box blur width grows with defocus
+        blurred = np.stack([np.convolve(row, np.ones(k) / k, mode="same") for row in texture])
+        return (100 + blurred).astype(np.uint16)
+
+    rc, checks, _ = run(capsys, _fake_picamera2_rig(env, mocker, image, max_slew=1.5))
+    lens = checks["rig lens move"]
+    assert lens["status"] == "OK", lens
+    assert re.search(r"at 3\.75, .* at 11\.25", lens["detail"])
+
+
+def test_lens_check_says_when_it_cannot_tell(env, capsys, mocker):
+    """The lens is commanded and reports arriving, but the image never changes: not proven."""
+    import numpy as np
+
+    still = np.random.default_rng(1).integers(100, 500, (32, 64)).astype(np.uint16)
+    rc, checks, _ = run(capsys, _fake_picamera2_rig(env, mocker, lambda d, n: still))
+    lens = checks["rig lens move"]
+    assert lens["status"] == "WARN" and "could not tell" in lens["detail"]
 
 
 def test_human_output_lists_fixes_and_summary(env, capsys):

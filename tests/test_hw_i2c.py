@@ -13,18 +13,18 @@ import math
 import pytest
 
 from hil_af.clock import SimClock
-from hil_af.drivers.fakes import Ak7375Model, Dw98xxModel, Dw9714Model, FakeI2CBus, FakeSMBus
+from hil_af.drivers.fakes import Ak7375Model, Dw98xxModel, Dw9714Model, FakeI2CBus, FakeSMBus, chip_model
 from hil_af.drivers.i2c_bus import retry
 from hil_af.drivers.i2c_vcm import I2CVcm
 from hil_af.drivers.registry import open_lens
-from hil_af.drivers.vcm_chips import AK7375, CHIPS, DW9714, DW9807, DW9817, dw9714
+from hil_af.drivers.vcm_chips import AD5398, AK7375, CHIPS, DW9714, DW9807, DW9817, dw9714
 from hil_af.errors import BadInput, DeviceError, DeviceTimeout
 
 ADDR = 0x0C
 
 
 def make(chip, model=None, **kw):
-    model = model or {"dw9807": Dw98xxModel, "dw9817": Dw98xxModel, "ak7375": Ak7375Model, "dw9714": Dw9714Model}[chip.name]()
+    model = model or chip_model(chip.name)
     bus = FakeI2CBus({ADDR: model})
     clock = SimClock()
     lens = I2CVcm(bus, ADDR, chip, clock=clock, **kw)
@@ -44,12 +44,14 @@ WIRE = [
     (DW9714, 512, bytes([0x20, 0x00])),
     (DW9714, 1023, bytes([0x3F, 0xF0])),
     (dw9714(5), 300, bytes([0x12, 0xC5])),
+    (AD5398, 1023, bytes([0x3F, 0xF0])),   # ad5398_vcm.c: focus << 4, bit 15 = power down
+    (AD5398, 1, bytes([0x00, 0x10])),
 ]
 
 
 @pytest.mark.parametrize("chip,code,wire", WIRE, ids=lambda v: getattr(v, "name", str(v)))
 def test_exact_bytes_for_known_codes(chip, code, wire):
-    lens, bus, model, _ = make(chip)
+    lens, bus, model, _ = make(chip, ramp=4096)  # one write per move, even the first after power-up
     n0 = len(bus.writes())
     lens.move_to(code)
     assert bus.writes()[n0:] == [wire]
@@ -59,8 +61,10 @@ def test_exact_bytes_for_known_codes(chip, code, wire):
 
 
 @pytest.mark.parametrize("name,power_up", [
-    ("dw9807", [bytes([0x02, 0x00])]), ("dw9817", [bytes([0x02, 0x00])]),
-    ("ak7375", [bytes([0x02, 0x00])]), ("dw9714", [bytes([0x00, 0x00])]),
+    ("dw9807", [bytes([0x02, 0x00]), bytes([0x03, 0x00, 0x00])]),
+    ("dw9817", [bytes([0x02, 0x00]), bytes([0x03, 0x02, 0x00])]),   # idle position 512
+    ("ak7375", [bytes([0x02, 0x00]), bytes([0x00, 0x00, 0x00])]),
+    ("dw9714", [bytes([0x00, 0x00])]), ("ad5398", [bytes([0x00, 0x00])]),
 ])
 def test_power_up_sequence_and_delay(name, power_up):
     lens, bus, model, clock = make(CHIPS[name])
@@ -71,12 +75,82 @@ def test_power_up_sequence_and_delay(name, power_up):
         assert clock.monotonic() >= 0.012  # 12 ms power-up
 
 
-def test_dw98xx_reads_back_position_on_open():
-    model = Dw98xxModel()
-    model.regs[0x03], model.regs[0x04] = 0x01, 0x90  # 400 left over from a previous run
-    lens, bus, _, _ = make(DW9807, model)
-    assert lens.position == 400
-    assert ("wr", ADDR, bytes([0x03]), bytes([0x01, 0x90])) in bus.log
+def test_dw9817_power_up_ramps_from_idle_like_dw9807_active():
+    """dw9807-vcm.c: dw9807_active writes CTL 0x00 then dw9807_ramp(idle_pos=512, target), 16 codes 1 ms apart."""
+    lens, bus, model, clock = make(DW9817)
+    assert lens.position == 512 and model.lens_code == 512 and not bus.log[0][0] == "wr"
+    t0 = clock.monotonic()
+    lens.move_to(900)  # the first move after power-up is ramped from the idle position
+    codes = [((w[1] & 3) << 8) | w[2] for w in bus.writes()[2:]]
+    assert codes == list(range(528, 900, 16)) + [900]
+    assert clock.monotonic() - t0 == pytest.approx(0.001 * (len(codes) - 1))
+    n = len(bus.writes())
+    lens.move_to(880)  # later moves: one write (ramp=0)
+    assert len(bus.writes()) == n + 1 and model.code == 880 and not model.violations
+
+
+def test_no_position_read_back_unless_asked():
+    lens, bus, model, _ = make(DW9807)
+    assert not any(e[0] == "wr" and e[2] != bytes([0x05]) for e in bus.log)  # only STATUS is ever read
+    lens.move_to(300)
+    assert lens.read_position() == 300  # the commanded code
+
+
+def test_readback_falls_back_where_the_chip_does_not_answer(caplog):
+    lens, _, _, _ = make(DW9807, readback=True)  # the model, like the kernel, shows no position read
+    lens.move_to(300)
+    assert lens.read_position() == 300 and lens.readback is False
+    assert "read-back not supported" in caplog.text
+    lens.move_to(310)
+    assert lens.power_cycles == 0  # a refused read is not a power cycle
+
+
+def test_readback_reads_the_registers_where_the_chip_answers():
+    model = Dw98xxModel(readable=True)
+    lens, bus, _, _ = make(DW9807, model, readback=True)
+    lens.move_to(300)
+    model.regs[0x03], model.regs[0x04] = 0x01, 0x90  # something else wrote 400
+    assert lens.read_position() == 400 and lens.readback
+
+
+@pytest.mark.parametrize("name", ["dw9817", "ak7375", "dw9714", "ad5398"])
+def test_power_cycle_detected_and_power_up_rerun(name):
+    """The VCM shares the sensor's regulator (cam1_reg in imx708.dtsi / the ad5398 overlays): the camera
+    stops, the chip NACKs; it comes back without its registers; the next move powers it up again."""
+    chip = CHIPS[name]
+    lens, bus, model, clock = make(chip)
+    lens.move_to(600)
+    clock.sleep(1.0)
+    model.power_off()
+    with pytest.raises(DeviceError, match="is the camera streaming"):
+        lens.move_to(620)
+    model.power_on()
+    assert not model.powered
+    n = len(bus.writes())
+    lens.move_to(640)
+    assert model.powered and model.code == 640 and not model.violations
+    assert lens.power_cycles == 1
+    writes = bus.writes()[n:]
+    assert writes[0] == chip.power_up[0].data  # power-up re-run first ...
+    assert len(writes) > 3  # ... then a ramp from the idle position
+
+
+def test_nack_after_idle_that_recovers_is_a_power_cycle():
+    lens, bus, model, clock = make(DW9817)
+    lens.move_to(700)
+    clock.sleep(0.5)
+    model.power_on()  # the chip was power-cycled while we were idle (registers lost) ...
+    bus.fail_next = 1  # ... and NACKs the first transfer after the idle time
+    lens.move_to(710)
+    assert lens.power_cycles == 1 and model.powered and model.code == 710 and not model.violations
+
+
+def test_nack_in_a_burst_is_retried_not_a_power_cycle():
+    lens, bus, model, clock = make(DW9807)
+    lens.move_to(100)
+    bus.fail_next = 1  # no idle time before it
+    lens.move_to(110)
+    assert lens.power_cycles == 0 and model.code == 110
 
 
 def test_status_polled_before_each_write_until_ready():
@@ -92,8 +166,9 @@ def test_status_polled_before_each_write_until_ready():
 
 
 def test_status_stuck_busy_times_out_clearly():
-    model = Dw98xxModel(busy_polls=1000)
+    model = Dw98xxModel()
     lens, _, _, _ = make(DW9807, model)
+    model.busy_polls = 1000
     lens.move_to(10)
     with pytest.raises(DeviceTimeout, match=r"STATUS register 0x05 still busy .* 10 polls"):
         lens.move_to(20)
@@ -119,6 +194,7 @@ def test_ak7375_accepts_12_bit_range():
 
 def test_eio_retried_with_exponential_backoff_then_succeeds():
     lens, bus, model, clock = make(DW9807)
+    lens.move_to(300)  # the first move after power-up is a ramp: time the second
     bus.fail_next, bus.fail_errno = 2, errno.EIO
     t0 = clock.monotonic()
     lens.move_to(321)
@@ -203,14 +279,14 @@ def smbus(mocker):
 
 @pytest.mark.parametrize("name", sorted(CHIPS))
 def test_open_by_url_drives_chip_over_smbus2_messages(smbus, name):
-    model = {"dw9807": Dw98xxModel, "dw9817": Dw98xxModel, "ak7375": Ak7375Model, "dw9714": Dw9714Model}[name]()
+    model = chip_model(name, readable=True)
     smbus[10] = bus = FakeI2CBus({ADDR: model})
-    with open_lens(f"i2c://10/0x0c?chip={name}", clock=SimClock()) as lens:
+    with open_lens(f"i2c://10/0x0c?chip={name}&readback=1", clock=SimClock()) as lens:
         lens.move_to(777)
         assert model.code == 777
         assert bus.writes()[-1] == CHIPS[name].position_bytes(777)
-        if CHIPS[name].readback:
-            assert lens.read_position() == 777  # a combined write+read i2c_rdwr
+        assert lens.read_position() == 777  # register chips: a combined write+read i2c_rdwr
+        assert lens.readback == (CHIPS[name].position_reg is not None)
     assert not model.powered and bus.closed
 
 

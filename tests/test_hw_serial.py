@@ -30,7 +30,8 @@ fw = _load_firmware()
 
 
 def rig(chip="dw9807", busy_polls=0):
-    model = Dw9714Model() if chip == "dw9714" else Dw98xxModel(busy_polls=busy_polls)
+    model = Dw9714Model() if chip in ("dw9714", "ad5398") else \
+        Dw98xxModel(busy_polls=busy_polls, idle_code=512 if chip == "dw9817" else 0)
     bus = FakeI2CBus({0x0C: model})
     bridge = fw.Bridge(MicroPythonI2C(bus), chip=chip, addr=0x0C)
     port = FakeSerialPort(bridge.handle_line)
@@ -57,21 +58,38 @@ def test_protocol_md_example_lines_are_exact():
 # ---------------------------------------------------------------- firmware logic
 def test_firmware_move_writes_the_chip_after_polling_status():
     bridge, bus, model, _ = rig(busy_polls=2)
+    assert bridge.handle_line(fw.frame("7 MOVE 0")) == fw.frame("7 OK 0")  # power-up at idle (0)
+    bus.log.clear()
     assert bridge.handle_line(fw.frame("7 MOVE 300")) == fw.frame("7 OK 300")
     assert bridge.handle_line(fw.frame("8 MOVE 301")) == fw.frame("8 OK 301")
     assert model.code == 301 and model.powered and not model.violations
-    assert bus.writes() == [bytes([0x02, 0x00]), bytes([0x03, 0x01, 0x2C]), bytes([0x03, 0x01, 0x2D])]
+    assert bus.writes() == [bytes([0x03, 0x01, 0x2C]), bytes([0x03, 0x01, 0x2D])]
     polls = [e[3] for e in bus.log if e[0] == "wr"]
-    assert polls == [b"\x00", b"\x01", b"\x01", b"\x00"]
+    assert polls == [b"\x01", b"\x01", b"\x00", b"\x01", b"\x01", b"\x00"]
+
+
+def test_firmware_dw9817_power_up_ramps_from_idle_like_dw9807_active():
+    """dw9807-vcm.c dw9807_active: CTL 0x00, then dw9807_ramp(idle_pos = 512, target), 16 codes a step."""
+    bridge, bus, model, _ = rig("dw9817")
+    assert bridge.handle_line(fw.frame("1 MOVE 600")) == fw.frame("1 OK 600")
+    writes = bus.writes()
+    assert writes[0] == bytes([0x02, 0x00])
+    codes = [((w[1] & 3) << 8) | w[2] for w in writes[1:]]
+    assert codes == [528, 544, 560, 576, 592, 600] and not model.violations
+    assert bridge.handle_line(fw.frame("2 PARK")) == fw.frame("2 OK 512")
+    assert model.code == 512 and not model.powered
 
 
 def test_firmware_dw9714_word_and_park():
     bridge, bus, model, _ = rig("dw9714")
     bridge.handle_line(fw.frame("1 MOVE 512"))
     assert bus.writes()[-1] == bytes([0x20, 0x00]) and model.code == 512
+    up = [((w[0] << 8 | w[1]) >> 4) for w in bus.writes()]
+    assert up == list(range(0, 512, 16)) + [512]  # power-up at idle 0, then ramped up
+    n = len(bus.writes())
     assert bridge.handle_line(fw.frame("2 PARK")) == fw.frame("2 OK 0")
     assert model.code == 0 and not model.powered
-    steps = [((w[0] << 8 | w[1]) >> 4) for w in bus.writes()[2:-1]]
+    steps = [((w[0] << 8 | w[1]) >> 4) for w in bus.writes()[n:-1]]
     assert steps[0] == 512 - 16 and steps[-1] == 0 and all(a - b <= 16 for a, b in zip([512] + steps, steps))
 
 

@@ -299,3 +299,73 @@ def test_random_views_round_trip_through_the_reference_packer(fmt, layout, h, w,
     f = decode_raw(ref_pack(raw, fmt, stride), width, height, fmt=fmt, stride=stride, layout=layout)
     np.testing.assert_array_equal(f.left, L)
     np.testing.assert_array_equal(f.right, R)
+
+
+# ---------------------------------------------------------------- colour filters and RoI-only decoding
+from hil_af.pdaf import crop_patches  # noqa: E402
+from hil_af.rawdecode import cfa_reduce  # noqa: E402
+from hil_af.rawroi import decode_rois  # noqa: E402
+
+
+def _dual_pixel_bayer(hp: int, wp: int, shift: int, seed: int = 0):
+    """A 2PD sensor's raw (columns layout): photosite (r, c) has colour RGGB[r % 2][c % 2] for both of its
+    sub-pixels; the right sub-pixels see the scene ``shift`` photosites (of the same colour) further left."""
+    rng = np.random.default_rng(seed)
+    scene = rng.integers(50, 900, (hp, wp + 8)).astype(np.uint16)
+    left = scene[:, 4: 4 + wp]
+    right = scene[:, 4 - shift: 4 - shift + wp]
+    raw = np.empty((hp, 2 * wp), np.uint16)
+    raw[:, 0::2], raw[:, 1::2] = left, right
+    return raw, left, right
+
+
+def test_cfa_views_are_split_per_photosite_then_reduced_per_cell():
+    raw, left, right = _dual_pixel_bayer(8, 16, shift=2)
+    f = decode_raw(pack_raw10(raw), 32, 8, fmt="RAW10", layout="columns", cfa="RGGB")
+    assert f.shape == (4, 8)
+    want = 0.25 * (left[0::2, 0::2] + left[0::2, 1::2].astype(np.float32) + left[1::2, 0::2] + left[1::2, 1::2])
+    np.testing.assert_allclose(f.left, want)
+    g = decode_raw(pack_raw10(raw), 32, 8, fmt="RAW10", layout="columns", cfa="RGGB", plane="green")
+    np.testing.assert_allclose(g.right, 0.5 * (right[0::2, 1::2] + right[1::2, 0::2].astype(np.float32)))
+    # a 2-photosite shift of the same colour is a 1-cell shift of the reduced views
+    np.testing.assert_allclose(f.left[:, 1:-1], cfa_reduce(right, "RGGB")[:, 2:])
+
+
+def test_plain_bayer_columns_are_colours_not_views():
+    """What the issue found: even/odd columns of an ordinary RGGB mosaic are R/G and G/B, not L/R."""
+    rng = np.random.default_rng(3)
+    scene = rng.integers(100, 500, (8, 16)).astype(np.float32)
+    bayer = scene.copy()
+    bayer[0::2, 0::2] *= 1.8  # red gain
+    bayer[1::2, 1::2] *= 0.5  # blue gain
+    f = decode_raw(pack_raw10(bayer.astype(np.uint16)), 16, 8, fmt="RAW10", layout="columns")
+    assert abs(float(f.left[0::2].mean()) / float(f.right[0::2].mean()) - 1.0) > 0.3  # R vs G rows
+
+
+@pytest.mark.parametrize("fmt", ["RAW10", "RAW12", "U16"])
+@pytest.mark.parametrize("layout", ["columns", "rows", "halves", "planes"])
+@pytest.mark.parametrize("cfa", [None, "GRBG"])
+def test_decode_rois_equals_whole_frame_decode_then_crop(fmt, layout, cfa):
+    W, H = (48, 32)
+    top = {"RAW10": 1023, "RAW12": 4095, "U16": 65535}[fmt]
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, top + 1, ((2 * H) if layout == "planes" else H, W), dtype=np.uint16)
+    if fmt == "RAW10":
+        buf, stride = pack_raw10(img, 64), 64
+    elif fmt == "RAW12":
+        buf, stride = pack_raw12(img, 96), 96
+    else:
+        buf, stride = img.view(np.uint8).copy(), None
+    whole = decode_raw(buf, W, H, fmt=fmt, stride=stride, layout=layout, cfa=cfa, black_level=16)
+    vh, vw = whole.shape
+    rois = np.array([[0, 0, 3, 2], [vw - 3, vh - 2, 3, 2], [1, 1, 3, 2]])
+    L, R = decode_rois(buf, W, H, rois, fmt=fmt, stride=stride, layout=layout, cfa=cfa, black_level=16)
+    wl, wr = crop_patches(whole.left, whole.right, rois)
+    np.testing.assert_array_equal(L, wl)
+    np.testing.assert_array_equal(R, wr)
+
+
+def test_decode_rois_rejects_rois_outside_the_views():
+    buf = pack_raw10(np.zeros((8, 16), np.uint16))
+    with pytest.raises(BadInput, match="outside the 8x8 views"):
+        decode_rois(buf, 16, 8, [[6, 0, 4, 4]], fmt="RAW10", layout="columns")

@@ -6,7 +6,10 @@ and a fake I2C bus).  Only what MicroPython has is used: no typing, no
 dataclasses.  ``i2c`` is a ``machine.I2C``-like object with
 ``writeto(addr, buf)`` and ``readfrom_mem(addr, reg, n)`` (OSError on NACK).
 
-Positions are VCM DAC codes.
+Positions are VCM DAC codes.  Power-up follows the kernel's ``dw9807_active``
+(raspberrypi/linux drivers/media/i2c/dw9807-vcm.c): power register on, then a
+ramp from the chip's idle position ("park": 512 on the DW9817, 0 otherwise)
+to the target, RAMP_CODES codes 1 ms apart; parking ramps back and powers down.
 """
 
 PROTOCOL_VERSION = "1"
@@ -18,6 +21,7 @@ CHIPS = {
     "dw9807": {"max": 1023, "park": 0, "ctl": 0x02, "on": 0x00, "off": 0x01, "pos": 0x03, "status": 0x05},
     "dw9817": {"max": 1023, "park": 512, "ctl": 0x02, "on": 0x00, "off": 0x01, "pos": 0x03, "status": 0x05},
     "dw9714": {"max": 1023, "park": 0},
+    "ad5398": {"max": 1023, "park": 0},   # the DW9714 word without slew bits (ad5398_vcm.c)
 }
 RAMP_CODES = 16       # codes per ramp step when parking
 STATUS_TRIES = 10     # STATUS polls, 1 ms apart
@@ -104,15 +108,27 @@ class Bridge:
             self.sleep_ms(1)
         raise BridgeError("BUSY", "status register stays busy")
 
-    def power_up(self):
+    def power_up(self, target=None):
+        """Power on, then ramp from the idle position to ``target`` (default: stay at idle)."""
+        idle = self.t["park"]
         if "ctl" in self.t:
             self._write([self.t["ctl"], self.t["on"]])
             self.sleep_ms(1)
         else:
-            self._write([0x00, 0x00])  # DW9714: PD = 0, code 0
-            self.code = 0
+            self._write([(idle << 4) >> 8, (idle << 4) & 0xFF])  # DW9714/AD5398: PD = 0 at idle
             self.sleep_ms(12)
         self.powered = True
+        self.code = idle
+        self._ramp(idle if target is None else target)
+
+    def _ramp(self, target):
+        step = RAMP_CODES if target > self.code else -RAMP_CODES
+        c = self.code
+        while abs(target - c) > RAMP_CODES:
+            c += step
+            self.write_code(c)
+            self.sleep_ms(1)
+        self.write_code(target)
 
     def power_down(self):
         if "ctl" in self.t:
@@ -123,7 +139,8 @@ class Bridge:
 
     def write_code(self, code):
         if not self.powered:
-            self.power_up()
+            self.power_up(code)
+            return
         self._wait_ready()
         if "pos" in self.t:
             self._write([self.t["pos"], (code >> 8) & 0x03, code & 0xFF])
@@ -136,13 +153,7 @@ class Bridge:
         target = self.t["park"]
         if not self.powered:
             self.power_up()
-        step = RAMP_CODES if target > self.code else -RAMP_CODES
-        c = self.code
-        while abs(target - c) > RAMP_CODES:
-            c += step
-            self.write_code(c)
-            self.sleep_ms(1)
-        self.write_code(target)
+        self._ramp(target)
         self.power_down()
         return target
 

@@ -19,7 +19,7 @@ import micropython
 
 from bridge_protocol import Bridge
 
-CHIP = "dw9807"       # dw9807 | dw9817 | dw9714
+CHIP = "dw9817"       # dw9817 (Camera Module 3 lens) | dw9807 | dw9714 | ad5398
 ADDR = 0x0C
 I2C_ID, SDA, SCL, FREQ = 0, 4, 5, 400_000
 

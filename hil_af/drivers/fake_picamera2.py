@@ -1,9 +1,36 @@
 """A fake ``picamera2`` module for tests: the Picamera2 calls hil-af makes, at the library boundary.
 
 Install it with ``mocker.patch.dict(sys.modules, {"picamera2": fake_picamera2_module(...)})``.
-Raw frames are packed with hil_af.rawdecode's packers exactly as a Pi's
-unicam/PiSP front end lays them out (CSI-2 packed rows padded to a 32-byte
-stride, or 16-bit little-endian containers).
+It behaves as the real stack does where hil-af depends on it, each fact
+checked in the named source:
+
+* **Properties** (picamera2 ``picamera2.py`` ``camera_properties``; libcamera
+  ``src/libcamera/property_ids_draft.yaml``): ``Model`` (e.g. "imx708") and
+  ``ColorFilterArrangement`` (0 RGGB, 1 GRBG, 2 GBRG, 3 BGGR, 5 MONO).
+* **Raw stream** (libcamera ``src/libcamera/pipeline/rpi/pisp/pisp.cpp``
+  ``platformValidate``): the raw size is forced to the sensor mode's size;
+  on a Pi 5 (``platform="pisp"``) a CSI-2 packed request becomes
+  ``<ORDER>_PISP_COMP1`` and an unpacked request of fewer than 16 bits
+  becomes ``S<ORDER>16``.  The Bayer order is the sensor's.  16-bit PiSP
+  raw holds the sensor's bits MSB-aligned; a Pi 4's unpacked ``SRGGB10``
+  holds them LSB-aligned in 16-bit words (CSI-2 packed rows padded to a
+  32-byte stride).
+* **Controls** (picamera2 ``controls.py``): setting a control that
+  ``camera_controls`` does not list raises ``RuntimeError("Control X is not
+  advertised by libcamera")``.
+* **Lens** (libcamera ``src/ipa/rpi/common/ipa_base.cpp`` and
+  ``src/ipa/rpi/controller/rpi/af.cpp``, tuning
+  ``src/ipa/rpi/pisp/data/imx708.json``): with a lens, the Af* controls
+  (``AfMode`` ...) and ``LensPosition`` are advertised (``afmode_advertised=False`` models an older
+  stack that did not); with an ``rpi.af`` algorithm (``af=True``) the
+  LensPosition range is the tuning map's (0..15 dioptres for the IMX708) and
+  in Manual mode a LensPosition request moves the IPA's target; the reported
+  position ``fsmooth`` moves towards it by at most ``max_slew`` dioptres per
+  frame (``updateLensPosition``, once when the control arrives and once per
+  frame), and the metadata's ``LensPosition`` is that smoothed value.
+  Without an AF algorithm (``af=False``: IMX519, IMX219/OV5647 + AD5398)
+  the control is advertised as 0..32 but ignored ("no AF algorithm") and the
+  metadata carries no ``LensPosition``.
 """
 
 from __future__ import annotations
@@ -13,18 +40,31 @@ from typing import Any, Callable
 
 import numpy as np
 
+ORDERS = ("RGGB", "GRBG", "GBRG", "BGGR")   # ColorFilterArrangement 0..3
+MONO = 5
+
+
+def _bits(fmt: str) -> int:
+    digits = "".join(c for c in fmt.split("_")[0] if c.isdigit())
+    return int(digits or 16)
+
 
 def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "SRGGB10_CSI2P",
                           black16: int = 4096, stall: int = 0, lens_range: tuple[float, float, float] | None = (0.0, 15.0, 1.0),
-                          image: Callable[[float, int], np.ndarray] | None = None) -> types.ModuleType:
-    """A ``picamera2`` module whose ``Picamera2`` makes raw frames of ``raw_size`` (W, H).
+                          image: Callable[[float, int], np.ndarray] | None = None, model: str = "imx708",
+                          cfa: int = 0, platform: str = "vc4", modes: list[tuple[int, int]] | None = None,
+                          af: bool = True, afmode_advertised: bool = True, max_slew: float | None = None,
+                          frame_us: int = 33_333) -> types.ModuleType:
+    """A ``picamera2`` module whose ``Picamera2`` makes raw frames of the sensor mode's size.
 
-    ``image(lens_dioptres, frame_no)`` -> uint16 [H, W] raw values (default: a
-    ramp that shifts with the frame number); packed per ``fmt`` with
-    hil_af.rawdecode's packers.  ``stall``: this many captures time out first
-    (``wait`` raises TimeoutError).  ``lens_range``: the LensPosition control
-    (min, max, default) or None for a fixed-focus module.  Every call is
-    recorded in ``module.calls``.
+    ``raw_size`` (W, H): the sensor mode (``modes``: several; the smallest
+    that covers a requested size is chosen, else the largest).  ``fmt``: the
+    sensor's native raw format (bit depth).  ``image(lens_dioptres,
+    frame_no)`` -> uint16 [H, W] values at the sensor's bit depth.
+    ``stall``: this many captures time out first.  ``lens_range``: the
+    LensPosition (min, max, default) with an AF algorithm, or None for a
+    fixed-focus module.  ``max_slew``: dioptres per frame (None: unlimited).
+    Every call is recorded in ``module.calls``.
     """
     from ..rawdecode import pack_raw10, pack_raw12
 
@@ -32,14 +72,34 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
     mod.calls = []          # type: ignore[attr-defined]
     mod.instances = []      # type: ignore[attr-defined]
     mod.stall = stall       # type: ignore[attr-defined]
-    bits = int("".join(c for c in fmt.split("_")[0] if c.isdigit()) or 16)
+    sensor_bits = _bits(fmt)
+    order = ORDERS[cfa] if cfa < 4 else "R"
+    sensor_modes = list(modes or [raw_size])
 
-    def default_image(d: float, n: int) -> np.ndarray:
-        W, H = raw_size
-        base = (np.arange(W)[None, :] * 7 + np.arange(H)[:, None] * 3 + n) % (2 ** bits - 64)
+    def default_image(d: float, n: int, W: int, H: int) -> np.ndarray:
+        base = (np.arange(W)[None, :] * 7 + np.arange(H)[:, None] * 3 + n) % (2 ** sensor_bits - 64)
         return (base + 64).astype(np.uint16)
 
-    make_image = image or default_image
+    def make_image(d: float, n: int, W: int, H: int) -> np.ndarray:
+        return image(d, n) if image is not None else default_image(d, n, W, H)
+
+    def pick_mode(size: tuple[int, int] | None) -> tuple[int, int]:
+        if size is None:
+            return max(sensor_modes, key=lambda s: s[0] * s[1])
+        fits = [m for m in sensor_modes if m[0] >= size[0] and m[1] >= size[1]]
+        return min(fits, key=lambda s: s[0] * s[1]) if fits else max(sensor_modes, key=lambda s: s[0] * s[1])
+
+    def validate_format(requested: str | None) -> str:
+        """pisp.cpp platformValidate: what the raw stream's format becomes."""
+        req = requested or fmt
+        packed = req.endswith("_CSI2P")
+        bits = _bits(req)
+        prefix = "R" if order == "R" else "S" + order
+        if platform == "pisp":
+            if packed:
+                return ("MONO" if order == "R" else order) + "_PISP_COMP1"
+            return f"{prefix}16"
+        return f"{prefix}{bits}" + ("_CSI2P" if packed else "")
 
     class Job:
         def __init__(self, result: Any, stalled: bool):
@@ -67,10 +127,17 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
             mod.calls.append(("init", camera_num))
             mod.instances.append(self)
             self.camera_num = camera_num
-            self.camera_controls = {"ExposureTime": (1, 1000000, 10000), "AnalogueGain": (1.0, 16.0, 1.0)}
+            self.camera_properties = {"Model": model, "ColorFilterArrangement": cfa,
+                                      "PixelArraySize": max(sensor_modes, key=lambda s: s[0] * s[1])}
+            self.camera_controls: dict[str, Any] = {"ExposureTime": (1, 1000000, 10000),
+                                                    "AnalogueGain": (1.0, 16.0, 1.0)}
             if lens_range is not None:
-                self.camera_controls["LensPosition"] = lens_range
+                if afmode_advertised:
+                    self.camera_controls["AfMode"] = (0, 2, 0)
+                self.camera_controls["LensPosition"] = lens_range if af else (0.0, 32.0, 1.0)
             self.controls: dict[str, Any] = {}
+            self.af_mode = 0                      # af.cpp: mode_ starts Manual
+            self.ftarget = self.fsmooth = float(lens_range[2]) if lens_range else float("nan")
             self.config: dict[str, Any] | None = None
             self.started = False
             self.closed = False
@@ -90,21 +157,17 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
             if self.started:
                 raise RuntimeError("Camera must be stopped before configuring")
             self.config = config
-            self.controls.update(config.get("controls", {}))
+            self.set_controls(config.get("controls", {}))
 
         def camera_configuration(self) -> dict:
-            raw = dict(self.config["raw"]) if self.config else {}
-            raw.setdefault("format", fmt)
-            raw["size"] = tuple(raw.get("size", raw_size))
-            w = raw["size"][0]
-            f = raw["format"]
+            req = dict(self.config["raw"]) if self.config else {}
+            f = validate_format(req.get("format"))
+            w, h = pick_mode(tuple(req["size"]) if "size" in req else None)
             if f.endswith("_CSI2P"):
-                b = int("".join(c for c in f if c.isdigit()))
-                row = (w + 3) // 4 * 5 if b == 10 else (w + 1) // 2 * 3
+                row = (w + 3) // 4 * 5 if _bits(f) == 10 else (w + 1) // 2 * 3
             else:
-                row = 2 * w
-            raw["stride"] = (row + 31) // 32 * 32
-            return {"raw": raw}
+                row = 2 * w                         # 16-bit words (and PiSP compressed: 8 bits a pixel x 2)
+            return {"raw": {"format": f, "size": (w, h), "stride": (row + 31) // 32 * 32}}
 
         def start(self) -> None:
             mod.calls.append(("start",))
@@ -122,15 +185,34 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
 
         def set_controls(self, controls: dict) -> None:
             mod.calls.append(("set_controls", dict(controls)))
-            if "LensPosition" in controls and "LensPosition" not in self.camera_controls:
-                raise RuntimeError("Control LensPosition is not advertised by libcamera")
+            for name in controls:
+                if name not in self.camera_controls:
+                    raise RuntimeError(f"Control {name} is not advertised by libcamera")
             self.controls.update(controls)
+            if not af:
+                return                              # ipa_base.cpp: "no AF algorithm": ignored
+            if "AfMode" in controls:
+                self.af_mode = int(controls["AfMode"])
+            if "LensPosition" in controls and self.af_mode == 0:
+                lo, hi = self.camera_controls["LensPosition"][:2]
+                self.ftarget = min(max(float(controls["LensPosition"]), lo), hi)
+                self._slew()
 
-        def _metadata(self) -> dict:
-            md = {"SensorTimestamp": 1_000_000_000 + self.frame * 33_333_333, "ExposureTime": 10000,
-                  "AnalogueGain": 1.0, "SensorBlackLevels": [black16] * 4}
-            if "LensPosition" in self.camera_controls:
-                md["LensPosition"] = float(self.controls.get("LensPosition", self.camera_controls["LensPosition"][2]))
+        def _slew(self) -> None:
+            """af.cpp updateLensPosition: fsmooth moves at most max_slew towards ftarget."""
+            if max_slew is None:
+                self.fsmooth = self.ftarget
+            else:
+                self.fsmooth = min(max(self.ftarget, self.fsmooth - max_slew), self.fsmooth + max_slew)
+
+        def _next_frame_metadata(self) -> dict:
+            if af and lens_range is not None:
+                self._slew()                        # af.cpp prepare(): once per frame
+            md = {"SensorTimestamp": 1_000_000_000 + self.frame * frame_us * 1000, "ExposureTime": 10000,
+                  "AnalogueGain": 1.0, "SensorBlackLevels": [black16] * 4, "FrameDuration": frame_us}
+            if af and lens_range is not None:
+                md["LensPosition"] = float(self.fsmooth)
+            self.frame += 1
             return md
 
         def capture_request(self, wait: Any = None, flush: Any = None) -> Any:
@@ -141,17 +223,18 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
                 mod.stall -= 1  # type: ignore[attr-defined]
                 return Job(None, True)
             cfg = self.camera_configuration()["raw"]
-            md = self._metadata()
-            img = make_image(md.get("LensPosition", float("nan")), self.frame)
-            f = cfg["format"]
+            (w, h), f = cfg["size"], cfg["format"]
+            md = self._next_frame_metadata()
+            lens = self.fsmooth if (af and lens_range is not None) else float("nan")
+            img = make_image(lens, self.frame - 1, w, h)
             if f.endswith("_CSI2P"):
-                packer = pack_raw10 if "10" in f else pack_raw12
-                arr = packer(img, stride=cfg["stride"])
+                arr = (pack_raw10 if _bits(f) == 10 else pack_raw12)(img, stride=cfg["stride"])
+            elif "PISP_COMP" in f:
+                arr = np.zeros((h, cfg["stride"]), np.uint8)  # compressed: hil-af must never decode it
             else:
-                rows = np.zeros((img.shape[0], cfg["stride"] // 2), dtype="<u2")
-                rows[:, : img.shape[1]] = img
+                rows = np.zeros((h, cfg["stride"] // 2), dtype="<u2")
+                rows[:, :w] = img << (16 - sensor_bits) if platform == "pisp" else img
                 arr = rows.view(np.uint8)
-            self.frame += 1
             self.outstanding += 1
             req = Request(self, arr, md)
             return Job(req, False) if wait is False else req
@@ -159,8 +242,7 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
         def capture_metadata(self, wait: Any = None) -> Any:
             if not self.started:
                 raise RuntimeError("Camera is not running")
-            self.frame += 1
-            md = self._metadata()
+            md = self._next_frame_metadata()
             return Job(md, False) if wait is False else md
 
         def wait(self, job: Job, timeout: float | None = None) -> Any:

@@ -1,7 +1,17 @@
 """Fakes at the library / bus boundary, for tests and for trying drivers without hardware.
 
 - ``Dw98xxModel``, ``Ak7375Model``, ``Dw9714Model``: register-level models of
-  the VCM chips (what a chip does with the bytes it receives), and
+  the VCM chips (what a chip does with the bytes it receives), written from
+  raspberrypi/linux ``drivers/media/i2c/dw9807-vcm.c``, ``ak7375.c`` and
+  ``ad5398_vcm.c`` (the DW9714 model also stands for the AD5398).  They invent
+  nothing those drivers do not show: reads return only the DW98xx STATUS
+  register (no kernel driver reads a position back: other reads fail with EIO
+  unless a test sets ``readable=True``), and ``power_off()``/``power_on()``
+  model the shared sensor regulator: unpowered, the chip NACKs every
+  transfer; powered again, it has lost its registers and drives nothing
+  until it is powered up again (the kernel re-runs ``dw9807_active`` /
+  ``ak7375_active`` / ``ad5398_power_on`` on every regulator enable), with
+  the lens resting at the idle position.  And
   ``FakeI2CBus`` (the ``I2CBus`` protocol) that routes transfers to them and
   logs every one; ``FakeSMBus`` stands in for ``smbus2.SMBus`` (it takes real
   ``i2c_msg`` objects), ``MicroPythonI2C`` for ``machine.I2C`` in the
@@ -34,7 +44,15 @@ __all__ = ["Ak7375Model", "ChipModel", "Dw98xxModel", "Dw9714Model", "FakeI2CBus
 
 # --------------------------------------------------------------------------- I2C chips
 class ChipModel:
-    """Base: ``write(data)`` and ``read(n)`` as the chip sees them on the wire."""
+    """Base: ``write(data)`` and ``read(n)`` as the chip sees them on the wire.
+
+    ``vdd``: the supply (shared with the sensor); ``readable``: answer reads of
+    registers other than STATUS (not shown by any kernel driver: off by default).
+    """
+
+    vdd = True
+    readable = False
+    idle_code = 0
 
     def write(self, data: bytes) -> None:
         raise NotImplementedError
@@ -42,29 +60,58 @@ class ChipModel:
     def read(self, n: int) -> bytes:
         raise NotImplementedError
 
+    def power_off(self) -> None:
+        """The sensor's regulator goes off: the chip NACKs until ``power_on``."""
+        self.vdd = False
+
+    def power_on(self) -> None:
+        """The regulator comes back: registers lost, output off until powered up."""
+        self.vdd = True
+        self._reset()
+
+    def _reset(self) -> None:
+        raise NotImplementedError
+
+    def _unreadable(self) -> bytes:
+        raise OSError(errno.EIO, "fake: this register read is not modelled (no kernel driver reads it)")
+
 
 class Dw98xxModel(ChipModel):
-    """DW9807/DW9817: auto-incrementing registers; STATUS 0x05 reads busy ``busy_polls`` times after each move."""
+    """DW9807/DW9817: auto-incrementing registers; STATUS 0x05 reads busy ``busy_polls`` times after each move.
 
-    def __init__(self, busy_polls: int = 0):
+    ``powered``: CTL 0x02 was last written 0x00 (dw9807_active); a fresh or
+    power-cycled chip is not.  ``idle_code``: where the lens rests unpowered
+    (DW9817: 512, ``dw9817_cfg.idle_pos``).
+    """
+
+    def __init__(self, busy_polls: int = 0, idle_code: int = 0, readable: bool = False):
+        self.busy_polls = busy_polls     # STATUS reads that return 1 after each position write
+        self.idle_code = idle_code
+        self.readable = readable
+        self.violations: list[str] = []  # protocol misuse the chip would suffer
+        self._reset()
+
+    def _reset(self) -> None:
         self.regs = bytearray(256)
         self.ptr = 0
-        self.busy_polls = busy_polls     # STATUS reads that return 1 after each position write
         self._busy = 0
-        self.violations: list[str] = []  # protocol misuse the chip would suffer
+        self.powered = False
 
     @property
     def code(self) -> int:
         return ((self.regs[0x03] & 0x03) << 8) | self.regs[0x04]
 
     @property
-    def powered(self) -> bool:
-        return not (self.regs[0x02] & 0x01)
+    def lens_code(self) -> int:
+        """Where the lens is driven: the position register when powered, else the idle position."""
+        return self.code if self.powered else self.idle_code
 
     def write(self, data: bytes) -> None:
         if not data:
             return
         self.ptr = data[0]
+        if len(data) > 1 and self.ptr == 0x02:
+            self.powered = data[1] == 0x00
         if len(data) > 1 and self.ptr == 0x03:
             if self._busy:
                 self.violations.append(f"position written while STATUS busy: {data.hex()}")
@@ -81,17 +128,23 @@ class Dw98xxModel(ChipModel):
             busy = 1 if self._busy else 0
             self._busy = max(0, self._busy - 1)
             return bytes([busy] + [0] * (n - 1))
+        if not self.readable:
+            return self._unreadable()
         return bytes(self.regs[(self.ptr + i) & 0xFF] for i in range(n))
 
 
 class Ak7375Model(ChipModel):
     """AK7375: position register 0x00 (code << 4, big-endian), mode register 0x02 (0x40 standby)."""
 
-    def __init__(self):
+    def __init__(self, readable: bool = False):
+        self.readable = readable
+        self.violations: list[str] = []
+        self._reset()
+
+    def _reset(self) -> None:
         self.regs = bytearray(256)
         self.regs[0x02] = 0x40  # standby at reset
         self.ptr = 0
-        self.violations: list[str] = []
 
     @property
     def code(self) -> int:
@@ -109,15 +162,21 @@ class Ak7375Model(ChipModel):
             self.regs[(self.ptr + i) & 0xFF] = b
 
     def read(self, n: int) -> bytes:
+        if not self.readable:
+            return self._unreadable()
         return bytes(self.regs[(self.ptr + i) & 0xFF] for i in range(n))
 
 
 class Dw9714Model(ChipModel):
-    """DW9714: every write is one 16-bit word PD<<15 | code<<4 | S."""
+    """DW9714 (and AD5398): every write is one 16-bit word PD<<15 | code<<4 | S."""
 
-    def __init__(self):
-        self.word = 0x8000  # powered down at reset
+    def __init__(self, readable: bool = False):
+        self.readable = readable
         self.violations: list[str] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self.word = 0x8000  # powered down at reset
 
     @property
     def code(self) -> int:
@@ -138,13 +197,17 @@ class Dw9714Model(ChipModel):
         self.word = (data[0] << 8) | data[1]
 
     def read(self, n: int) -> bytes:
+        if not self.readable:
+            return self._unreadable()
         return self.word.to_bytes(2, "big")[:n]
 
 
 def chip_model(name: str, **kw: Any) -> ChipModel:
-    if name in ("dw9807", "dw9817"):
+    if name == "dw9807":
         return Dw98xxModel(**kw)
-    return {"ak7375": Ak7375Model, "dw9714": Dw9714Model}[name](**kw)
+    if name == "dw9817":
+        return Dw98xxModel(**{"idle_code": 512, **kw})
+    return {"ak7375": Ak7375Model, "dw9714": Dw9714Model, "ad5398": Dw9714Model}[name](**kw)
 
 
 class FakeI2CBus:
@@ -171,8 +234,8 @@ class FakeI2CBus:
             self.failures += 1
             raise OSError(self.fail_errno, os.strerror(self.fail_errno))  # as the kernel reports it
         dev = self.devices.get(addr)
-        if dev is None:
-            raise OSError(errno.EREMOTEIO, os.strerror(errno.EREMOTEIO))  # no ACK
+        if dev is None or not dev.vdd:
+            raise OSError(errno.EREMOTEIO, os.strerror(errno.EREMOTEIO))  # no ACK (absent or unpowered)
         return dev
 
     def write(self, addr: int, data: bytes) -> None:

@@ -57,7 +57,7 @@ class SMBus2Bus:
         except PermissionError:
             raise DeviceError(
                 f"no permission to open /dev/i2c-{bus}: add yourself to group 'i2c' "
-                f"or install drivers/udev/99-hil-af.rules") from None
+                f"or install drivers/udev/60-hil-af.rules") from None
 
     def write(self, addr: int, data: bytes) -> None:
         from smbus2 import i2c_msg

@@ -2,11 +2,12 @@
 
 URL grammar::
 
-    i2c://BUS/ADDR?chip=dw9714|dw9807|dw9817|ak7375[&ramp=N][&ramp_ms=T]
-                  [&slew=S][&settle_ms=T][&tries=K]
+    i2c://BUS/ADDR?chip=dw9714|dw9807|dw9817|ak7375|ad5398[&ramp=N][&ramp_ms=T]
+                  [&slew=S][&settle_ms=T][&tries=K][&readback=1][&idle_ms=T]
 
-    BUS       /dev/i2c-BUS (e.g. 10 for the CSI camera bus on a Pi 4/5 with
-              dtparam=i2c_vc, 1 for the header bus)
+    BUS       /dev/i2c-BUS: the camera connector's bus is 10 on a Pi 4
+              (i2c_csi_dsi, dtparam=i2c_vc=on), 4 (CAM/DISP 1, the default
+              camera) or 6 (CAM/DISP 0) on a Pi 5; 1 is the header bus
     ADDR      7-bit address, decimal or 0x hex (the chips answer at 0x0c)
     chip      which register table (hil_af.drivers.vcm_chips); required
     ramp      move in steps of N codes (0 = one write, the default)
@@ -16,19 +17,40 @@ URL grammar::
     tries     attempts per transfer on EIO/NACK before failing (default 4)
     force     1: drive the chip even though a kernel driver is bound to it
               (refused by default: I2C_RDWR bypasses the kernel's ownership)
+    readback  1: read the position registers back (no kernel driver does;
+              where the chip does not answer, the commanded code is used)
+    idle_ms   a NACK/EIO after this long without a transfer is taken as a
+              power cycle (default 100 ms)
 
-Positions are DAC codes (native units), 0..1023 (4095 for ak7375).  The
-chip is powered up on open and parked on close: ramped to its park code
-(DW9817: 512, the zero-current mid-point; others: 0) then powered down.
+Positions are DAC codes (native units), 0..1023 (4095 for ak7375).  As the
+kernel's ``dw9807_active`` does, power-up writes the chip's power register
+and then starts from its idle position (DW9817: 512, the zero-current
+mid-point; others: 0): the first move after a power-up is ramped from there
+(the chip's ramp step, 16 codes/ms; 64 for the AK7375).  On close the lens
+is ramped back to the idle position and the chip powered down.
+
+Power cycles: the VCM shares the sensor's regulator (``cam1_reg`` in the
+overlays), so it loses power, and its registers, whenever the camera
+stops.  After ``idle_ms`` of quiet a move first re-writes the chip's power
+register (DW98xx CTL, AK7375 mode: harmless, and it probes the chip; word
+chips are probed by the position word itself).  A transfer that NACKs
+(EREMOTEIO, as i2c-bcm2835 reports a NACK, or EIO) after ``idle_ms`` of quiet,
+or an operation that fails after its retries, marks the chip as power
+cycled: the next move re-runs the power-up sequence and ramps from the
+idle position (``power_cycles`` counts them).  A power cycle completed
+entirely while idle, with no failed transfer, is not seen: the re-written
+power register still powers the chip up, but that move skips the ramp.
 
 Use this only when no kernel VCM driver is bound to the chip (the kernel
-driver would fight it): with ``dtoverlay=imx708`` the DW9807 belongs to the
+driver would fight it): with ``dtoverlay=imx708`` the DW9817 belongs to the
 kernel, so use ``libcamera-lens://`` or ``v4l2://`` there (drivers/devicetree.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import math
 import os
 from pathlib import Path
@@ -39,6 +61,8 @@ from .base import ContextMixin
 from .i2c_bus import I2CBus, SMBus2Bus, retry
 from .registry import DriverURL, register
 from .vcm_chips import CHIPS, VcmChip, dw9714
+
+log = logging.getLogger(__name__)
 
 
 def _hex(data: bytes) -> str:
@@ -60,6 +84,8 @@ class I2CVcm(ContextMixin):
         settle_s: float | None = None,
         tries: int = 4,
         label: str | None = None,
+        readback: bool = False,
+        idle_s: float = 0.1,
     ):
         problem = None
         if not 0x03 <= addr <= 0x77:
@@ -81,13 +107,17 @@ class I2CVcm(ContextMixin):
         self._settle_s = chip.settle_s if settle_s is None else float(settle_s)
         self.tries = tries
         self.label = label or f"i2c addr 0x{addr:02x} ({chip.name})"
+        self.readback = bool(readback)     # False after the chip failed to answer a read
+        self.idle_s = float(idle_s)
+        self.power_cycles = 0              # power cycles detected (power-up re-run)
         self._closed = False
-        self._code = 0
+        self._code = chip.park_code
+        self._last_ok = -math.inf          # clock time of the last successful transfer
+        self._power_lost = False
+        self._fresh = True                 # the next move is the first after a power-up: ramp it
         try:
-            for step in chip.power_up:
-                self._write(step.data)
-                self.clock.sleep(step.delay_s)
-            self._code = self._read_code() if chip.readback else 0  # DW9714 power-up wrote code 0
+            self._power_up(chip.park_code)
+            self._power_lost = False
         except Exception:
             self._close_bus()
             raise
@@ -109,9 +139,23 @@ class I2CVcm(ContextMixin):
         return self._settle_s
 
     def move_to(self, position: float) -> None:
-        """Move to ``position`` (DAC code, rounded to an integer); out of range raises BadInput."""
+        """Move to ``position`` (DAC code, rounded to an integer); out of range raises BadInput.
+
+        After a detected power cycle the power-up sequence is re-run first (ramp from idle)."""
         code = self._check(position)
-        self._ramp_to(code, self.ramp)
+        if not self._power_lost and self.chip.position_reg is not None \
+                and self.clock.monotonic() - self._last_ok >= self.idle_s:
+            self._write(self.chip.power_up[0].data)  # harmless re-assert, and the probe after idle
+        if not self._power_lost:
+            step = self.ramp or (self.chip.ramp_codes_per_step if self._fresh else 0)
+            self._ramp_to(code, step)
+            self._fresh = False
+        if self._power_lost:
+            self.power_cycles += 1
+            log.warning("%s: the chip NACKed after %g s idle: power cycled with the sensor; re-running power-up",
+                        self.label, self.idle_s)
+            self._power_up(code)
+            self._power_lost = False
 
     def close(self) -> None:
         """Park the lens (ramped), power the chip down, release the bus; safe to call twice."""
@@ -128,10 +172,17 @@ class I2CVcm(ContextMixin):
 
     # -- extras ---------------------------------------------------------
     def read_position(self) -> float:
-        """Position read back from the chip's registers (DAC code); chips without readback give the commanded one."""
-        if not self.chip.readback:
+        """Position read back from the chip (DAC code) with ``readback=1``; else, or where the chip
+        does not answer the read (then ``readback`` turns False), the commanded code."""
+        if not self.readback:
             return self.position
-        return float(self._read_code())
+        try:
+            return float(self._read_code())
+        except DeviceError as e:
+            log.warning("%s: position read-back not supported (%s); using the commanded code", self.label, e)
+            self.readback = False
+            self._power_lost = False  # a refused read is not a power cycle
+            return self.position
 
     # -- internals ------------------------------------------------------
     def _check(self, position: float) -> int:
@@ -147,6 +198,17 @@ class I2CVcm(ContextMixin):
         if not 0 <= code <= self.chip.code_max:
             raise BadInput(f"{self.label}: position {position!r} is outside the code range 0..{self.chip.code_max}")
         return code
+
+    def _power_up(self, target: int) -> None:
+        """The power-up steps, then from the idle position to ``target`` (ramped), as dw9807_active."""
+        for step in self.chip.power_up:
+            self._write(step.data)
+            self.clock.sleep(step.delay_s)
+        self._code = self.chip.park_code
+        self._fresh = True
+        if self.chip.position_reg is not None or target != self.chip.park_code:
+            self._ramp_to(target, self.ramp or self.chip.ramp_codes_per_step)
+            self._fresh = target == self.chip.park_code
 
     def _ramp_to(self, code: int, step: int) -> None:
         cur = self._code
@@ -177,16 +239,37 @@ class I2CVcm(ContextMixin):
 
     def _read_code(self) -> int:
         reg = self.chip.position_reg
-        assert reg is not None
+        if reg is None:  # word chips (DW9714, AD5398) have no register to address
+            raise DeviceError(f"{self.label}: the chip has no position register to read")
         return self.chip.decode_position(self._write_read(bytes([reg]), 2))
 
+    def _transfer(self, op, what: str):
+        """``op`` with retries; a first failure after ``idle_s`` of quiet, or running out of
+        retries, marks a power cycle (see the module header)."""
+        first = [True]
+
+        def attempt():
+            try:
+                return op()
+            except OSError as e:
+                if first[0] and e.errno in _NACK and self.clock.monotonic() - self._last_ok >= self.idle_s:
+                    self._power_lost = True
+                first[0] = False
+                raise
+
+        try:
+            out = retry(attempt, what=f"{self.label}: {what}", clock=self.clock, tries=self.tries)
+        except DeviceError as e:
+            self._power_lost = True
+            raise DeviceError(f"{e} (the VCM is powered with the camera sensor: is the camera streaming?)") from e
+        self._last_ok = self.clock.monotonic()
+        return out
+
     def _write(self, data: bytes) -> None:
-        retry(lambda: self.bus.write(self.addr, data), what=f"{self.label}: write [{_hex(data)}]",
-              clock=self.clock, tries=self.tries)
+        self._transfer(lambda: self.bus.write(self.addr, data), f"write [{_hex(data)}]")
 
     def _write_read(self, data: bytes, n: int) -> bytes:
-        out = retry(lambda: self.bus.write_read(self.addr, data, n),
-                    what=f"{self.label}: read {n} byte(s) after [{_hex(data)}]", clock=self.clock, tries=self.tries)
+        out = self._transfer(lambda: self.bus.write_read(self.addr, data, n), f"read {n} byte(s) after [{_hex(data)}]")
         if len(out) != n:
             raise DeviceError(f"{self.label}: asked for {n} byte(s), got {len(out)}")
         return out
@@ -197,6 +280,9 @@ class I2CVcm(ContextMixin):
         except OSError:
             pass
 
+
+# NACK / no device: raspberrypi/linux i2c-bcm2835.c returns EREMOTEIO on a NACK, EIO on other errors
+_NACK = {errno.EREMOTEIO, errno.EIO, errno.ENXIO}
 
 SYSFS_I2C = Path("/sys/bus/i2c/devices")
 
@@ -223,9 +309,9 @@ def _parse_addr(url: DriverURL) -> tuple[int, int]:
     return bus, addr
 
 
-@register("i2c", "lens", "VCM chip on /dev/i2c-BUS via smbus2: i2c://BUS/ADDR?chip=dw9714|dw9807|dw9817|ak7375 (DAC codes)")
+@register("i2c", "lens", "VCM chip on /dev/i2c-BUS via smbus2: i2c://BUS/ADDR?chip=dw9714|dw9807|dw9817|ak7375|ad5398 (DAC codes)")
 def open_i2c(url: DriverURL, ctx: dict) -> I2CVcm:
-    url.unknown_keys({"chip", "ramp", "ramp_ms", "slew", "settle_ms", "tries", "force"})
+    url.unknown_keys({"chip", "ramp", "ramp_ms", "slew", "settle_ms", "tries", "force", "readback", "idle_ms"})
     bus_n, addr = _parse_addr(url)
     name = url.get("chip")
     if name is None:
@@ -240,7 +326,11 @@ def open_i2c(url: DriverURL, ctx: dict) -> I2CVcm:
     chip = dw9714(slew) if name == "dw9714" else CHIPS[name]
     ramp_ms = url.get("ramp_ms", None, float)
     settle_ms = url.get("settle_ms", None, float)
-    for key, val in (("ramp_ms", ramp_ms), ("settle_ms", settle_ms)):
+    idle_ms = url.get("idle_ms", 100.0, float)
+    readback = url.get("readback", 0, int)
+    if readback not in (0, 1):
+        raise BadInput(f"{url.raw}: readback must be 0 or 1, got {readback}")
+    for key, val in (("ramp_ms", ramp_ms), ("settle_ms", settle_ms), ("idle_ms", idle_ms)):
         if val is not None and not (math.isfinite(val) and val >= 0):
             raise BadInput(f"{url.raw}: {key} must be a number >= 0, got {val}")
     ramp, tries = url.get("ramp", 0, int), url.get("tries", 4, int)
@@ -255,6 +345,6 @@ def open_i2c(url: DriverURL, ctx: dict) -> I2CVcm:
         bus, addr, chip, clock=ctx.get("clock"), ramp=ramp,
         ramp_step_s=None if ramp_ms is None else ramp_ms / 1e3,
         settle_s=None if settle_ms is None else settle_ms / 1e3,
-        tries=tries,
+        tries=tries, readback=bool(readback), idle_s=idle_ms / 1e3,
         label=f"i2c bus {bus_n} addr 0x{addr:02x} ({chip.name})",
     )

@@ -2,15 +2,33 @@
 
 URL grammar::
 
-    libcamera-lens://N[?units=dioptres|code][&settle_ms=T][&timeout_ms=T]
+    libcamera-lens://N[?units=dioptres|code][&settle_ms=T][&timeout_ms=T][&max_slew=D]
 
     N           camera index (the same N as the rig's picamera2://N)
     units       the lens's native units: dioptres (default) or code, VCM
                 codes through the rig profile's [lens_map] (so a libcamera
                 rig speaks the same units as VCM rigs, stacks and calibrations)
-    settle_ms   wait after a move before frames are trusted (default 100 ms:
-                libcamera applies controls a few frames late)
-    timeout_ms  wait for one frame's metadata in read_position (default 1000 ms)
+    settle_ms   mechanical settle after the lens command arrived (default 15 ms)
+    timeout_ms  wait for one frame's metadata (default 1000 ms)
+    max_slew    dioptres per frame libcamera moves the lens at most (default
+                1.5: the IMX708 tuning's rpi.af "normal" speed, max_slew)
+
+Which cameras: only those whose libcamera tuning has an ``rpi.af``
+algorithm (upstream: imx708*, ov64a40) move the lens through LensPosition.
+On the others (IMX519, IMX219/OV5647 + AD5398) libcamera advertises
+LensPosition but ignores it ("no AF algorithm", ipa_base.cpp), reports no
+LensPosition in the metadata, and older stacks do not advertise AfMode at
+all: opening is refused (exit 2) there, pointing to ``v4l2://`` on the
+lens sub-device.
+
+Slew (af.cpp ``updateLensPosition``): a LensPosition request moves
+libcamera's target; the position it applies, and reports in the metadata,
+moves at most ``max_slew`` dioptres per frame towards it.  So
+``settle_time_s`` after a move scales with its size: (ceil(|move| /
+max_slew) + 2 frames of control latency) x the frame duration (from the
+metadata's FrameDuration) + ``settle_ms``; and ``picamera2://N`` drops
+frames whose LensPosition has not reached the target yet (the move is
+confirmed from the frames, never from the echo of the command).
 
 Positions are dioptres (1/m; 0 = infinity), the unit of libcamera's
 ``LensPosition`` control, and ``range`` is the control's (min, max) from
@@ -19,9 +37,10 @@ lens map both ways, the range being the codes of the control's dioptre range
 within the map's knots, and frames from ``picamera2://N`` then report their
 ``lens_position`` in codes too.  Moves set ``AfMode`` = Manual and ``LensPosition``
 with ``Picamera2.set_controls``.  ``position`` is the ``LensPosition`` the
-newest frame's metadata reported when that frame came after the last move,
-else the commanded value; ``read_position`` waits for fresh metadata.  With
-the rig's lens map, ``move_to_code``/``code`` convert from/to VCM codes.
+newest frame's metadata reported (libcamera's applied command, not a
+measurement: no VCM reports where it is); ``read_position`` waits for fresh
+metadata.  With the rig's lens map, ``move_to_code``/``code`` convert
+from/to VCM codes.
 
 The Picamera2 instance is shared with ``picamera2://N`` (``shared_camera``),
 so a rig ``picamera2://0?... + libcamera-lens://0`` opens the camera once.
@@ -55,13 +74,16 @@ def _af_manual() -> Any:
 class LibcameraLens(ContextMixin):
     """LensPosition (dioptres) through a shared Picamera2."""
 
-    def __init__(self, shared: SharedCamera, *, lens_map: LensMap | None = None, settle_s: float = 0.1,
-                 timeout_s: float = 1.0, units: str = "dioptres"):
+    def __init__(self, shared: SharedCamera, *, lens_map: LensMap | None = None, settle_s: float = 0.015,
+                 timeout_s: float = 1.0, units: str = "dioptres", max_slew: float = 1.5):
         self.shared = shared
         self.lens_map = lens_map
         self.units = units
         self._settle_s = float(settle_s)
         self.timeout_s = float(timeout_s)
+        self.max_slew = float(max_slew)
+        self._move_frames = 0          # frames the last move takes at max_slew
+        self._frame_s = 1 / 30         # frame duration, from the metadata
         self._closed = False
         try:
             ctrl = shared.cam.camera_controls.get("LensPosition")
@@ -70,6 +92,8 @@ class LibcameraLens(ContextMixin):
                     f"camera {shared.index} has no LensPosition control: no kernel VCM driver is bound to its lens "
                     f"(fixed-focus module, or the overlay lacks the VCM: see drivers/devicetree.md; "
                     f"without one use i2c://BUS/0x0c?chip=...)")
+            if "AfMode" not in shared.cam.camera_controls:
+                raise BadInput(self._no_af("libcamera does not advertise AfMode"))
             lo, hi = float(ctrl[0]), float(ctrl[1])
             d_range = (min(lo, hi), max(lo, hi))
             default = float(ctrl[2]) if len(ctrl) > 2 and ctrl[2] is not None else d_range[0]
@@ -83,26 +107,37 @@ class LibcameraLens(ContextMixin):
                 c0, c1 = float(m.to_code(d_lo)), float(m.to_code(d_hi))
                 self._range = (min(c0, c1), max(c0, c1))
                 self._commanded = float(m.to_code(min(max(default, d_lo), d_hi)))
-                with shared.lock:
-                    shared.lens_to_native = m.to_code
             elif units == "dioptres":
                 self._range = d_range
                 self._commanded = default
             else:
                 raise BadInput(f"libcamera-lens://{shared.index}: units must be dioptres or code, got {units!r}")
-            self._moved_at_seq = shared.metadata_seq
             shared.ensure_started()
+            md = self._fresh_metadata()
+            if "LensPosition" not in md:
+                raise BadInput(self._no_af("frame metadata carries no LensPosition"))
             shared.cam.set_controls({"AfMode": _af_manual()})
+            if units == "code":
+                with shared.lock:
+                    shared.lens_to_native = self._map().to_code
+            self._moved_at_seq = shared.metadata_seq
         except Exception:
             release_camera(shared)
             raise
+
+    def _no_af(self, why: str) -> str:
+        model = (getattr(self.shared.cam, "camera_properties", None) or {}).get("Model", "this camera")
+        return (f"libcamera-lens://{self.shared.index}: {why}: libcamera's tuning for {model} has no rpi.af "
+                f"algorithm, so libcamera never moves this lens. Drive it through its kernel driver instead: "
+                f"v4l2:///dev/v4l-subdevN (the sub-device with focus_absolute, see drivers/devicetree.md)")
 
     def _native(self, dioptres: float) -> float:
         return float(self._map().to_code(dioptres)) if self.units == "code" else float(dioptres)
 
     @property
     def position(self) -> float:
-        """Reported LensPosition of the newest frame after the last move, else the commanded one (native units)."""
+        """LensPosition the newest frame reported (native units): libcamera's applied, slew-limited
+        command, not a measurement; the commanded value until a frame after the move reports one."""
         with self.shared.lock:
             md = self.shared.last_metadata
             if self.shared.metadata_seq > self._moved_at_seq and "LensPosition" in md:
@@ -116,7 +151,8 @@ class LibcameraLens(ContextMixin):
 
     @property
     def settle_time_s(self) -> float:
-        return self._settle_s
+        """Seconds until the last move is done: its slew frames + 2 frames of latency, + ``settle_ms``."""
+        return (self._move_frames + 2) * self._frame_s + self._settle_s if self._move_frames else self._settle_s
 
     def move_to(self, position: float) -> None:
         """Manual focus at ``position`` (native units); out of range raises BadInput."""
@@ -131,12 +167,24 @@ class LibcameraLens(ContextMixin):
             raise BadInput(f"libcamera-lens://{self.shared.index}: {position!r} {self.units} is outside {lo:g}..{hi:g}")
         d = float(self._map().to_dioptres(p)) if self.units == "code" else p
         with self.shared.lock:
+            md = self.shared.last_metadata
+            start = float(md.get("LensPosition", d))
+            if md.get("FrameDuration"):
+                self._frame_s = float(md["FrameDuration"]) / 1e6
             self.shared.cam.set_controls({"AfMode": _af_manual(), "LensPosition": d})
+            self._move_frames = math.ceil(abs(d - start) / self.max_slew - 1e-9) if self.max_slew > 0 else 0
             self._commanded = p
             self._moved_at_seq = self.shared.metadata_seq
+            self.shared.lens_target = d
 
     def read_position(self) -> float:
         """Wait for the next frame's metadata; its LensPosition (native units)."""
+        md = self._fresh_metadata()
+        if "LensPosition" not in md:
+            raise DeviceError(f"libcamera-lens://{self.shared.index}: frame metadata has no LensPosition")
+        return self._native(float(md["LensPosition"]))
+
+    def _fresh_metadata(self) -> dict[str, Any]:
         cam = self.shared.cam
         job = cam.capture_metadata(wait=False)
         try:
@@ -144,9 +192,7 @@ class LibcameraLens(ContextMixin):
         except TimeoutError:
             raise DeviceTimeout(f"libcamera-lens://{self.shared.index}: no metadata within {self.timeout_s:g} s") from None
         self.shared.note_metadata(md)
-        if "LensPosition" not in md:
-            raise DeviceError(f"libcamera-lens://{self.shared.index}: frame metadata has no LensPosition")
-        return self._native(float(md["LensPosition"]))
+        return dict(md)
 
     def _map(self) -> LensMap:
         if self.lens_map is None:
@@ -166,24 +212,28 @@ class LibcameraLens(ContextMixin):
         """Hand focus back to libcamera's default (AfMode stays Manual) and release the camera."""
         if not self._closed:
             self._closed = True
-            if self.units == "code":
-                with self.shared.lock:
+            with self.shared.lock:
+                self.shared.lens_target = None
+                if self.units == "code":
                     self.shared.lens_to_native = None
             release_camera(self.shared)
 
 
 @register("libcamera-lens", "lens", "LensPosition through Picamera2/libcamera: libcamera-lens://N (dioptres; VCM codes with ?units=code)")
 def open_libcamera_lens(url: DriverURL, ctx: dict) -> LibcameraLens:
-    url.unknown_keys({"settle_ms", "timeout_ms", "units"})
+    url.unknown_keys({"settle_ms", "timeout_ms", "units", "max_slew"})
     index = camera_index(url)
-    settle_ms = url.get("settle_ms", 100.0, float)
+    settle_ms = url.get("settle_ms", 15.0, float)
     timeout_ms = url.get("timeout_ms", 1000.0, float)
+    max_slew = url.get("max_slew", 1.5, float)
     if not (math.isfinite(settle_ms) and settle_ms >= 0 and math.isfinite(timeout_ms) and timeout_ms > 0):
         raise BadInput(f"{url.raw}: settle_ms must be >= 0 and timeout_ms > 0")
+    if not (math.isfinite(max_slew) and max_slew > 0):
+        raise BadInput(f"{url.raw}: max_slew must be > 0 dioptres per frame, got {max_slew}")
     units = url.get("units", "dioptres")
     if units not in ("dioptres", "code"):
         raise BadInput(f"{url.raw}: units must be dioptres or code, got {units!r}")
     if units == "code" and ctx.get("lens_map") is None:
         raise BadInput(f"{url.raw}: units=code needs a [lens_map] in the rig profile")
     return LibcameraLens(shared_camera(index), lens_map=ctx.get("lens_map"), settle_s=settle_ms / 1e3,
-                         timeout_s=timeout_ms / 1e3, units=units)
+                         timeout_s=timeout_ms / 1e3, units=units, max_slew=max_slew)

@@ -4,27 +4,64 @@ URL grammar::
 
     picamera2://N?layout=columns|rows|halves|planes[&format=SRGGB10_CSI2P]
                  [&width=W][&height=H][&black=B][&white=W][&timeout_ms=T]
-                 [&tries=K][&exposure_us=E][&gain=G]
+                 [&tries=K][&exposure_us=E][&gain=G][&plane=luma|green]
+                 [&confirm_frames=K]
 
     N           camera index (Picamera2(N); 0 = the first camera)
     layout      how the two sub-aperture views sit in the raw image
                 (hil_af.rawdecode: columns = L R L R..., rows, halves, planes)
     format      the raw stream's Picamera2/libcamera format: *_CSI2P packed
-                10/12-bit (SRGGB10_CSI2P, SBGGR12_CSI2P, ...) or unpacked
-                16-bit containers (SRGGB10, SRGGB16, R16 ...); default: the
-                sensor's native mode
+                10/12-bit in any Bayer order (SRGGB10_CSI2P, SGBRG12_CSI2P,
+                R10_CSI2P ...) or unpacked 16-bit containers (SBGGR10,
+                SRGGB16, R16 ...); default: the sensor's native mode
     width, height  raw stream size in pixels (default: the sensor's full size;
-                for layout=planes, the size of one view)
+                for layout=planes, the size of one view).  libcamera forces
+                the raw size to the chosen sensor mode's: the frames use the
+                size the camera reports, not the one asked for
     black, white   black / white level in DN of the raw bit depth (default:
                 black from the request's SensorBlackLevels, white 2**bits-1)
     timeout_ms  wait for one frame (default 1000 ms); tries: attempts (default 3)
     exposure_us, gain   fixed ExposureTime / AnalogueGain (default: auto)
+    plane       what of a Bayer view's colours the disparity is computed on:
+                luma (default: each 2x2 cell's mean, a luminance estimate)
+                or green (the mean of the cell's two greens)
+    confirm_frames  after a libcamera-lens:// move, frames whose LensPosition
+                has not reached the target yet are dropped, up to this many
+                (default 16), then DeviceTimeout
+
+Only dual-pixel sensors are opened.  No stock Raspberry Pi camera delivers
+its two photodiodes' views in the raw image (on a Camera Module 3 /
+IMX708 even and odd columns of the Bayer mosaic are different colours,
+not two sub-apertures), so a camera is accepted only if its ``Model``
+property is in ``DUAL_PIXEL_MODELS`` or the rig profile declares it::
+
+    [sensor]
+    dual_pixel = true        # this sensor's raw holds both photodiodes
+    model = "imx..."         # optional: must equal the camera's Model property
+    cfa = "RGGB"             # optional: RGGB|GRBG|GBRG|BGGR|mono (default: the format's order)
+
+otherwise opening fails (exit 2) saying it is not a dual-pixel sensor.
+
+CFA: a 2PD sensor's left/right sub-pixels sit under one colour filter, so
+each view, split per photosite, is itself a Bayer mosaic.  With a Bayer
+order (from the raw format's name, e.g. ``SGBRG10_CSI2P``, else the
+``ColorFilterArrangement`` property, else the profile's ``cfa``) each view
+is reduced to one value per 2x2 cell (``plane``): the views are half the
+split size in both directions.  Mono sensors are split only.
+
+Raspberry Pi 5 (PiSP): the front end cannot write CSI-2 packed raw;
+libcamera substitutes a compressed format (``*_PISP_COMP1``, pisp.cpp
+``platformValidate``).  This source then re-requests the unpacked 16-bit
+format of the same Bayer order (``S<ORDER>16``, values MSB-aligned: white
+65535, black from SensorBlackLevels unscaled) and never decompresses; the
+frame metadata's ``raw_path`` says which happened.
 
 Frames: float32 views with the black level subtracted, ``lens_position``
 from the request's ``LensPosition`` metadata in the native unit of
 ``libcamera-lens://N`` (dioptres, or VCM codes with its ``units=code``; NaN
-when no lens driver reports one), ``timestamp_s``
-= ``SensorTimestamp`` / 1e9 (seconds), uncropped: ``origin`` (0, 0) and
+when no lens driver reports one): libcamera's slew-limited lens command for
+that frame (af.cpp ``fsmooth_``), not a measurement.  ``timestamp_s`` =
+``SensorTimestamp`` / 1e9 (seconds), uncropped: ``origin`` (0, 0) and
 ``sensor_hw`` = the view size.  Picamera2 is imported lazily (it exists only
 on Raspberry Pi OS: ``sudo apt install python3-picamera2``).
 
@@ -38,14 +75,17 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import re
 import threading
 from typing import Any, Callable
 
 from ..errors import BadInput, DeviceError, DeviceTimeout
 from ..frames import DualPixelFrame
-from ..rawdecode import LAYOUTS, decode_raw
+from ..rawdecode import LAYOUTS, PLANES, decode_raw
+from ..rawroi import decode_rois
 from .base import ContextMixin
+from .raw_formats import (  # the format helpers live there; re-exported
+    DUAL_PIXEL_MODELS, ORDERS, bayer_order, check_dual_pixel, is_pisp_compressed, raw_format, sensor_cfa, unpacked16,
+)
 from .registry import DriverURL, register
 
 log = logging.getLogger(__name__)
@@ -80,6 +120,8 @@ class SharedCamera:
         # set by libcamera-lens://N?units=code: LensPosition dioptres -> the lens's native units
         self.lens_to_native: Callable[[float], float] | None = None
         self.metadata_seq = 0
+        # set by libcamera-lens://N on a move: the LensPosition (dioptres) frames must report
+        self.lens_target: float | None = None
         self.lock = threading.RLock()
 
     def ensure_started(self) -> None:
@@ -138,21 +180,8 @@ def release_camera(cam: SharedCamera) -> None:
         cam.cam.close()
 
 
-# --------------------------------------------------------------------------- formats
-def raw_format(fmt: str) -> tuple[str, int]:
-    """(rawdecode format, bit depth) of a Picamera2 raw format name."""
-    m = re.fullmatch(r"(?:S[RGB]{4}|R|Y|MONO_PISP_COMP|BGGR_PISP_COMP)(\d+)(_CSI2P)?", fmt.upper())
-    if not m or "PISP_COMP" in fmt.upper():
-        raise BadInput(f"raw format {fmt!r} is not supported: use a *_CSI2P packed format (e.g. SRGGB10_CSI2P) "
-                       f"or an unpacked 16-bit one (e.g. SRGGB16); PiSP compressed formats cannot be decoded")
-    bits, packed = int(m.group(1)), bool(m.group(2))
-    if packed:
-        if bits not in (10, 12):
-            raise BadInput(f"raw format {fmt!r}: only 10- and 12-bit CSI-2 packing is supported")
-        return ("RAW10" if bits == 10 else "RAW12"), bits
-    if bits > 16:
-        raise BadInput(f"raw format {fmt!r}: more than 16 bits per pixel")
-    return "U16", bits
+__all__ = ["DUAL_PIXEL_MODELS", "ORDERS", "Picamera2Source", "SharedCamera", "bayer_order", "camera_index",
+           "is_pisp_compressed", "raw_format", "release_camera", "shared_camera", "unpacked16"]
 
 
 def _capture_kwargs(cam: Any) -> dict[str, Any]:
@@ -171,22 +200,31 @@ class Picamera2Source(ContextMixin):
 
     def __init__(self, index: int = 0, *, layout: str = "columns", fmt: str | None = None,
                  size: tuple[int, int] | None = None, black: float | None = None, white: float | None = None,
-                 timeout_s: float = 1.0, tries: int = 3, controls: dict[str, Any] | None = None):
+                 timeout_s: float = 1.0, tries: int = 3, controls: dict[str, Any] | None = None,
+                 sensor: dict[str, Any] | None = None, plane: str = "luma", confirm_frames: int = 16):
         if layout not in LAYOUTS:
             raise BadInput(f"picamera2://{index}: unknown layout {layout!r} (known: {', '.join(LAYOUTS)})")
+        if plane not in PLANES:
+            raise BadInput(f"picamera2://{index}: plane must be one of {', '.join(PLANES)}, got {plane!r}")
         if fmt is not None:
             raw_format(fmt)  # check before touching the camera
+        sensor = dict(sensor or {})
         self.index = index
         self.layout = layout
+        self.plane = plane
         self.black = black
         self.white = white
         self.timeout_s = float(timeout_s)
         self.tries = max(1, int(tries))
+        self.confirm_frames = max(0, int(confirm_frames))
         self._closed = False
         self.timeouts = 0
+        self.slew_frames = 0     # frames dropped because the lens had not reached its target
         self.shared = shared_camera(index)
         self._capture_kw = _capture_kwargs(self.shared.cam)
         try:
+            props = dict(getattr(self.shared.cam, "camera_properties", {}) or {})
+            check_dual_pixel(index, props, sensor)
             raw: dict[str, Any] = {}
             if fmt:
                 raw["format"] = fmt
@@ -194,13 +232,29 @@ class Picamera2Source(ContextMixin):
                 w, h = size
                 raw["size"] = (w, 2 * h) if layout == "planes" else (w, h)
             actual = self.shared.configure_raw(raw, controls or {})
+            self.raw_path = "as requested"
+            got = str(actual.get("format", fmt or ""))
+            if is_pisp_compressed(got):  # a Pi 5 substituted its compressed format for a packed one
+                want16 = unpacked16(got)
+                actual = self.shared.configure_raw({"format": want16, "size": tuple(actual["size"])}, controls or {})
+                if is_pisp_compressed(str(actual.get("format"))):
+                    raise DeviceError(f"picamera2://{index}: asked for {want16}, the camera still delivers "
+                                      f"{actual.get('format')}: this Picamera2/libcamera cannot give unpacked raw")
+                self.raw_path = f"PiSP: {fmt or 'the default'} became {got}; re-requested unpacked {want16}"
+                log.info("picamera2://%d: %s", index, self.raw_path)
             self.fmt_name = str(actual.get("format", fmt or ""))
             self.fmt, self.bits = raw_format(self.fmt_name)
+            self.cfa = sensor_cfa(self.fmt_name, props, sensor, index)
+            self.model = str(props.get("Model", "unknown"))
             rw, rh = (int(v) for v in actual["size"])
+            if size and raw.get("size") != (rw, rh):
+                log.info("picamera2://%d: raw size %dx%d asked, the sensor mode gives %dx%d", index,
+                         *raw["size"], rw, rh)
             self.raw_size = (rw, rh)
             self.stride = int(actual["stride"]) if actual.get("stride") else None
-            self.view_hw = {"columns": (rh, rw // 2), "rows": (rh // 2, rw), "halves": (rh, rw // 2),
-                            "planes": (rh // 2, rw)}[layout]
+            vh, vw = {"columns": (rh, rw // 2), "rows": (rh // 2, rw), "halves": (rh, rw // 2),
+                      "planes": (rh // 2, rw)}[layout]
+            self.view_hw = (vh // 2, vw // 2) if self.cfa != "mono" else (vh, vw)
         except Exception:
             release_camera(self.shared)
             raise
@@ -211,9 +265,45 @@ class Picamera2Source(ContextMixin):
         return self.view_hw
 
     def capture(self) -> DualPixelFrame:
-        """One raw request -> DualPixelFrame; DeviceTimeout after ``tries`` timeouts."""
+        """One raw request -> DualPixelFrame; DeviceTimeout after ``tries`` timeouts.
+
+        After a ``libcamera-lens://`` move, a frame whose LensPosition has not reached the target
+        (libcamera slews the lens over several frames) is dropped, up to ``confirm_frames``."""
+        return self._decode(*self._confirmed_request())
+
+    def capture_rois(self, rois: Any) -> tuple[Any, Any, dict[str, Any]]:
+        """One raw request, decoding only the RoIs (x, y, w, h; view pixels, one size): (left, right
+        patches [P, h, w] float32 with the black level subtracted, the request's metadata).  The same
+        patches as ``crop_patches`` on ``capture()``'s views, at a fraction of the decode time
+        (``hil_af.rawroi``); the lens confirmation of ``capture`` applies."""
+        buf, md = self._confirmed_request()
+        w, h = self.raw_size
+        L, R = decode_rois(buf, w, h // 2 if self.layout == "planes" else h, rois, fmt=self.fmt,
+                           stride=self.stride if self.fmt != "U16" else None, layout=self.layout, cfa=self.cfa,
+                           plane=self.plane, black_level=self._black(md))
+        return L, R, md
+
+    def _confirmed_request(self) -> tuple[Any, dict[str, Any]]:
+        """The next request whose LensPosition has reached the lens's target (dropping at most
+        ``confirm_frames`` still on their way), else DeviceTimeout."""
         if self._closed:
             raise DeviceError(f"picamera2://{self.index}: source is closed")
+        for _ in range(self.confirm_frames + 1):
+            buf, md = self._request()
+            target, got = self.shared.lens_target, md.get("LensPosition")
+            if target is None or got is None or abs(float(got) - target) <= 1e-3:
+                return buf, md
+            self.slew_frames += 1
+        raise DeviceTimeout(f"picamera2://{self.index}: the lens reports LensPosition {got} after "
+                            f"{self.confirm_frames + 1} frames, not the {target:g} dioptres it was sent to")
+
+    def _black(self, md: dict[str, Any]) -> float:
+        if self.black is not None:
+            return self.black
+        levels = md.get("SensorBlackLevels")
+        return (sum(levels) / len(levels)) / 2 ** (16 - self.bits) if levels else 0.0
+
+    def _request(self) -> tuple[Any, dict[str, Any]]:
         cam = self.shared.cam
         for attempt in range(1, self.tries + 1):
             job = cam.capture_request(**self._capture_kw)
@@ -233,7 +323,7 @@ class Picamera2Source(ContextMixin):
             finally:
                 request.release()
             self.shared.note_metadata(md)
-            return self._decode(buf, md)
+            return buf, md
         raise DeviceTimeout(f"picamera2://{self.index}: no frame within {self.timeout_s:g} s in {self.tries} tries "
                             f"(camera stalled? check the ribbon cable and 'dmesg')")
 
@@ -241,10 +331,7 @@ class Picamera2Source(ContextMixin):
         w, h = self.raw_size
         if self.layout == "planes":
             h //= 2
-        black = self.black
-        if black is None:
-            levels = md.get("SensorBlackLevels")
-            black = (sum(levels) / len(levels)) / 2 ** (16 - self.bits) if levels else 0.0
+        black = self._black(md)
         white = self.white if self.white is not None else float(2 ** self.bits - 1)
         stride = None
         if self.stride is not None and self.fmt != "U16":
@@ -258,8 +345,9 @@ class Picamera2Source(ContextMixin):
                 if k in md}
         return decode_raw(buf, w, h, fmt=self.fmt, stride=stride, layout=self.layout, black_level=black,
                           white_level=white, lens_position=float(lens) if lens is not None else math.nan,
-                          timestamp_s=ts / 1e9 if ts is not None else 0.0,
-                          metadata={"source": f"picamera2://{self.index}", "sensor_format": self.fmt_name, **keep})
+                          timestamp_s=ts / 1e9 if ts is not None else 0.0, cfa=self.cfa, plane=self.plane,
+                          metadata={"source": f"picamera2://{self.index}", "sensor_format": self.fmt_name,
+                                    "sensor_model": self.model, "raw_path": self.raw_path, **keep})
 
     def close(self) -> None:
         if not self._closed:
@@ -283,7 +371,8 @@ def camera_index(url: DriverURL) -> int:
 
 @register("picamera2", "source", "raw dual-pixel frames through Picamera2: picamera2://N?layout=columns|rows|halves|planes&format=...")
 def open_picamera2(url: DriverURL, ctx: dict) -> Picamera2Source:
-    url.unknown_keys({"layout", "format", "width", "height", "black", "white", "timeout_ms", "tries", "exposure_us", "gain"})
+    url.unknown_keys({"layout", "format", "width", "height", "black", "white", "timeout_ms", "tries", "exposure_us",
+                      "gain", "plane", "confirm_frames"})
     index = camera_index(url)
     width, height = _positive(url, "width", None, int), _positive(url, "height", None, int)
     if (width is None) != (height is None):
@@ -301,4 +390,6 @@ def open_picamera2(url: DriverURL, ctx: dict) -> Picamera2Source:
     return Picamera2Source(
         index, layout=url.get("layout", "columns"), fmt=url.get("format"),
         size=(width, height) if width else None, black=black, white=_positive(url, "white", None),
-        timeout_s=_positive(url, "timeout_ms", 1000.0) / 1e3, tries=url.get("tries", 3, int), controls=controls)
+        timeout_s=_positive(url, "timeout_ms", 1000.0) / 1e3, tries=url.get("tries", 3, int), controls=controls,
+        sensor=(ctx.get("profile") or {}).get("sensor"), plane=url.get("plane", "luma"),
+        confirm_frames=url.get("confirm_frames", 16, int))

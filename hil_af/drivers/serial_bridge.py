@@ -203,7 +203,7 @@ def open_serial(url: DriverURL, ctx: dict) -> SerialBridgeLens:
     try:
         port = serial.serial_for_url(device, baudrate=baud, timeout=timeout_ms / 1e3)
     except serial.SerialException as e:
-        hint = " (install drivers/udev/99-hil-af.rules or join group dialout)" if "ermission" in str(e) else ""
+        hint = " (install drivers/udev/60-hil-af.rules or join group dialout)" if "ermission" in str(e) else ""
         raise DeviceError(f"{url.raw}: cannot open {device}: {e}{hint}") from None
     return SerialBridgeLens(port, name=f"serial bridge {device}", tries=url.get("tries", 3, int),
                             settle_s=settle_ms / 1e3)

@@ -7,13 +7,13 @@ URL grammar::
     /dev/v4l-subdevN  the lens sub-device (find it with
                       ``v4l2-ctl -d /dev/v4l-subdevN --list-ctrls``: the one
                       that has focus_absolute; with dtoverlay=imx708 the
-                      DW9807 is usually /dev/v4l-subdev1)
+                      DW9817 (kernel driver dw9807) is usually /dev/v4l-subdev1)
     settle_ms         mechanical settle after a move (default 15 ms)
     tries             attempts per ioctl on EBUSY/EIO/EAGAIN (default 3)
     cid               control id (default V4L2_CID_FOCUS_ABSOLUTE 0x009a090a)
 
-Positions are the control's values: the VCM DAC code for the DW9807/DW9714/
-AK7375 kernel drivers (native units); ``range`` comes from
+Positions are the control's values: the VCM DAC code for the DW9807/DW9817,
+DW9714, AK7375 and AD5398 kernel drivers (native units); ``range`` comes from
 ``VIDIOC_QUERYCTRL``.  Moves are ``VIDIOC_S_CTRL``; ``read_position`` is
 ``VIDIOC_G_CTRL``.  The kernel driver owns power: closing the node lets its
 runtime-PM suspend ramp the lens down and power the chip off, so ``close``
@@ -147,5 +147,5 @@ def open_v4l2(url: DriverURL, ctx: dict) -> V4L2Lens:
         raise DeviceError(f"{path} does not exist: is the VCM overlay loaded? (drivers/devicetree.md)") from None
     except PermissionError:
         raise DeviceError(f"no permission to open {path}: add yourself to group 'video' "
-                          f"or install drivers/udev/99-hil-af.rules") from None
+                          f"or install drivers/udev/60-hil-af.rules") from None
     return V4L2Lens(dev, path=path, cid=cid, settle_s=settle_ms / 1e3, tries=tries, clock=ctx.get("clock"))
