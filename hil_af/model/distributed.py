@@ -154,8 +154,19 @@ def _allsum(ctx: Ctx, values: list[float]) -> list[float]:
 
 
 def _cpu_fp32(model: nn.Module) -> nn.Module:
+    """A fresh fp32 CPU model of the same class (plain BatchNorm) with ``model``'s weights: what is
+    evaluated on CPU and exported, whatever device, precision or SyncBatchNorm trained it."""
     m = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    return copy.deepcopy(m).float().cpu().eval()
+    fresh = build(m.hil_af_arch, m.hil_af_n) if hasattr(m, "hil_af_arch") else copy.deepcopy(m)
+    fresh.load_state_dict({k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
+                           for k, v in m.state_dict().items()})
+    return fresh.float().eval()
+
+
+def _build(arch: str, n: int) -> nn.Module:
+    m = build(arch, n)
+    m.hil_af_arch, m.hil_af_n = arch, n  # type: ignore[assignment]
+    return m
 
 
 def evaluate_stream(ctx: Ctx, model: nn.Module, index: StackIndex | None, enc: EncodingConfig, T: float, window: int,
@@ -284,6 +295,8 @@ def _train(ctx: Ctx, stacks_dir: Path, out: Path, cfg: TrainConfig, d: DistConfi
         model.to(ctx.device)
         ddp: nn.Module = model
         if ctx.world > 1:
+            if ctx.device.type == "cuda":  # BatchNorm statistics over the global batch (SyncBatchNorm is CUDA-only)
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             ddp = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
         resuming = state["phase"] == phase and state["opt"] is not None
@@ -349,7 +362,7 @@ def _train(ctx: Ctx, stacks_dir: Path, out: Path, cfg: TrainConfig, d: DistConfi
         state.update(phase=phase + 1, epoch=0, step=0, opt=None)
 
     # ---- step 1
-    model = build(cfg.arch, index.n)
+    model = _build(cfg.arch, index.n)
     if state["phase"] == 1:
         if state["model"] is not None:
             model.load_state_dict(state["model"])
@@ -366,7 +379,7 @@ def _train(ctx: Ctx, stacks_dir: Path, out: Path, cfg: TrainConfig, d: DistConfi
     model.to(ctx.device)
     val_step1 = evaluate_stream(ctx, model, va, enc, cfg.T1, d.window, cfg.max_val_pairs, cfg.seed, None, ff)
     # ---- step 2
-    model2 = build(cfg.arch, index.n)
+    model2 = _build(cfg.arch, index.n)
     if state["model"] is not None:
         model2.load_state_dict(state["model"])
     elif init is not None:
