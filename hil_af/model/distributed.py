@@ -40,7 +40,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -49,6 +49,7 @@ from torch import nn
 
 from ..errors import BadInput, FormatError
 from . import card as cardmod
+from .dataset import PatchSet
 from .encoding import EncodingConfig
 from .loss import ordinal_ce
 from .nets import build, count_macs, count_params
@@ -157,7 +158,7 @@ def _cpu_fp32(model: nn.Module) -> nn.Module:
     """A fresh fp32 CPU model of the same class (plain BatchNorm) with ``model``'s weights: what is
     evaluated on CPU and exported, whatever device, precision or SyncBatchNorm trained it."""
     m = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    fresh = build(m.hil_af_arch, m.hil_af_n) if hasattr(m, "hil_af_arch") else copy.deepcopy(m)
+    fresh = build(str(m.hil_af_arch), int(m.hil_af_n)) if hasattr(m, "hil_af_arch") else copy.deepcopy(m)  # type: ignore[arg-type]
     fresh.load_state_dict({k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
                            for k, v in m.state_dict().items()})
     return fresh.float().eval()
@@ -169,38 +170,66 @@ def _build(arch: str, n: int) -> nn.Module:
     return m
 
 
-def evaluate_stream(ctx: Ctx, model: nn.Module, index: StackIndex | None, enc: EncodingConfig, T: float, window: int,
-                    max_pairs: int, seed: int, relabel: nn.Module | None = None, flatfield: Any = None) -> dict[str, float] | None:
-    """Metrics of ``evaluate_pairs`` over the held-out stacks, read ``window`` at a time; each rank
-    takes every world-th stack and the sums are all-reduced.  At most ~``max_pairs`` (RoI, slice)
-    pairs (a seeded subset); with ``relabel`` the step-2 pairs (slice = step-1 prediction)."""
+def _over_val(ctx: Ctx, model: nn.Module, index: StackIndex | None, enc: EncodingConfig, window: int, max_pairs: int,
+              seed: int, flatfield: Any, keys: tuple[str, ...],
+              score: Callable[[PatchSet, np.ndarray], dict[str, float]]) -> dict[str, float] | None:
+    """``score(ps, pairs)`` (means over the pairs) over the held-out stacks, read ``window`` at a time,
+    weighted by pairs; each rank takes every world-th stack and the sums are all-reduced.  At most
+    ~``max_pairs`` (RoI, slice) pairs (a seeded subset)."""
     if index is None:
         return None
     if ctx.world > 1:  # BatchNorm running statistics: rank 0's everywhere (what rank 0 saves)
         for b in model.buffers():
             dist.broadcast(b.data, 0)
-    cpu = _cpu_fp32(model)
     frac = min(1.0, max_pairs / max(1, index.samples))
-    sums = [0.0] * 5
+    sums = [0.0] * (len(keys) + 1)
     ids = list(range(ctx.rank, len(index), ctx.world))
     for wi, ps in enumerate(iter_windows(index, enc, window, ids, flatfield)):
         pairs = ps.all_pairs()
         if frac < 1.0:
             rng = np.random.default_rng([seed, ctx.rank, wi])
             pairs = pairs[np.sort(rng.choice(len(pairs), max(1, int(round(frac * len(pairs)))), replace=False))]
+        m = score(ps, pairs)
+        for j, key in enumerate(keys):
+            sums[j] += m[key] * len(pairs)
+        sums[-1] += len(pairs)
+    tot = _allsum(ctx, sums)
+    n = max(tot[-1], 1.0)
+    return {**{k: tot[j] / n for j, k in enumerate(keys)}, "pairs": int(tot[-1])}
+
+
+def evaluate_stream(ctx: Ctx, model: nn.Module, index: StackIndex | None, enc: EncodingConfig, T: float, window: int,
+                    max_pairs: int, seed: int, relabel: nn.Module | None = None, flatfield: Any = None) -> dict[str, float] | None:
+    """``train.evaluate_pairs`` over the held-out stacks (``_over_val``); with ``relabel`` on the step-2
+    pairs (slice = where the step-1 model leaves the lens)."""
+    cpu = _cpu_fp32(model)
+
+    def score(ps: PatchSet, pairs: np.ndarray) -> dict[str, float]:
         if relabel is not None:
             with torch.no_grad():
                 for i in range(0, len(pairs), 512):
                     x, _ = ps.batch(pairs[i:i + 512])
-                    pairs[i:i + 512, 1] = relabel(torch.from_numpy(x)).argmax(1).numpy()
-        m = evaluate_pairs(cpu, ps, pairs, T)
-        k = len(pairs)
-        for j, key in enumerate(("loss", "exact", "le1", "mae")):
-            sums[j] += m[key] * k
-        sums[4] += k
-    tot = _allsum(ctx, sums)
-    n = max(tot[4], 1.0)
-    return {"loss": tot[0] / n, "exact": tot[1] / n, "le1": tot[2] / n, "mae": tot[3] / n, "pairs": int(tot[4])}
+                    bins = relabel(torch.from_numpy(x)).argmax(1).numpy()
+                    pairs[i:i + 512, 1] = ps.to_stack_slice(pairs[i:i + 512, 0], bins)
+        return evaluate_pairs(cpu, ps, pairs, T)
+
+    return _over_val(ctx, model, index, enc, window, max_pairs, seed, flatfield, ("loss", "exact", "le1", "mae"), score)
+
+
+def two_step_stream(ctx: Ctx, model1: nn.Module, model2: nn.Module, index: StackIndex | None, enc: EncodingConfig,
+                    window: int, max_pairs: int, seed: int, flatfield: Any = None) -> dict[str, Any] | None:
+    """``recipe.two_step`` (where step 1, and steps 1 + 2, leave the lens) over the held-out stacks."""
+    from . import recipe
+
+    c1, c2 = _cpu_fp32(model1), _cpu_fp32(model2)
+    keys = ("mae", "exact", "le1")
+    s1 = _over_val(ctx, model1, index, enc, window, max_pairs, seed, flatfield, keys,
+                   lambda ps, pairs: recipe.two_step(c1, None, ps, pairs))
+    s2 = _over_val(ctx, model2, index, enc, window, max_pairs, seed, flatfield, keys,
+                   lambda ps, pairs: recipe.two_step(c1, c2, ps, pairs))
+    if s1 is None or s2 is None:
+        return None
+    return {k: {**{q: v[q] for q in keys}, "samples": v["pairs"]} for k, v in (("step1", s1), ("pe2", s2))}
 
 
 def _save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
@@ -256,9 +285,11 @@ def _train(ctx: Ctx, stacks_dir: Path, out: Path, cfg: TrainConfig, d: DistConfi
         from .inference import read_card
 
         ic = read_card(Path(init))
-        if ic.get("arch") != cfg.arch or int(ic["n_slices"]) != index.n:
-            raise BadInput(f"--init {init} is a {ic.get('arch')!r} model for {ic['n_slices']} slices, "
-                           f"training {cfg.arch!r} for {index.n}")
+        if ic.get("arch") != cfg.arch:
+            raise BadInput(f"--init {init} is a {ic.get('arch')!r} model, training {cfg.arch!r}")
+        for part in (index, tr, va):  # the model keeps the init model's output bins (any sweep length maps onto them)
+            if part is not None:
+                part.bins = int(ic["n_slices"])
     per_rank = cfg.batch // ctx.world
     budget = tr.samples if not cfg.max_samples_per_epoch else min(tr.samples, cfg.max_samples_per_epoch)
     steps = max(1, budget // cfg.batch)
@@ -394,6 +425,7 @@ def _train(ctx: Ctx, stacks_dir: Path, out: Path, cfg: TrainConfig, d: DistConfi
     m1.load_state_dict(state["step1"])
     m1.eval()
     val_step2 = evaluate_stream(ctx, model2, va, enc, cfg.T2, d.window, cfg.max_val_pairs, cfg.seed, m1, ff)
+    two = two_step_stream(ctx, model, model2, va, enc, d.window, cfg.max_val_pairs, cfg.seed, ff)
     if not ctx.main:
         return None
     # ---- rank 0 writes the model: exported from fp32 CPU copies
@@ -418,7 +450,9 @@ def _train(ctx: Ctx, stacks_dir: Path, out: Path, cfg: TrainConfig, d: DistConfi
                   "optimizer": "AdamW, warm-up + cosine", "loss": "ordinal soft-label CE",
                   "augmentation": f"position jitter +-{cfg.jitter} px (RoI-PE follows), Gaussian noise std U(0,{cfg.noise}) on normalised views",
                   "torch": torch.__version__},
-        val={"step1": _strip(val_step1), "step2": _strip(val_step2), "history": state["log"]},
+        val={"step1": _strip(val_step1), "step2": _strip(val_step2), "history": state["log"], "two_step": two,
+             "two_step_before": None, "kept": "trained",
+             "early_stopping": "not in the streaming engine: every epoch runs (--patience is ignored)"},
         onnx_check={"max_abs_logit_diff": diffs, "batch": int(len(xb)), "exported_from": "fp32 copy on CPU"},
         timing_s={"step1": round(t1, 1), "step2": round(t2, 1), "total": round(time.perf_counter() - t_start, 1)},
         distributed={"world_size": ctx.world, "backend": ctx.backend, "launcher": "torchrun" if launched() else None,

@@ -28,8 +28,9 @@ the index (about 100 bytes a stack).  Sim stacks (49 slices, 256 x 384):
 Measured: benchmarks/mem_streaming.py.
 
 Step 2 (the recipe's second model) streams too: each drawn sample (r, k) is
-relabelled (r, p1) with the frozen step-1 model's prediction at slice k (a CPU
-fp32 copy inside the iterator) before it is encoded.
+relabelled (r, p1), p1 the slice where the frozen step-1 model (a CPU fp32
+copy inside the iterator) leaves the lens from slice k, before it is encoded.
+Sweeps of any length mix as in dataset.py (model bins = the largest slice count).
 
 Determinism: the order and augmentation of batch b of window w of epoch e on
 rank r / worker u come from ``default_rng([seed, e, r, u, lap, w, b])``, so a run
@@ -54,15 +55,21 @@ from .encoding import EncodingConfig
 
 @dataclass
 class StackIndex:
-    """Per stack with at least one gt RoI: its path, number of such RoIs, number of slices."""
+    """Per stack with at least one gt RoI: its path, number of such RoIs and of slices; ``n`` is the
+    model's output bins (the largest slice count: sweeps of any length mix, see dataset.py)."""
 
     paths: list[str]
     rois: np.ndarray  # int64 [N]
-    n: int
+    ns: np.ndarray  # int64 [N] slices of each stack
+    bins: int | None = None  # model output bins when fixed (fine-tuning: the init model's); else max(ns)
+
+    @property
+    def n(self) -> int:
+        return int(self.bins) if self.bins is not None else int(self.ns.max())
 
     @classmethod
     def build(cls, stacks_dir: str | Path) -> "StackIndex":
-        paths, rois, n_ref = [], [], None
+        paths, rois, ns = [], [], []
         for p in find_stacks(stacks_dir):
             try:
                 with np.load(p, allow_pickle=False) as z:
@@ -70,28 +77,27 @@ class StackIndex:
                     n = int(np.asarray(z["lens_positions"]).shape[0])
             except Exception as e:  # unreadable zip, missing key, pickled member ...
                 raise FormatError(f"{p}: not a readable focal stack ({type(e).__name__}: {e})") from None
-            if n_ref is None:
-                n_ref = n
-            elif n != n_ref:
-                raise BadInput(f"stack {p} has {n} slices, earlier stacks have {n_ref}; one model needs one n")
+            if n < 2:
+                raise BadInput(f"stack {p} has {n} slice(s); a sweep needs at least 2")
             k = int((gt >= 0).sum())
             if k:
                 paths.append(str(p))
                 rois.append(k)
-        if not paths or n_ref is None:
+                ns.append(n)
+        if not paths:
             raise BadInput("no RoI with a known ground truth (gt_index >= 0) in the given stacks")
-        return cls(paths, np.asarray(rois, dtype=np.int64), n_ref)
+        return cls(paths, np.asarray(rois, dtype=np.int64), np.asarray(ns, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def subset(self, ids: np.ndarray | list[int]) -> "StackIndex":
         ids = [int(i) for i in ids]
-        return StackIndex([self.paths[i] for i in ids], self.rois[ids], self.n)
+        return StackIndex([self.paths[i] for i in ids], self.rois[ids], self.ns[ids], self.n)
 
     @property
     def samples(self) -> int:
-        return int(self.rois.sum()) * self.n
+        return int((self.rois * self.ns).sum())
 
     def split(self, val_frac: float, seed: int) -> tuple["StackIndex", "StackIndex | None", list[int]]:
         """Whole stacks held out, the same rule as ``dataset.split_by_stack``."""
@@ -111,7 +117,8 @@ class StackIndex:
 
 def rank_shard(n_stacks: int, rank: int, world: int, epoch: int, seed: int, shuffle: bool = True) -> list[int]:
     """Stack ids of ``rank`` for ``epoch``: torch's DistributedSampler over the stacks."""
-    s = DistributedSampler(range(n_stacks), num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
+    s: DistributedSampler = DistributedSampler(range(n_stacks), num_replicas=world, rank=rank,  # type: ignore[arg-type]
+                                               shuffle=shuffle, seed=seed, drop_last=False)
     s.set_epoch(epoch)
     return list(s)
 
@@ -163,17 +170,18 @@ class StreamingPairs(IterableDataset):
             return
         m1 = self._relabel_model()
         emitted = skip
-        B, n = self.batch, self.index.n
+        B = self.batch
         for lap in range(1 << 30):
             shard = rank_shard(len(self.index), self.rank, self.world, self.epoch * 7919 + lap, self.seed)
             mine = shard[wid::nw] or shard
             for wi in range(0, len(mine), self.window):
                 chunk = mine[wi:wi + self.window]
-                nb = math.ceil(int(self.index.rois[chunk].sum()) * n / B)
+                nb = math.ceil(int((self.index.rois[chunk] * self.index.ns[chunk]).sum()) / B)
                 if skip >= nb:  # resuming: this window's batches were trained on before the checkpoint
                     skip -= nb
                     continue
-                ps = load_patchset([self.index.paths[i] for i in chunk], self.enc, flatfield=self.flatfield)
+                ps = load_patchset([self.index.paths[i] for i in chunk], self.enc, flatfield=self.flatfield,
+                                   n_bins=self.index.n)
                 self.peak_window_bytes = max(self.peak_window_bytes, sum(v.nbytes for v in ps.views) + ps.fitted.nbytes)
                 pairs = ps.all_pairs()
                 rng = np.random.default_rng([self.seed, self.epoch, self.rank, wid, lap, wi])
@@ -185,7 +193,8 @@ class StreamingPairs(IterableDataset):
                     rb = np.random.default_rng([self.seed, self.epoch, self.rank, wid, lap, wi, b])
                     if m1 is not None:
                         with torch.no_grad():
-                            sel[:, 1] = m1(torch.from_numpy(ps.batch(sel)[0])).argmax(1).numpy()
+                            bins = m1(torch.from_numpy(ps.batch(sel)[0])).argmax(1).numpy()
+                        sel[:, 1] = ps.to_stack_slice(sel[:, 0], bins)  # where step 1 leaves the lens
                     x, y = ps.batch(sel, rb, self.noise, self.jitter)
                     yield torch.from_numpy(x), torch.from_numpy(y)
                     emitted += 1
@@ -200,4 +209,4 @@ def iter_windows(index: StackIndex, enc: EncodingConfig, window: int, ids: list[
     """PatchSets of ``window`` stacks at a time (validation), in index order."""
     ids = list(range(len(index))) if ids is None else ids
     for i in range(0, len(ids), window):
-        yield load_patchset([index.paths[j] for j in ids[i:i + window]], enc, flatfield=flatfield)
+        yield load_patchset([index.paths[j] for j in ids[i:i + window]], enc, flatfield=flatfield, n_bins=index.n)
