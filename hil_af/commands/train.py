@@ -51,8 +51,9 @@ def add_arguments(p) -> None:
     # --- issue 17: streaming / distributed training options (hil_af/model/distributed.py, docs/l2af.md)
     g = p.add_argument_group("streaming / distributed training (docs/l2af.md)")
     g.add_argument("--stream", action="store_true",
-                   help="stream samples from the stacks on disk (implied under torchrun, with --resume or on CUDA)")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto: cuda when available")
+                   help="stream samples from the stacks on disk (implied under torchrun, with --resume or --device cuda)")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="streaming engine's device (default auto: cuda when available); the in-memory trainer is CPU")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="autocast dtype; auto: bf16 (fp16 where bf16 is unsupported) on CUDA, fp32 on CPU")
     g.add_argument("--window", type=int, default=2, help="stacks each data worker holds in memory (default 2)")

@@ -2,7 +2,7 @@
 
 ``hil-af train`` comes here (instead of the in-memory ``train.train``) when it
 runs under ``torchrun`` (``RANK``/``WORLD_SIZE`` in the environment), when
-``--stream`` or ``--resume`` is given, or when the device is a GPU::
+``--stream`` or ``--resume`` is given, or with ``--device cuda``::
 
     torchrun --standalone --nproc-per-node N --no-python hil-af train --stacks DIR --out MODEL ...
     torchrun --nnodes M --node-rank I --nproc-per-node N --rdzv-backend c10d \\
@@ -101,8 +101,14 @@ def pick_device(spec: str, local_rank: int = 0) -> torch.device:
 
 
 def wanted(d: DistConfig) -> bool:
-    """Whether ``hil-af train`` takes this engine rather than the in-memory trainer."""
-    return d.stream or d.resume or launched() or pick_device(d.device).type == "cuda"
+    """Whether ``hil-af train`` takes this engine rather than the in-memory (CPU) trainer: under
+    torchrun, with --stream or --resume, or with an explicit --device cuda (--device auto picks
+    CUDA inside this engine but does not, by itself, leave the in-memory trainer and its
+    fine-tuning recipe)."""
+    if d.device == "cuda":
+        pick_device("cuda")  # BadInput when there is none
+        return True
+    return d.stream or d.resume or launched()
 
 
 def pick_precision(spec: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
