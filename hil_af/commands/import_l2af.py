@@ -1,4 +1,4 @@
-"""``hil-af import-l2af ROOT --out DIR``: Learning-to-Autofocus scenes -> focal stacks."""
+"""``hil-af import-l2af ROOT --out DIR``: Learning-to-Autofocus scenes -> focal stacks (docs/l2af.md)."""
 
 from __future__ import annotations
 
@@ -7,30 +7,40 @@ from ..errors import BadInput
 
 
 def add_arguments(p) -> None:
-    p.add_argument("root", help="dataset root holding raw_up_left_pd/, raw_up_right_pd/, merged_depth/")
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--rois", default="grid:3x4", metavar="grid:RxC", help="RoI grid per scene (default grid:3x4)")
-    p.add_argument("--roi-size", type=int, default=64, metavar="PX")
+    p.add_argument("root", help="dataset root holding split folders (train1 .. train7, test) or one split folder "
+                                "holding raw_up_left_pd/ (or raw_left_pd/), merged_depth/, merged_conf/")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder (a root writes DIR/<split>/<scene>.npz, a split folder DIR/<scene>.npz)")
+    p.add_argument("--split", default=None, metavar="NAMES",
+                   help="only these splits: comma-separated names or patterns (e.g. test, 'train*')")
+    p.add_argument("--pd", choices=("auto", "up", "raw"), default="auto",
+                   help="raw_up_*_pd (up, upsampled) or raw_*_pd (raw); auto: up when present")
+    p.add_argument("--view", default="center", help="which phone of the capture rig (file suffix; default center)")
+    p.add_argument("--rois", default="grid:3x4", metavar="SPEC",
+                   help="grid:RxC (RoIs of --roi-size px centred in a grid) or patches:SIZE[/STRIDE] "
+                        "(the paper's patches: patches:128/40); default grid:3x4")
+    p.add_argument("--roi-size", type=int, default=64, metavar="PX", help="grid RoI size (default 64)")
+    p.add_argument("--near-m", type=float, default=0.1, help="near plane of the depth encoding, m (default 0.1)")
+    p.add_argument("--far-m", type=float, default=100.0, help="far plane of the depth encoding, m (default 100)")
+    p.add_argument("--min-conf", type=float, default=0.99,
+                   help="RoIs whose median merged_conf is below this get no ground truth (default 0.99; 0: no mask)")
+    p.add_argument("--resume", action="store_true", help="keep stacks already written (an interrupted import)")
     add_json_option(p)
 
 
-def parse_grid(spec: str) -> tuple[int, int]:
-    try:
-        kind, rc = spec.split(":")
-        r, c = (int(v) for v in rc.lower().split("x"))
-        if kind != "grid" or r < 1 or c < 1:
-            raise ValueError
-    except ValueError:
-        raise BadInput(f"--rois must look like grid:RxC (e.g. grid:3x4), got {spec!r}") from None
-    return r, c
-
-
 def run(args) -> int:
-    from ..l2af import import_tree
+    from ..l2af import ImportConfig, import_tree, parse_rois
 
-    written = import_tree(args.root, args.out, grid=parse_grid(args.rois), roi_size=args.roi_size)
+    if args.roi_size < 8:
+        raise BadInput(f"--roi-size must be >= 8, got {args.roi_size}")
+    if not 0 < args.near_m < args.far_m:
+        raise BadInput(f"need 0 < --near-m < --far-m, got {args.near_m} and {args.far_m}")
+    cfg = ImportConfig(rois=parse_rois(args.rois), roi_size=args.roi_size, pd=args.pd, view=args.view,
+                       near_m=args.near_m, far_m=args.far_m, min_conf=args.min_conf)
+    res = import_tree(args.root, args.out, cfg, split=args.split, resume=args.resume)
     if args.json:
-        emit_json({"stacks": [str(p) for p in written]}, args.json)
+        emit_json({k: [str(p) for p in v] for k, v in res.items()}, args.json)
     else:
-        print(f"wrote {len(written)} focal stacks to {args.out}")
+        kept = f" (kept {len(res['kept'])} already there)" if res["kept"] else ""
+        print(f"wrote {len(res['written'])} focal stacks to {args.out}{kept}")
     return 0

@@ -48,6 +48,20 @@ def add_arguments(p) -> None:
                    help="flat-field gains applied to the views before encoding (copied into MODEL_DIR; inference uses it)")
     p.add_argument("--samples-per-epoch", type=int, default=None, help="subsample this many samples per epoch")
     add_json_option(p)
+    # --- issue 17: streaming / distributed training options (hil_af/model/distributed.py, docs/l2af.md)
+    g = p.add_argument_group("streaming / distributed training (docs/l2af.md)")
+    g.add_argument("--stream", action="store_true",
+                   help="stream samples from the stacks on disk (implied under torchrun, with --resume or --device cuda)")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="streaming engine's device (default auto: cuda when available); the in-memory trainer is CPU")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="autocast dtype; auto: bf16 (fp16 where bf16 is unsupported) on CUDA, fp32 on CPU")
+    g.add_argument("--window", type=int, default=2, help="stacks each data worker holds in memory (default 2)")
+    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per rank (default 0)")
+    g.add_argument("--resume", action="store_true", help="continue from MODEL_DIR/checkpoint.pt (implies --stream)")
+    g.add_argument("--checkpoint-every", type=int, default=50, metavar="STEPS",
+                   help="checkpoint every STEPS optimizer steps and at each epoch end (default 50)")
+    # --- end issue 17
 
 
 def _settings(args) -> dict:
@@ -93,7 +107,17 @@ def run(args) -> int:
                       lr2=st["lr2"], seed=args.seed, val_frac=st["val_frac"], threads=args.threads,
                       roi_pe=st["roi_pe"], lens_pe=st["lens_pe"], fit=args.fit, patience=st["patience"],
                       max_samples_per_epoch=st["samples_per_epoch"], flatfield=args.flatfield)
-    card = train(args.stacks, args.out, cfg, init=args.init)
+    # --- issue 17: streamed / DDP (torchrun) / GPU training runs in model/distributed.py
+    from ..model import distributed
+
+    dcfg = distributed.config_from_args(args)
+    if distributed.wanted(dcfg):
+        card = distributed.train_distributed(args.stacks, args.out, cfg, dcfg, init=args.init)
+        if card is None:  # a rank other than 0: rank 0 writes and reports
+            return 0
+    else:
+        card = train(args.stacks, args.out, cfg, init=args.init)
+    # --- end issue 17
     val = card["val"]
     summary = {"out": args.out, "arch": card["arch"], "params": card["params"], "flops": card["flops"],
                "val": {k: val[k] for k in ("step1", "step2")}, "two_step": val.get("two_step"),
