@@ -33,18 +33,30 @@ def range_dioptres(profile: dict, name: str) -> tuple[float, float]:
     return lo, hi
 
 
+def dioptre_map(rig):
+    """The rig's lens map; for a lens addressed in dioptres (``libcamera-lens://`` default) the identity."""
+    if rig.lens_map is not None:
+        return rig.lens_map
+    if getattr(rig.lens, "units", None) == "dioptres":
+        from ..optics import LensMap
+
+        return LensMap((0.0, 1.0), (0.0, 1.0))
+    return None
+
+
 def range_positions(rig, slices: np.ndarray, name: str) -> np.ndarray:
     """AF slice positions (native units, increasing) covering range ``name`` at the spacing of ``slices``."""
     lo_d, hi_d = range_dioptres(rig.profile, name)
     lens_lo, lens_hi = (float(v) for v in rig.lens.range)
-    if rig.lens_map is None:
+    lens_map = dioptre_map(rig)
+    if lens_map is None:
         if name == "near":
             raise BadInput("--range near needs the rig's lens map (dioptres to codes): add a [lens_map] to the rig profile")
         if name == "normal":
             return np.asarray(slices, dtype=np.float64)
         a, b = lens_lo, lens_hi
     else:
-        a, b = sorted(float(rig.lens_map.to_code(d)) for d in (lo_d, hi_d))
+        a, b = sorted(float(lens_map.to_code(d)) for d in (lo_d, hi_d))
         a, b = max(a, lens_lo), min(b, lens_hi)
     if b <= a:
         raise BadInput(f"AF range {name} ({lo_d:g}..{hi_d:g} dioptres) is outside the lens range [{lens_lo:g}, {lens_hi:g}]")

@@ -18,6 +18,7 @@ import numpy as np
 from ..drivers.base import Rig
 from ..errors import DeviceError, DeviceTimeout, FocusFailed
 from ..frames import DualPixelFrame
+from .af_range import dioptre_map
 from .base import Limits
 
 
@@ -67,7 +68,7 @@ class FocusSession:
         self._moved_at: float | None = None
         self._commanded: float | None = None
         self.settle = settle
-        self.lens_map = rig.lens_map
+        self.lens_map = dioptre_map(rig)  # native units <-> dioptres (None: no map known)
         self._settle_s = float(rig.lens.settle_time_s)
         spacing = float(np.median(np.diff(self.positions))) if len(self.positions) > 1 else 1.0
         self.reach_tolerance = max(limits.reach_tolerance, 0.51 * abs(spacing))
