@@ -48,5 +48,6 @@ def request_options(ctl, method: str, timeout_s: float | None, af_range: str | N
         positions = range_positions(ctl.rig, positions, af_range)
     p0 = None
     if start is not None:
-        p0 = checked_position(start, *ctl.rig.lens.range, "start", "lens range")
+        lo, hi = ctl.rig.lens.range
+        p0 = checked_position(start, float(lo), float(hi), "start", "lens range")
     return CycleOptions(limits, positions, p0)
