@@ -69,7 +69,7 @@ class FocusSession:
         self._commanded: float | None = None
         self.settle = settle
         self.lens_map = dioptre_map(rig)  # native units <-> dioptres (None: no map known)
-        self._settle_s = float(rig.lens.settle_time_s)
+        self._settle_until = -float("inf")  # clock time by which every move so far has settled
         spacing = float(np.median(np.diff(self.positions))) if len(self.positions) > 1 else 1.0
         self.reach_tolerance = max(limits.reach_tolerance, 0.51 * abs(spacing))
 
@@ -115,12 +115,15 @@ class FocusSession:
             except DeviceError as e:
                 raise FocusFailed(f"lens move to {target:g} failed: {e}") from e
             self._moved_at = self.clock.monotonic()
+            self._settle_until = max(self._settle_until, self._moved_at + float(self.rig.lens.settle_time_s))
             self._commanded = target
             return target
         if self.moves >= self.limits.max_moves:
             raise FocusFailed(f"move limit reached ({self.limits.max_moves} moves)")
         self._check_budget()
-        self._settle_s = self._settle_for(target)
+        now = self.clock.monotonic()
+        # a move before the last one settled: wait for whichever ends later (exponential moves superpose)
+        self._settle_until = max(self._settle_until, now + self._settle_for(target))
         try:
             self.rig.lens.move_to(target)
         except DeviceError as e:
@@ -165,7 +168,7 @@ class FocusSession:
     def _wait_settled(self) -> None:
         if self._moved_at is None:
             return
-        remaining = self._moved_at + self._settle_s - self.clock.monotonic()
+        remaining = self._settle_until - self.clock.monotonic()
         if remaining > 0:
             self.clock.sleep(remaining)
 
