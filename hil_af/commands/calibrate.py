@@ -1,4 +1,4 @@
-"""``hil-af calibrate capture|fit|report|flatfield``: PDAF calibration (shared/CLI.md).
+"""``hil-af calibrate capture|fit|report|flatfield|lensmap``: PDAF and lens-map calibration (shared/CLI.md).
 
 - ``capture RIG --out DIR [--scenes N] [--slices N] [--rois grid:RxC] [--resume] [--no-prompt]``:
   one lens sweep per scene into DIR/sweep_NNNN.npz (atomic), DIR/manifest.json; safe to kill and resume.
@@ -7,6 +7,8 @@
 - ``report CAL.json --out DIR [--stacks DIR]``: PNG plots + index.html (needs matplotlib: [report]).
 - ``flatfield RIG --out FLAT.npz`` or ``flatfield --frame WHITE.npz --out FLAT.npz``:
   per-view gain maps from a white target (on the simulator: its ``white`` scene).
+- ``lensmap RIG --distances M,M,... --out TUNING.json``: the libcamera ``rpi.af`` map
+  (``calibrate_lensmap``).
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ def add_arguments(p) -> None:
     w.add_argument("--clock", choices=("system", "sim"), default="system")
     add_json_option(w)
     w.set_defaults(_sub=_flatfield)
+
+    from .calibrate_lensmap import add_parser as add_lensmap_parser
+    add_lensmap_parser(sub)
 
 
 def run(args) -> int:

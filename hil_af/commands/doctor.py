@@ -312,6 +312,8 @@ def run(args) -> int:
     needs = _rig_schemes(args.rig, args.lens)
     checks = check_libraries(needs) + check_devices(needs) + check_models() + check_profiles()
     checks += check_calibration(args.calibration, args.rig)
+    from .doctor_lens_advice import check_lens_advice  # which lens URL fits this camera (issue 13)
+    checks += check_lens_advice()
     if args.rig:
         checks += check_rig(args.rig, args.lens)
     fails = sum(c.status == "FAIL" for c in checks)

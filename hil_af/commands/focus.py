@@ -6,6 +6,7 @@ import sys
 
 from ..cli import add_json_option, emit_json
 from ..controller.base import AFState, Limits
+from ..controller.af_range import RANGE_NAMES
 from ..controller.methods import METHODS
 from ..errors import BadInput
 
@@ -40,6 +41,11 @@ def add_arguments(p) -> None:
     p.add_argument("--method", default="pe2", choices=METHODS, help="AF method (default pe2)")
     p.add_argument("--max-steps", type=int, default=Limits.max_steps)
     p.add_argument("--time-budget", type=float, default=Limits.time_budget_s, metavar="S")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="give up (Failed) after S seconds of this cycle; overrides --time-budget")
+    p.add_argument("--range", dest="af_range", choices=RANGE_NAMES,
+                   help="AF range (libcamera AfRange): near 3-15 D, normal 0-12 D, full (default: the rig's AF slices)")
+    p.add_argument("--start", type=float, metavar="POSITION", help="lens position (native units) the search starts from")
     p.add_argument("--trace", action="store_true", help="include the capture/move trace in the JSON")
     p.add_argument("--clock", choices=("system", "sim"), default="system",
                    help="rig clock: system (real time), or sim (virtual time: simulated rigs, tests)")
@@ -66,7 +72,7 @@ def run(args) -> int:
                          global_calibration=args.global_calibration, model_dir=args.model,
                          zncc_calibration=args.zncc_calibration,
                          flatfield=args.flatfield, threads=args.threads)
-        res = ctl.focus(rois=rois, weights=weights)
+        res = ctl.focus(rois=rois, weights=weights, timeout_s=args.timeout, af_range=args.af_range, start=args.start)
     out = res.to_json(trace=args.trace)
     if args.json:
         emit_json(out, args.json)

@@ -19,8 +19,9 @@ from ..drivers.base import Rig, checked_position
 from ..errors import BadInput, FocusFailed
 from ..frames import centre_roi, validate_rois
 from .base import AFState, FocusResult, Limits
-from .contrast import roi_contrast
-from .methods import RUNNERS, MethodConfig, check_method
+from .focus_stats import frame_contrast
+from .methods import RUNNERS, SESSION_SETTLE, MethodConfig, check_method
+from .request import request_options
 from .session import FocusSession
 
 MODES = ("manual", "single", "continuous")
@@ -88,8 +89,9 @@ class Estimators:
         return self.c.view_hw()
 
     def contrast(self, frame, rois) -> np.ndarray:
-        """Focus measure of each RoI (``contrast.roi_contrast``), float64 [P]."""
-        return roi_contrast(frame, rois)
+        """Focus measure of each RoI, float64 [P]: the ISP's focus statistics when the frame carries
+        them (``focus_stats.frame_contrast``), else ``contrast.roi_contrast`` of the views."""
+        return frame_contrast(frame, rois, self.view_hw())
 
 
 class Controller:
@@ -107,7 +109,8 @@ class Controller:
                  flatfield: str | None = None, global_calibration: str | None = None,
                  config: MethodConfig | None = None, threads: int = 1, n_slices: int | None = None,
                  retrigger_change: float = 0.25, retrigger_frames: int = 3,
-                 retrigger_defocus_slices: float = 1.5, zncc_calibration: str | None = None):
+                 retrigger_defocus_slices: float = 1.5, zncc_calibration: str | None = None,
+                 hold_slices: float = 1.0):
         self.rig = rig
         self.method = check_method(method)
         self.limits = limits or Limits()
@@ -128,6 +131,7 @@ class Controller:
         self.retrigger_change = retrigger_change
         self.retrigger_frames = retrigger_frames
         self.retrigger_defocus_slices = retrigger_defocus_slices
+        self.hold_slices = hold_slices
         self._ref_contrast: float | None = None
         self._changed_frames = 0
         self._view_hw: tuple[int, int] | None = None
@@ -159,17 +163,30 @@ class Controller:
         self.rois, self.weights = self._windows(rois, weights)
 
     # -- commands ---------------------------------------------------------
-    def focus(self, rois: Any = None, method: str | None = None, weights: Any = None) -> FocusResult:
-        """One AF cycle; never raises for a focus failure (state Failed, ``reason`` says why)."""
+    def focus(self, rois: Any = None, method: str | None = None, weights: Any = None, *,
+              timeout_s: float | None = None, af_range: str | None = None, start: float | None = None,
+              hint: float | None = None) -> FocusResult:
+        """One AF cycle; never raises for a focus failure (state Failed, ``reason`` says why).
+
+        timeout_s: the cycle's time budget in seconds (default ``limits.time_budget_s``);
+        af_range: near | normal | full (``af_range.range_positions``; default the rig's AF slices);
+        start: native lens position to move to before the search; hint: a defocus
+        estimate (native units) that ``cdaf-fast`` starts its walk from.
+        Bad values raise BadInput before the lens moves.
+        """
         name = check_method(method or self.method)
         if weights is None and rois is None and self.weights is not None:
             weights = self.weights
         r, w = self._windows(rois, weights)
-        session = FocusSession(self.rig, self.limits, self.slice_positions())
+        cycle = request_options(self, name, timeout_s, af_range, start)
+        session = FocusSession(self.rig, cycle.limits, cycle.positions, settle=SESSION_SETTLE.get(name, "lens"))
+        session.hint = hint  # type: ignore[attr-defined]
         self.state = AFState.SCANNING
         reason = fallback = None
         confidence = None
         try:
+            if cycle.start is not None:
+                session.move_to(cycle.start)
             out = RUNNERS[name](session, self.estimators, r, w)
             session.move_to(out.target)
             session.verify()  # one frame after the final move: the lens is where we sent it
@@ -210,18 +227,22 @@ class Controller:
     def continuous_step(self) -> FocusResult | None:
         """One iteration of continuous AF; returns a FocusResult when a cycle ran.
 
-        Re-triggers when, for ``retrigger_frames`` frames in a row, the windows'
-        contrast differs from its value after the last cycle by more than
-        ``retrigger_change`` (relative), or, with a PDAF calibration, the
-        measured defocus exceeds ``retrigger_defocus_slices``.
+        Re-triggers only when, for ``retrigger_frames`` frames in a row, the windows'
+        contrast differs from its reference (the first frame after the last cycle)
+        by more than ``retrigger_change`` (relative), or, with a PDAF calibration,
+        the measured defocus exceeds ``retrigger_defocus_slices``; a change that
+        does not hold resets the count.  Every cycle, Focused or Failed, takes a
+        new reference, so a scene without a peak is not scanned again and again;
+        and a re-triggered cycle whose peak is within ``hold_slices`` of the lens
+        position it started from leaves the lens there (no stepping around a peak).
         """
         if self.mode != "continuous":
             return None
         if self.last is None:
-            return self.focus()
+            return self._continuous_cycle()
         r, w = self._windows(None, None)
         frame = self.rig.source.capture()
-        c = float(np.dot(w, roi_contrast(frame, r)))
+        c = float(np.dot(w, self.estimators.contrast(frame, r)))
         if self._ref_contrast is None:
             self._ref_contrast = c
             return None
@@ -235,8 +256,22 @@ class Controller:
                 changed = defocus > self.retrigger_defocus_slices * spacing
         self._changed_frames = self._changed_frames + 1 if changed else 0
         if self._changed_frames >= self.retrigger_frames:
-            return self.focus()
+            return self._continuous_cycle()
         return None
+
+    def _continuous_cycle(self) -> FocusResult:
+        before = float(self.rig.lens.position)
+        focused_before = self.last is not None and self.last.state == AFState.FOCUSED
+        res = self.focus()
+        spacing = float(np.median(np.abs(np.diff(self.slice_positions()))))
+        if (focused_before and res.state == AFState.FOCUSED
+                and abs(res.position - before) <= self.hold_slices * spacing):
+            self.rig.lens.move_to(before)  # same peak: stay where the lens was
+            res.position = before
+            res.reason = "held: peak within hold_slices of the previous focus"
+        self._ref_contrast = None  # the next frame is the new reference, whatever the outcome
+        self._changed_frames = 0
+        return res
 
     def status(self) -> dict[str, Any]:
         return {

@@ -18,6 +18,10 @@ are pure (``hil_af.pdaf`` via ``PdafPredictor``, the ONNX models via
   fitted with ``calibrate fit --method zncc --max-shift 6 --refine parabola``),
   exactly two steps: capture -> move -> capture -> move, no confidence gate.
 - ``cdaf``: contrast search (``contrast.contrast_search``).
+- ``cdaf-libcamera``: libcamera rpi.af's coarse/fine scan, frame for frame
+  (``libcamera_af``), the baseline for contrast AF.
+- ``cdaf-fast``: coarse bracketing + log-parabola refinement, settling only
+  as long as the actuator needs (``cdaf_fast``).
 - ``hybrid``: pe2, falling back to pdaf (if calibrated) and then to contrast
   search when the dual-pixel confidence is low; a textureless RoI finally
   (no contrast peak of its own) follows, in the same scan, a window three
@@ -32,9 +36,14 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import BadInput, FocusFailed
+from .cdaf_fast import run_cdaf_fast
+from .libcamera_af import run_cdaf_libcamera
 from .contrast import contrast_search
 
-METHODS = ("pe", "pe2", "pdaf", "pdaf-global", "cdaf", "hybrid", "pdaf-loop", "zncc2")
+METHODS = ("pe", "pe2", "pdaf", "pdaf-global", "cdaf", "hybrid", "pdaf-loop", "zncc2", "cdaf-libcamera", "cdaf-fast")
+CONTRAST_METHODS = ("cdaf", "cdaf-libcamera", "cdaf-fast")  # the methods that need no dual-pixel views
+# how a method's session waits after a move (FocusSession ``settle``); others: the lens's settle_time_s
+SESSION_SETTLE = {"cdaf-libcamera": "frames", "cdaf-fast": "model"}
 
 
 @dataclass
@@ -201,6 +210,8 @@ RUNNERS: dict[str, Callable[..., MethodOutcome]] = {
     "pdaf-loop": run_pdaf_loop,
     "hybrid": run_hybrid,
     "zncc2": run_zncc2,
+    "cdaf-libcamera": lambda s, c, r, w: run_cdaf_libcamera(s, c, r, w),
+    "cdaf-fast": lambda s, c, r, w: run_cdaf_fast(s, c, r, w, hint=getattr(s, "hint", None)),
 }
 
 

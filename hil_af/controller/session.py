@@ -18,6 +18,7 @@ import numpy as np
 from ..drivers.base import Rig
 from ..errors import DeviceError, DeviceTimeout, FocusFailed
 from ..frames import DualPixelFrame
+from .af_range import dioptre_map
 from .base import Limits
 
 
@@ -43,9 +44,14 @@ class FocusSession:
 
     slice_positions: float64 [n] lens positions (native units) of the AF slices.
     capture_retries: extra attempts when a capture times out (DeviceTimeout).
+    settle: how long a capture after a move waits: ``"lens"`` the lens's
+    ``settle_time_s`` after every move; ``"model"`` only as long as the
+    actuator's settle model needs for that step (``settle.settle_time_for``);
+    ``"frames"`` not at all (the method skips frames itself, as libcamera does).
     """
 
-    def __init__(self, rig: Rig, limits: Limits, slice_positions: np.ndarray, capture_retries: int = 2):
+    def __init__(self, rig: Rig, limits: Limits, slice_positions: np.ndarray, capture_retries: int = 2,
+                 settle: str = "lens"):
         self.rig = rig
         self.limits = limits
         self.positions = np.asarray(slice_positions, dtype=np.float64)
@@ -61,6 +67,9 @@ class FocusSession:
         self.trace: list[dict[str, Any]] = []
         self._moved_at: float | None = None
         self._commanded: float | None = None
+        self.settle = settle
+        self.lens_map = dioptre_map(rig)  # native units <-> dioptres (None: no map known)
+        self._settle_until = -float("inf")  # clock time by which every move so far has settled
         spacing = float(np.median(np.diff(self.positions))) if len(self.positions) > 1 else 1.0
         self.reach_tolerance = max(limits.reach_tolerance, 0.51 * abs(spacing))
 
@@ -106,11 +115,15 @@ class FocusSession:
             except DeviceError as e:
                 raise FocusFailed(f"lens move to {target:g} failed: {e}") from e
             self._moved_at = self.clock.monotonic()
+            self._settle_until = max(self._settle_until, self._moved_at + float(self.rig.lens.settle_time_s))
             self._commanded = target
             return target
         if self.moves >= self.limits.max_moves:
             raise FocusFailed(f"move limit reached ({self.limits.max_moves} moves)")
         self._check_budget()
+        now = self.clock.monotonic()
+        # a move before the last one settled: wait for whichever ends later (exponential moves superpose)
+        self._settle_until = max(self._settle_until, now + self._settle_for(target))
         try:
             self.rig.lens.move_to(target)
         except DeviceError as e:
@@ -129,11 +142,33 @@ class FocusSession:
         p = self.position if position is None else position
         return int(np.argmin(np.abs(self.positions - p)))
 
+    def _settle_for(self, target: float) -> float:
+        """Seconds the next capture waits after a move to ``target`` (see ``settle``)."""
+        if self.settle == "frames":
+            return 0.0
+        if self.settle == "model":
+            from .settle import settle_time_for
+
+            return settle_time_for(self.rig.lens, abs(target - self.position))
+        return float(self.rig.lens.settle_time_s)
+
+    def skip_frames(self, n: int) -> None:
+        """Let ``n`` frames of the stream pass unused (libcamera's ``step_frames``/``skip_frames``).
+
+        They count in ``captures`` (frames exposed) but not as AF steps."""
+        for _ in range(int(n)):
+            self._check_budget()
+            self.captures += 1
+            try:
+                self.rig.source.capture()
+            except DeviceTimeout:
+                pass
+
     # -- frames -----------------------------------------------------------
     def _wait_settled(self) -> None:
         if self._moved_at is None:
             return
-        remaining = self._moved_at + float(self.rig.lens.settle_time_s) - self.clock.monotonic()
+        remaining = self._settle_until - self.clock.monotonic()
         if remaining > 0:
             self.clock.sleep(remaining)
 

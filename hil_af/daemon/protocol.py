@@ -2,7 +2,9 @@
 
 Requests::
 
-    {"cmd": "focus"}                       optional "roi": [x, y, w, h] (view pixels), "method"
+    {"cmd": "focus"}                       optional "roi": [x, y, w, h] (view pixels), "method",
+                                           "timeout" (seconds > 0), "range" (near|normal|full),
+                                           "start" (native lens units)
     {"cmd": "status"}
     {"cmd": "mode", "mode": "manual" | "single" | "continuous"}
     {"cmd": "move", "position": p}         native lens units (a VCM DAC code)
@@ -30,10 +32,11 @@ MAX_LINE_BYTES = 64 * 1024
 
 COMMANDS = ("focus", "status", "mode", "move")
 MODES = ("manual", "single", "continuous")
-METHODS = ("pe", "pe2", "pdaf", "pdaf-global", "cdaf", "hybrid")
+METHODS = ("pe", "pe2", "pdaf", "pdaf-global", "cdaf", "hybrid", "cdaf-libcamera", "cdaf-fast")
+RANGES = ("near", "normal", "full")
 
 _ALLOWED_KEYS = {
-    "focus": {"cmd", "id", "roi", "method"},
+    "focus": {"cmd", "id", "roi", "method", "timeout", "range", "start"},
     "status": {"cmd", "id"},
     "mode": {"cmd", "id", "mode"},
     "move": {"cmd", "id", "position"},
@@ -58,6 +61,9 @@ class Request:
     method: str | None = None
     mode: str | None = None
     position: float | None = None
+    timeout: float | None = None
+    range: str | None = None
+    start: float | None = None
 
 
 def _is_int(v: Any) -> bool:
@@ -136,7 +142,17 @@ def _parse(line: bytes | str) -> Request:
         method = obj.get("method")
         if method is not None and method not in METHODS:
             raise ProtocolError(f"unknown method {_short(method)} (known: {', '.join(METHODS)})", rid)
-        return Request("focus", rid, roi=roi, method=method)
+        timeout = obj.get("timeout")
+        if timeout is not None and not (_is_number(timeout) and timeout > 0):
+            raise ProtocolError(f"'timeout' must be a number of seconds > 0, got {_short(timeout)}", rid)
+        af_range = obj.get("range")
+        if af_range is not None and af_range not in RANGES:
+            raise ProtocolError(f"'range' must be one of {', '.join(RANGES)}, got {_short(af_range)}", rid)
+        start = obj.get("start")
+        if start is not None and not _is_number(start):
+            raise ProtocolError(f"'start' must be a finite number (native lens units), got {_short(start)}", rid)
+        return Request("focus", rid, roi=roi, method=method, timeout=None if timeout is None else float(timeout),
+                       range=af_range, start=None if start is None else float(start))
     if cmd == "mode":
         mode = obj.get("mode")
         if mode not in MODES:

@@ -286,7 +286,8 @@ class AFService:
 
     def _focus_locked(self, roi, method, req: Request | None = None) -> dict[str, Any]:
         rois = None if roi is None else np.asarray([roi], dtype=np.int64)
-        res = self.controller.focus(rois=rois, method=method)
+        opts = {} if req is None else {"timeout_s": req.timeout, "af_range": req.range, "start": req.start}
+        res = self.controller.focus(rois=rois, method=method, **opts)
         self._count_result(res)
         self._refresh_status()
         body = res.to_json()

@@ -32,6 +32,7 @@ BUILTIN_MODULES = (
     "hil_af.sim.rig",
     "hil_af.drivers.replay",
     "hil_af.drivers.picamera2_source",
+    "hil_af.drivers.picamera2_focusfom",
     "hil_af.drivers.libcamera_lens",
     "hil_af.drivers.v4l2_lens",
     "hil_af.drivers.i2c_vcm",

@@ -51,6 +51,11 @@ class SimLens(ContextMixin):
         return float(self._p.vcm_settle_taus * self._p.vcm_tau_s)
 
     @property
+    def settle_tau_s(self) -> float:
+        """Time constant of the exponential approach, seconds (the settle model of hil_af.controller.settle)."""
+        return float(self._p.vcm_tau_s)
+
+    @property
     def position(self) -> float:
         """Last commanded target, DAC codes."""
         return self._target
