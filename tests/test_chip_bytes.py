@@ -146,3 +146,10 @@ def test_every_chip_in_the_table_is_covered_here():
     the opposite sense: decide from the datasheet, not from either driver."""
     tested = {"dw9807", "dw9817", "ak7375", "dw9714"}
     assert set(CHIPS) <= tested, f"chips without literal-byte tests: {sorted(set(CHIPS) - tested)}"
+
+
+@pytest.mark.parametrize("name", ["dw9807", "dw9817", "ak7375", "dw9714"])
+def test_every_chip_answers_at_0x0c(name):
+    """Kills: a chip's default address changed (all four answer at 7-bit 0x0c: the kernel device
+    trees' ``reg = <0x0c>``, e.g. Raspberry Pi's imx708 overlay ``dw9817@c``)."""
+    assert CHIPS[name].default_addr == 0x0C
