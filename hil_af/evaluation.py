@@ -97,8 +97,8 @@ def memoise_estimators(ctl: Controller, stack_rois) -> None:
     def pe_memo(step):
         return memo.setdefault(("pe", step), SliceMemo(pe(step), stack_rois))
 
-    def pdaf_memo(global_fit):
-        return memo.setdefault(("pdaf", global_fit), SliceMemo(pdaf(global_fit), stack_rois))
+    def pdaf_memo(kind):
+        return memo.setdefault(("pdaf", kind), SliceMemo(pdaf(kind), stack_rois))
 
     contrast = SliceMemo(est.contrast, stack_rois)
     est.pe, est.pdaf, est.contrast = pe_memo, pdaf_memo, contrast  # type: ignore[method-assign]
@@ -135,7 +135,7 @@ def metrics(errors: Sequence[int] | np.ndarray, captures: Sequence[int] | np.nda
 
 
 def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibration: str | None = None,
-             global_calibration: str | None = None, model_dir: str | None = None,
+             global_calibration: str | None = None, zncc_calibration: str | None = None, model_dir: str | None = None,
              flatfield: str | None = None, threads: int = 1, start_stride: int = 1,
              progress: bool = False, centre_radius: float = 0.35, memoise: bool = True) -> dict:
     """Run the protocol for every method on the same stacks; returns the ``eval --json`` object.
@@ -154,6 +154,20 @@ def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibratio
     tallies = {m: MethodTally() for m in methods}
     controllers: dict[str, Controller] = {}
     timers: dict[str, Controller] = {}  # plain controllers for the ms/step timing pass
+
+    def controller_on(pool: dict[str, Controller], m: str, rig, memo: bool) -> Controller:
+        """The method's controller of ``pool``, made once (memoised or plain) and moved to ``rig``."""
+        ctl = pool.get(m)
+        if ctl is None:
+            ctl = pool[m] = Controller(rig, method=m, calibration=calibration, global_calibration=global_calibration,
+                                       zncc_calibration=zncc_calibration, model_dir=model_dir,
+                                       flatfield=flatfield, threads=threads)
+            if memo:
+                memoise_estimators(ctl, lambda: current["rois"])
+        else:
+            ctl.rig = rig
+            ctl._view_hw = None
+        return ctl
     current: dict = {}
     n_stacks = n_rois = 0
     files = list(stacks)
@@ -174,16 +188,7 @@ def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibratio
             n_stacks += 1
             n_rois += len(known)
             for m in methods:
-                ctl = controllers.get(m)
-                if ctl is None:
-                    ctl = controllers[m] = Controller(rig, method=m, calibration=calibration,
-                                                      global_calibration=global_calibration,
-                                                      model_dir=model_dir, flatfield=flatfield, threads=threads)
-                    if memoise:
-                        memoise_estimators(ctl, lambda: current["rois"])
-                else:
-                    ctl.rig = rig
-                    ctl._view_hw = None
+                ctl = controller_on(controllers, m, rig, memoise)
                 t = tallies[m]
                 t0 = time.perf_counter()
                 for i in known:
@@ -207,14 +212,7 @@ def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibratio
                 if not memoise:
                     t.compute_s, t.compute_steps = t.shared_s, t.shared_steps
                 else:  # the rig's cost: a plain controller, nothing shared with other samples
-                    plain = timers.get(m)
-                    if plain is None:
-                        plain = timers[m] = Controller(rig, method=m, calibration=calibration,
-                                                       global_calibration=global_calibration,
-                                                       model_dir=model_dir, flatfield=flatfield, threads=threads)
-                    else:
-                        plain.rig = rig
-                        plain._view_hw = None
+                    plain = controller_on(timers, m, rig, False)
                     every = max(start_stride, -(-len(positions) // TIMING_STARTS))
                     for i in known:
                         for k in range(0, len(positions), every):

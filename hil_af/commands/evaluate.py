@@ -29,6 +29,8 @@ def default_methods(args) -> list[str]:
         methods += ["pdaf"]
     if args.global_calibration:
         methods += ["pdaf-global", "pdaf-loop"]
+    if args.zncc_calibration:
+        methods += ["zncc2"]
     model = args.model or models_dir()
     from pathlib import Path
 
@@ -43,7 +45,8 @@ def run(args) -> int:
     methods = args.method or default_methods(args)
     result, secs = timed_evaluate(
         stack_files(args.stacks), methods, calibration=args.calibration,
-        global_calibration=args.global_calibration, model_dir=args.model, flatfield=args.flatfield,
+        global_calibration=args.global_calibration, zncc_calibration=args.zncc_calibration,
+        model_dir=args.model, flatfield=args.flatfield,
         threads=args.threads, start_stride=args.start_stride, memoise=not args.no_memo,
         progress=not args.no_progress and sys.stderr.isatty(),
     )

@@ -25,6 +25,8 @@ def add_controller_options(p) -> None:
     """Options shared by focus, serve and eval: estimator files and limits."""
     p.add_argument("--calibration", metavar="CAL.json", help="per-position PDAF calibration (method pdaf, hybrid)")
     p.add_argument("--global-calibration", metavar="CAL.json", help="global PDAF calibration (method pdaf-global)")
+    p.add_argument("--zncc-calibration", metavar="CAL.json",
+                   help="ZNCC calibration for the zncc2 reference (calibrate fit --method zncc --max-shift 6 --refine parabola)")
     p.add_argument("--flatfield", metavar="FLAT.npz", help="flat-field gain map applied before PDAF")
     p.add_argument("--model", metavar="MODEL_DIR", help="ONNX model directory (default: the shipped models/)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
@@ -62,6 +64,7 @@ def run(args) -> int:
     with open_rig(args.rig, lens=args.lens, clock=SimClock() if args.clock == "sim" else None) as rig:
         ctl = Controller(rig, method=args.method, limits=limits, calibration=args.calibration,
                          global_calibration=args.global_calibration, model_dir=args.model,
+                         zncc_calibration=args.zncc_calibration,
                          flatfield=args.flatfield, threads=args.threads)
         res = ctl.focus(rois=rois, weights=weights)
     out = res.to_json(trace=args.trace)
