@@ -40,7 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # group -> (modules to mutate, test files that guard them)
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
-    "evaluation": (["hil_af/evaluation.py"], ["tests/test_eval.py", "tests/test_protocol_regressions.py"]),
+    # (the sim-stack tests of test_eval.py cost minutes per mutant under load: add them for a full run)
+    "evaluation": (["hil_af/evaluation.py"], ["tests/test_protocol_regressions.py"] + [
+        f"tests/test_eval.py::{name}" for name in ("test_metrics_hand_computed", "test_metrics_without_samples_is_bad_input",
+                                                  "test_cdaf_on_replayed_stacks_finds_the_truth",
+                                                  "test_eval_command_json_keys")]),
     "controller": (["hil_af/controller/*"],
                    ["tests/test_controller.py", "tests/test_focus_methods.py", "tests/test_protocol_regressions.py"]),
     "pdaf": (["hil_af/pdaf.py"], ["tests/test_pdaf.py", "tests/test_protocol_regressions.py"]),
@@ -89,7 +93,7 @@ def write_config(dst: Path, modules: list[str], tests: list[str], fast: bool = T
     p = dst / "pyproject.toml"
     text = p.read_text()
     text = re.split(r"^\[tool\.mutmut\]\s*$", text, flags=re.M)[0].rstrip() + "\n\n"
-    p.write_text(text + mutmut_config(modules, [t for t in tests if (dst / t).exists()], fast))
+    p.write_text(text + mutmut_config(modules, [t for t in tests if (dst / t.split("::")[0]).exists()], fast))
 
 
 def parse_results(dst: Path) -> dict:
