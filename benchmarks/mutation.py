@@ -97,19 +97,20 @@ def write_config(dst: Path, modules: list[str], tests: list[str], fast: bool = T
 
 
 def parse_results(dst: Path) -> dict:
-    """Counts and survivors from ``mutmut results --all true``."""
-    out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=dst,
-                         capture_output=True, text=True).stdout
+    """Counts and survivors from mutmut's per-file ``.meta`` records (exit code per mutant;
+    ``mutmut results`` reads the same files but took many minutes on a loaded machine)."""
+    from mutmut.stats import status_by_exit_code
+
     status: dict[str, str] = {}
-    for line in out.splitlines():
-        m = re.match(r"\s*(\S+):\s*(.+?)\s*$", line)
-        if m and "__mutmut_" in m.group(1):
-            status[m.group(1)] = m.group(2)
+    for meta in sorted((dst / "mutants").rglob("*.py.meta")):
+        data = json.loads(meta.read_text())
+        for name, code in data.get("exit_code_by_key", {}).items():
+            status[name] = status_by_exit_code[code]
     counts: dict[str, int] = {}
     for s in status.values():
         counts[s] = counts.get(s, 0) + 1
     return {"counts": counts, "survivors": sorted(k for k, v in status.items() if v == "survived"),
-            "other": sorted(f"{k} ({v})" for k, v in status.items() if v not in ("killed", "survived"))}
+            "other": sorted(f"{k} ({v})" for k, v in status.items() if v not in ("killed", "survived", "not checked"))}
 
 
 def run_group(group: str, budget_s: float) -> dict:
@@ -190,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-s", type=float, default=1800, help="wall-clock limit per group, seconds (default 1800)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--list", action="store_true", help="print the groups with their modules and tests, and exit")
+    ap.add_argument("--report", action="store_true", help="only summarise the scratch folders of an earlier run")
     a = ap.parse_args(argv)
     if a.list:
         for g, (mods, tests) in GROUPS.items():
@@ -202,14 +204,24 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown group(s) {bad}; known: {', '.join([*GROUPS, CHIP_TABLES])}")
     results = []
     for g in groups:
-        r = run_chip_tables(a.budget_s) if g == CHIP_TABLES else run_group(g, a.budget_s)
+        if a.report and g != CHIP_TABLES:
+            base = Path(os.environ.get("HIL_AF_MUTATION_DIR", "/tmp/hil-af-mutation")) / g
+            if not base.exists():
+                continue
+            r = parse_results(base)
+            r.update(group=g, minutes=float("nan"), complete=False, scratch=str(base))
+        elif a.report:
+            continue
+        else:
+            r = run_chip_tables(a.budget_s) if g == CHIP_TABLES else run_group(g, a.budget_s)
         results.append(r)
         c = r["counts"]
         tested = c.get("killed", 0) + c.get("survived", 0) + c.get("timeout", 0)
         rate = 100 * (c.get("killed", 0) + c.get("timeout", 0)) / tested if tested else 0.0
         r["kill_rate"] = rate
         print(f"{g:12} mutants {sum(c.values()):4d}  killed {c.get('killed', 0):4d}  survived {c.get('survived', 0):3d}  "
-              f"other {sum(v for k, v in c.items() if k not in ('killed', 'survived')):3d}  "
+              f"not run {c.get('not checked', 0) + c.get('not run (budget)', 0):4d}  "
+              f"other {sum(v for k, v in c.items() if k not in ('killed', 'survived', 'not checked', 'not run (budget)')):3d}  "
               f"kill rate {rate:5.1f} %  {r['minutes']:5.1f} min{'' if r['complete'] else '  (INCOMPLETE)'}", flush=True)
         for s in r["survivors"]:
             print(f"    survived: {s}")
