@@ -170,10 +170,15 @@ def run_chip_tables(budget_s: float) -> dict:
             break
         new = _mutated_literal(text)
         path.write_text(src[:a] + new + src[b:])
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                            "tests/test_chip_bytes.py", "tests/test_hw_i2c.py"], cwd=dst,
-                           env=dict(os.environ, PYTHONPATH=str(dst)), capture_output=True, text=True)
-        if r.returncode == 0:
+        try:
+            r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                                "tests/test_chip_bytes.py", "tests/test_hw_i2c.py"], cwd=dst,
+                               env=dict(os.environ, PYTHONPATH=str(dst)), capture_output=True, text=True,
+                               timeout=max(60.0, budget_s / 4))
+            passed = r.returncode == 0
+        except subprocess.TimeoutExpired:  # a hang (e.g. a ramp that never ends) counts as caught, like mutmut's timeouts
+            passed = False
+        if passed:
             survivors.append(f"vcm_chips.py:{line} {text} -> {new}")
         else:
             killed += 1
