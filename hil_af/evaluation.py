@@ -7,6 +7,15 @@ with the ground truth.  Scores per method: fractions with |error| = 0, <= 1,
 <= 2, <= 4 slices, MAE and RMSE in slices, captures and lens moves per
 focus, compute per AF step (ms, wall clock, estimator work only), and how
 many cycles ended Failed.  A Failed cycle is scored where the lens stopped.
+
+Compute per AF step (``compute_ms_per_step``, the tables' ``ms/step``) is
+what a controller on a rig pays: it is timed on cycles that share no work
+with other samples.  The scored cycles share estimator results per slice
+(``SliceMemo``: the first call for a slice runs every RoI of the stack), so
+with ``memoise`` on, a separate timing pass runs a plain controller on every
+RoI from ``TIMING_STARTS`` evenly spaced start slices and its time is the
+ms/step; the scored cycles' own time, shared work included, is reported
+apart as eval throughput (``eval_ms_per_step_shared``, ``eval_cycles_per_s``).
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ from .controller.core import Controller
 from .controller.methods import check_method
 from .errors import BadInput
 from .stacks import stack_files  # noqa: F401  (re-exported for the eval command)
+
+TIMING_STARTS = 4  # start slices per RoI timed without shared work when memoising
 
 
 class SliceMemo:
@@ -99,8 +110,12 @@ class MethodTally:
     captures: list[int] = field(default_factory=list)
     moves: list[int] = field(default_factory=list)
     failed: int = 0
-    compute_s: float = 0.0
+    compute_s: float = 0.0      # estimator time of cycles without shared work (the rig's cost)
     compute_steps: int = 0
+    shared_s: float = 0.0       # estimator time of the scored cycles, shared (memoised) work included
+    shared_steps: int = 0
+    wall_s: float = 0.0         # wall time of the scored cycles
+    cycles: int = 0
     radius: list[float] = field(default_factory=list)  # |RoI centre| on the full plane, normalised
 
 
@@ -126,7 +141,8 @@ def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibratio
     """Run the protocol for every method on the same stacks; returns the ``eval --json`` object.
 
     start_stride: use every k-th start slice (1 = all, the paper's protocol).
-    memoise: share estimator results per (slice, RoI) across start slices (same scores, less work).
+    memoise: share estimator results per (slice, RoI) across start slices (same scores, less work);
+    ms/step then comes from a timing pass without shared work (module doc).
     centre_radius: RoIs whose centre lies farther than this (normalised full-plane
     radius) also get an ``off_centre`` metric block per method.
     """
@@ -137,6 +153,21 @@ def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibratio
         raise BadInput("no method to evaluate")
     tallies = {m: MethodTally() for m in methods}
     controllers: dict[str, Controller] = {}
+    timers: dict[str, Controller] = {}  # plain controllers for the ms/step timing pass
+
+    def controller_on(pool: dict[str, Controller], m: str, rig, memo: bool) -> Controller:
+        """The method's controller of ``pool``, made once (memoised or plain) and moved to ``rig``."""
+        ctl = pool.get(m)
+        if ctl is None:
+            ctl = pool[m] = Controller(rig, method=m, calibration=calibration, global_calibration=global_calibration,
+                                       zncc_calibration=zncc_calibration, model_dir=model_dir,
+                                       flatfield=flatfield, threads=threads)
+            if memo:
+                memoise_estimators(ctl, lambda: current["rois"])
+        else:
+            ctl.rig = rig
+            ctl._view_hw = None
+        return ctl
     current: dict = {}
     n_stacks = n_rois = 0
     files = list(stacks)
@@ -157,18 +188,9 @@ def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibratio
             n_stacks += 1
             n_rois += len(known)
             for m in methods:
-                ctl = controllers.get(m)
-                if ctl is None:
-                    ctl = controllers[m] = Controller(rig, method=m, calibration=calibration,
-                                                      global_calibration=global_calibration,
-                                                      zncc_calibration=zncc_calibration,
-                                                      model_dir=model_dir, flatfield=flatfield, threads=threads)
-                    if memoise:
-                        memoise_estimators(ctl, lambda: current["rois"])
-                else:
-                    ctl.rig = rig
-                    ctl._view_hw = None
+                ctl = controller_on(controllers, m, rig, memoise)
                 t = tallies[m]
+                t0 = time.perf_counter()
                 for i in known:
                     roi = stack.rois[i]
                     cx = 2 * (x0 + roi[0] + roi[2] / 2) / Wf - 1
@@ -182,9 +204,22 @@ def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibratio
                         t.moves.append(res.moves)
                         t.radius.append(float(np.hypot(cx, cy)))
                         t.failed += res.state != AFState.FOCUSED
-                        steps = max(1, sum(1 for e in res.trace if "capture" in e))
-                        t.compute_s += res.compute_ms_per_step * steps / 1000  # type: ignore[attr-defined]
-                        t.compute_steps += steps
+                        s, n_steps = _compute_of(res)
+                        t.shared_s += s
+                        t.shared_steps += n_steps
+                t.wall_s += time.perf_counter() - t0
+                t.cycles += len(known) * len(range(0, len(positions), start_stride))
+                if not memoise:
+                    t.compute_s, t.compute_steps = t.shared_s, t.shared_steps
+                else:  # the rig's cost: a plain controller, nothing shared with other samples
+                    plain = controller_on(timers, m, rig, False)
+                    every = max(start_stride, -(-len(positions) // TIMING_STARTS))
+                    for i in known:
+                        for k in range(0, len(positions), every):
+                            rig.lens.move_to(float(positions[k]))
+                            s, n_steps = _compute_of(plain.focus(rois=[stack.rois[i]]))
+                            t.compute_s += s
+                            t.compute_steps += n_steps
                 if bar:
                     bar.update(1)
     if bar:
@@ -192,6 +227,9 @@ def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibratio
     out: dict = {"stacks": n_stacks, "rois": n_rois, "samples": 0, "methods": {}}
     for m, t in tallies.items():
         block = metrics(t.errors, t.captures, t.moves, t.compute_s, t.compute_steps, t.failed)
+        block["timed_steps"] = t.compute_steps
+        block["eval_ms_per_step_shared"] = float(1000 * t.shared_s / t.shared_steps) if t.shared_steps else 0.0
+        block["eval_cycles_per_s"] = float(t.cycles / t.wall_s) if t.wall_s > 0 else 0.0
         off = np.asarray(t.radius) > centre_radius
         if off.any():
             e = np.asarray(t.errors)[off]
@@ -202,8 +240,15 @@ def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibratio
     return out
 
 
+def _compute_of(res) -> tuple[float, int]:
+    """(estimator seconds, AF steps) of one focus result: an AF step is one capture's estimator work."""
+    steps = int(res.compute_steps)  # type: ignore[attr-defined]
+    return res.compute_ms_per_step * steps / 1000, steps  # type: ignore[attr-defined]
+
+
 def format_table(result: dict) -> str:
-    """A text table like the paper's (fractions as percentages)."""
+    """A text table like the paper's (fractions as percentages); ms/step is the per-step cost on a rig,
+    eval throughput (work shared across samples) follows the table."""
     head = f"{'method':<12} {'=0':>6} {'<=1':>6} {'<=2':>6} {'<=4':>6} {'MAE':>6} {'RMSE':>6} {'capt':>5} {'moves':>5} {'ms/step':>8} {'failed':>6}"
     lines = [f"{result['stacks']} stacks, {result['rois']} RoIs, {result['samples']} samples per method", head]
     for m, b in result["methods"].items():
@@ -212,6 +257,10 @@ def format_table(result: dict) -> str:
             f"{b['mae']:6.2f} {b['rmse']:6.2f} {b['captures_mean']:5.1f} {b['moves_mean']:5.1f} "
             f"{b['compute_ms_per_step']:8.3f} {100 * b['failed']:6.1f}"
         )
+    thr = [f"{m} {b['eval_cycles_per_s']:.0f} cycles/s ({b['eval_ms_per_step_shared']:.3f} ms/step shared)"
+           for m, b in result["methods"].items() if "eval_cycles_per_s" in b]
+    if thr:
+        lines.append("eval throughput: " + ", ".join(thr))
     return "\n".join(lines)
 
 

@@ -214,7 +214,6 @@ def test_capture_stack_missing_stack_exits_2(tmp_path, capsys):
 
 
 def test_capture_stack_sim_round_trip_matches_truth(tmp_path, capsys):
-    pytest.importorskip("hil_af.sim.rig", reason="the simulator (hil_af.sim) is not in this tree")
     out = tmp_path / "sim.npz"
     assert main(["capture-stack", "sim://?seed=1", "--slices", "49", "--clock", "sim", "--no-progress",
                  "--out", str(out), "--json"]) == 0
@@ -240,7 +239,6 @@ def test_capture_stack_sim_round_trip_matches_truth(tmp_path, capsys):
 
 def test_contrast_labels_on_the_sim_without_its_truth():
     """On realistic noise: flat RoIs get -1, textured ones the truth slice within one slice."""
-    pytest.importorskip("hil_af.sim.rig", reason="the simulator (hil_af.sim) is not in this tree")
     with open_rig("sim://?seed=3&scene=flat-centre", clock=SimClock()) as rig:
         truth = rig.truth
         rig.truth = None  # label by contrast only

@@ -6,7 +6,6 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-pytest.importorskip("hil_af.sim.rig", reason="the simulator is not in this build")
 
 TESTS = """
 import pytest

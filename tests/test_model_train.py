@@ -5,15 +5,29 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from hil_af.cli import main
+from hil_af.model.dataset import find_stacks, load_patchset, split_by_stack, step2_pairs
+from hil_af.model.encoding import EncodingConfig, encode_frame_rois
+from hil_af.model.simdata import make_stack
+from hil_af.stacks import load_stack
 
-from hil_af.cli import main  # noqa: E402
-from hil_af.model.dataset import find_stacks, load_patchset, split_by_stack, step2_pairs  # noqa: E402
-from hil_af.model.encoding import EncodingConfig, encode_frame_rois  # noqa: E402
-from hil_af.model.nets import build  # noqa: E402
-from hil_af.model.simdata import make_stack  # noqa: E402
-from hil_af.model.train import TrainConfig, evaluate_pairs, fit, load_weights, train  # noqa: E402
-from hil_af.stacks import load_stack  # noqa: E402
+
+@pytest.fixture
+def torch():
+    """torch (extra [train]) for the tests that train; the dataset tests above need numpy only."""
+    return pytest.importorskip("torch", reason="torch (extra [train]) trains the models")
+
+
+@pytest.fixture
+def T(torch):
+    """hil_af.model.train and nets (they import torch)."""
+    import types
+
+    from hil_af.model import nets, train
+
+    return types.SimpleNamespace(build=nets.build, TrainConfig=train.TrainConfig, evaluate_pairs=train.evaluate_pairs,
+                                 fit=train.fit, load_weights=train.load_weights, train=train.train,
+                                 save_weights=train.save_weights)
 
 N = 9
 
@@ -93,16 +107,16 @@ def test_split_is_by_whole_stack_and_seeded(stacks):
     assert split_by_stack(ps, 0.34, seed=1)[2] == ids
 
 
-def test_a_tiny_training_run_lowers_the_loss(stacks):
+def test_a_tiny_training_run_lowers_the_loss(stacks, torch, T):
     torch.manual_seed(0)
     ps = load_patchset(find_stacks(stacks), EncodingConfig())
-    model = build("mcunet", N)
+    model = T.build("mcunet", N)
     pairs = ps.all_pairs()
-    before = evaluate_pairs(model, ps, pairs, 1.0)
-    cfg = TrainConfig(batch=27, noise=0.0, lr=1e-2)
+    before = T.evaluate_pairs(model, ps, pairs, 1.0)
+    cfg = T.TrainConfig(batch=27, noise=0.0, lr=1e-2)
     log = []
-    fit(model, ps, pairs, ps, pairs, 10, cfg.lr, 1.0, cfg, np.random.default_rng(0), "step1", log)
-    after = evaluate_pairs(model, ps, pairs, 1.0)
+    T.fit(model, ps, pairs, ps, pairs, 10, cfg.lr, 1.0, cfg, np.random.default_rng(0), "step1", log)
+    after = T.evaluate_pairs(model, ps, pairs, 1.0)
     assert after["loss"] < before["loss"] - 0.2
     assert log[-1]["train_loss"] < log[0]["train_loss"]
     assert len(log) == 10 and "val_le1" in log[-1]
@@ -113,9 +127,9 @@ def test_a_tiny_training_run_lowers_the_loss(stacks):
     np.testing.assert_array_equal(p2[:, 0], pairs[:, 0])
 
 
-def test_train_writes_a_loadable_model_and_init_fine_tunes(stacks, tmp_path):
-    cfg = TrainConfig(epochs=1, epochs2=1, batch=32, val_frac=0.34, threads=1)
-    card = train(stacks, tmp_path / "m1", cfg)
+def test_train_writes_a_loadable_model_and_init_fine_tunes(stacks, tmp_path, T):
+    cfg = T.TrainConfig(epochs=1, epochs2=1, batch=32, val_frac=0.34, threads=1)
+    card = T.train(stacks, tmp_path / "m1", cfg)
     for f in ("step1.onnx", "step2.onnx", "weights.npz", "card.json"):
         assert (tmp_path / "m1" / f).is_file()
     on_disk = json.loads((tmp_path / "m1" / "card.json").read_text())
@@ -125,8 +139,8 @@ def test_train_writes_a_loadable_model_and_init_fine_tunes(stacks, tmp_path):
     # weights are a plain npz (no pickle) that loads into a fresh model
     with np.load(tmp_path / "m1" / "weights.npz", allow_pickle=False) as z:
         assert any(k.startswith("step1/") for k in z.files) and any(k.startswith("step2/") for k in z.files)
-    m = build("mcunet", N)
-    load_weights(m, tmp_path / "m1" / "weights.npz", "step1")
+    m = T.build("mcunet", N)
+    T.load_weights(m, tmp_path / "m1" / "weights.npz", "step1")
     with np.load(tmp_path / "m1" / "weights.npz", allow_pickle=False) as z:
         np.testing.assert_array_equal(m.state_dict()["classifier.2.weight"].numpy(), z["step1/classifier.2.weight"])
     # --init through the CLI, with the ablation switch and JSON summary
@@ -137,15 +151,14 @@ def test_train_writes_a_loadable_model_and_init_fine_tunes(stacks, tmp_path):
     assert c2["settings"]["init"] == str(tmp_path / "m1")
 
 
-def test_init_rejects_a_mismatched_model(stacks, tmp_path):
+def test_init_rejects_a_mismatched_model(stacks, tmp_path, T):
     from hil_af.errors import FormatError
 
-    m = build("mcunet", 49)
-    from hil_af.model.train import save_weights
+    m = T.build("mcunet", 49)
 
-    save_weights(tmp_path / "w.npz", {"step1": m})
+    T.save_weights(tmp_path / "w.npz", {"step1": m})
     with pytest.raises(FormatError, match="does not fit"):
-        load_weights(build("mcunet", N), tmp_path / "w.npz", "step1")
+        T.load_weights(T.build("mcunet", N), tmp_path / "w.npz", "step1")
 
 
 def test_train_cli_bad_input(tmp_path, capsys):
@@ -155,7 +168,7 @@ def test_train_cli_bad_input(tmp_path, capsys):
     assert main(["train", "--stacks", str(tmp_path / "empty"), "--out", str(tmp_path / "m")]) == 2
 
 
-def test_flatfield_training_ships_the_flat_field_and_inference_applies_it(stacks, tmp_path, capsys):
+def test_flatfield_training_ships_the_flat_field_and_inference_applies_it(stacks, tmp_path, capsys, T):
     from hil_af.calibration.flatfield import load_flatfield
     from hil_af.model.inference import PEPredictor
 
@@ -184,11 +197,11 @@ def test_flatfield_training_ships_the_flat_field_and_inference_applies_it(stacks
     assert pred.flatfield is not None and pred.flatfield.sensor_hw == ff.sensor_hw
 
 
-def test_init_fine_tunes_step2_from_the_earlier_step2_model(stacks, tmp_path):
+def test_init_fine_tunes_step2_from_the_earlier_step2_model(stacks, tmp_path, T):
     base = tmp_path / "base"
-    train(stacks, base, TrainConfig(epochs=1, epochs2=1, batch=32, val_frac=0.34, threads=1))
+    T.train(stacks, base, T.TrainConfig(epochs=1, epochs2=1, batch=32, val_frac=0.34, threads=1))
     # lr2 = 0: step 2 cannot move, so its weights must be the base model's step-2 weights (not its step 1)
-    train(stacks, tmp_path / "ft", TrainConfig(epochs=1, epochs2=1, batch=32, val_frac=0.34, threads=1, lr2=0.0), init=base)
+    T.train(stacks, tmp_path / "ft", T.TrainConfig(epochs=1, epochs2=1, batch=32, val_frac=0.34, threads=1, lr2=0.0), init=base)
     with np.load(base / "weights.npz", allow_pickle=False) as b, np.load(tmp_path / "ft" / "weights.npz", allow_pickle=False) as f:
         key = "step2/classifier.2.weight"
         np.testing.assert_array_equal(f[key], b[key])

@@ -62,7 +62,6 @@ def _check_complete(d: Path) -> None:
 
 @pytest.mark.slow
 def test_kill9_at_random_moments_then_resume_completes_the_set(tmp_path):
-    pytest.importorskip("hil_af.commands.calibrate", reason="hil-af calibrate is not in this build yet")
     ref = tmp_path / "ref"
     t = time.monotonic()
     p = subprocess.run(_cmd(ref, resume=False), capture_output=True, text=True, cwd=REPO, timeout=300)

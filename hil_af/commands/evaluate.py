@@ -16,6 +16,8 @@ def add_arguments(p) -> None:
     p.add_argument("--start-stride", type=int, default=1, help="use every k-th start slice (default 1: all)")
     p.add_argument("--json", metavar="PATH", nargs="?", const="-", help="write the eval JSON object (stdout with no PATH)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-memo", action="store_true",
+                   help="share no estimator work across samples (slower; ms/step then timed on every cycle)")
     add_controller_options(p)
 
 
@@ -45,7 +47,7 @@ def run(args) -> int:
         stack_files(args.stacks), methods, calibration=args.calibration,
         global_calibration=args.global_calibration, zncc_calibration=args.zncc_calibration,
         model_dir=args.model, flatfield=args.flatfield,
-        threads=args.threads, start_stride=args.start_stride,
+        threads=args.threads, start_stride=args.start_stride, memoise=not args.no_memo,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     if args.json:

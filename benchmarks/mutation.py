@@ -1,0 +1,241 @@
+"""Mutation testing of hil-af's core modules with mutmut, one module at a time.
+
+    python benchmarks/mutation.py [GROUP ...] [--budget-s S] [--list]
+
+Needs the ``mutation`` extra (``pip install -e '.[mutation]'``: mutmut 3).
+For each group (default: all, in the order below) the repository is copied
+to a scratch folder (``$HIL_AF_MUTATION_DIR``, default /tmp/hil-af-mutation/GROUP),
+the ``[tool.mutmut]`` section of its pyproject.toml is rewritten so that only
+the group's modules are mutated and only the group's test files run, and
+``mutmut run --max-children 1`` is started under a wall-clock budget (a group
+cut short is reported as such).  mutmut itself picks, per mutant, the tests
+that call the mutated function.  The last lines printed are one summary row
+per group: mutants, killed, survived, other (timeouts, suspicious,
+no tests), kill rate and minutes; the survivors are listed by name
+(``mutmut show NAME`` in the scratch folder shows the diff).
+
+mutmut mutates code inside functions only; the module-level chip tables in
+hil_af/drivers/vcm_chips.py are covered by the extra group ``chip-tables``,
+which changes every integer/bytes literal of each ``VcmChip(...)`` table
+(and of the ``dw9714`` power steps) one at a time and runs the chip tests.
+
+This does not run in CI: a full pass takes the better part of an hour on two
+cores (docs/mutation.md has the figures and every surviving mutant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# group -> (modules to mutate, test files that guard them)
+GROUPS: dict[str, tuple[list[str], list[str]]] = {
+    # (the sim-stack tests of test_eval.py cost minutes per mutant under load: add them for a full run)
+    "evaluation": (["hil_af/evaluation.py"], ["tests/test_protocol_regressions.py"] + [
+        f"tests/test_eval.py::{name}" for name in ("test_metrics_hand_computed", "test_metrics_without_samples_is_bad_input",
+                                                  "test_cdaf_on_replayed_stacks_finds_the_truth",
+                                                  "test_eval_command_json_keys")]),
+    "controller": (["hil_af/controller/*"],
+                   ["tests/test_controller.py", "tests/test_focus_methods.py", "tests/test_protocol_regressions.py"]),
+    "pdaf": (["hil_af/pdaf.py"], ["tests/test_pdaf.py", "tests/test_protocol_regressions.py"]),
+    "rawdecode": (["hil_af/rawdecode.py"], ["tests/test_rawdecode.py"]),
+    "vcm": (["hil_af/drivers/vcm_chips.py", "hil_af/drivers/i2c_vcm.py"],
+            ["tests/test_hw_i2c.py", "tests/test_chip_bytes.py"]),
+    "calibration": (["hil_af/calibration/fit.py", "hil_af/calibration/predict.py"],
+                    ["tests/test_calib_fit.py", "tests/test_protocol_regressions.py"]),
+    "model": (["hil_af/model/encoding.py", "hil_af/model/dataset.py", "hil_af/model/train.py"],
+              ["tests/test_model_encoding.py", "tests/test_model_train.py", "tests/test_protocol_regressions.py"]),
+}
+CHIP_TABLES = "chip-tables"
+COPY = ["hil_af", "tests", "calibration", "models", "drivers", "scripts", "systemd", "docs", "README.md", "pyproject.toml"]
+
+
+def scratch_copy(group: str) -> Path:
+    base = Path(os.environ.get("HIL_AF_MUTATION_DIR", "/tmp/hil-af-mutation"))
+    dst = base / group
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "mutants", ".pytest_cache")
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=ignore)
+        elif src.exists():
+            shutil.copy2(src, dst / name)
+    return dst
+
+
+def mutmut_config(modules: list[str], tests: list[str], fast: bool = True) -> str:
+    q = lambda xs: "[" + ", ".join(json.dumps(x) for x in xs) + "]"  # noqa: E731
+    return (
+        "[tool.mutmut]\n"
+        'source_paths = ["hil_af"]\n'
+        f"only_mutate = {q(modules)}\n"
+        f"pytest_add_cli_args_test_selection = {q(tests)}\n"
+        f"pytest_add_cli_args = {q(['-p', 'no:cacheprovider', '-x', '-q'] + (['-m', 'not slow'] if fast else []))}\n"
+        f"also_copy = {q([c for c in COPY if c not in ('hil_af', 'tests', 'pyproject.toml')])}\n"
+        "use_git_change_detection = false\n"
+    )
+
+
+def write_config(dst: Path, modules: list[str], tests: list[str], fast: bool = True) -> None:
+    p = dst / "pyproject.toml"
+    text = p.read_text()
+    text = re.split(r"^\[tool\.mutmut\]\s*$", text, flags=re.M)[0].rstrip() + "\n\n"
+    p.write_text(text + mutmut_config(modules, [t for t in tests if (dst / t.split("::")[0]).exists()], fast))
+
+
+def parse_results(dst: Path) -> dict:
+    """Counts and survivors from mutmut's per-file ``.meta`` records (exit code per mutant;
+    ``mutmut results`` reads the same files but took many minutes on a loaded machine)."""
+    from mutmut.stats import status_by_exit_code
+
+    status: dict[str, str] = {}
+    for meta in sorted((dst / "mutants").rglob("*.py.meta")):
+        data = json.loads(meta.read_text())
+        for name, code in data.get("exit_code_by_key", {}).items():
+            status[name] = status_by_exit_code[code]
+    counts: dict[str, int] = {}
+    for s in status.values():
+        counts[s] = counts.get(s, 0) + 1
+    return {"counts": counts, "survivors": sorted(k for k, v in status.items() if v == "survived"),
+            "other": sorted(f"{k} ({v})" for k, v in status.items() if v not in ("killed", "survived", "not checked"))}
+
+
+def run_group(group: str, budget_s: float) -> dict:
+    modules, tests = GROUPS[group]
+    dst = scratch_copy(group)
+    write_config(dst, modules, tests, fast=group != "model")  # slow tests (training) only for the model
+    t0 = time.monotonic()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(dst), os.environ.get("PYTHONPATH", "")) if p))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1"], cwd=dst, env=env,
+                              timeout=budget_s, capture_output=True, text=True)
+        complete = proc.returncode == 0
+        if not complete:
+            print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n", file=sys.stderr)
+    except subprocess.TimeoutExpired:
+        complete = False
+    res = parse_results(dst)
+    res.update(group=group, minutes=(time.monotonic() - t0) / 60, complete=complete, scratch=str(dst))
+    return res
+
+
+# -- chip tables: module-level literals, which mutmut does not mutate ------
+def _table_literals(src: str) -> list[tuple[int, int, int, str]]:
+    """(start offset, end offset, line, text) of every int/bytes literal inside VcmChip(...) / Step(...) calls."""
+    tree = ast.parse(src)
+    lines = src.splitlines(keepends=True)
+    starts = [0]
+    for ln in lines:
+        starts.append(starts[-1] + len(ln))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("VcmChip", "Step", "replace"):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Constant) and type(sub.value) in (int, float) and sub is not node:
+                    a = starts[sub.lineno - 1] + sub.col_offset
+                    b = starts[sub.end_lineno - 1] + sub.end_col_offset  # type: ignore[operator]
+                    out.append((a, b, sub.lineno, src[a:b]))
+    return sorted(set(out))
+
+
+def _mutated_literal(text: str) -> str:
+    v = ast.literal_eval(text)
+    if isinstance(v, float):
+        return repr(v * 2 if v else 0.5)
+    return hex(v ^ 1) if text.lower().startswith("0x") else str(v + 1)
+
+
+def run_chip_tables(budget_s: float) -> dict:
+    dst = scratch_copy(CHIP_TABLES)
+    path = dst / "hil_af/drivers/vcm_chips.py"
+    src = path.read_text()
+    t0 = time.monotonic()
+    killed, survivors = 0, []
+    lits = _table_literals(src)
+    for a, b, line, text in lits:
+        if time.monotonic() - t0 > budget_s:
+            break
+        new = _mutated_literal(text)
+        path.write_text(src[:a] + new + src[b:])
+        try:
+            r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                                "tests/test_chip_bytes.py", "tests/test_hw_i2c.py"], cwd=dst,
+                               env=dict(os.environ, PYTHONPATH=str(dst)), capture_output=True, text=True,
+                               timeout=max(60.0, budget_s / 4))
+            passed = r.returncode == 0
+        except subprocess.TimeoutExpired:  # a hang (e.g. a ramp that never ends) counts as caught, like mutmut's timeouts
+            passed = False
+        if passed:
+            survivors.append(f"vcm_chips.py:{line} {text} -> {new}")
+        else:
+            killed += 1
+    path.write_text(src)
+    tested = killed + len(survivors)
+    return {"group": CHIP_TABLES, "counts": {"killed": killed, "survived": len(survivors),
+                                             "not run (budget)": len(lits) - tested},
+            "survivors": survivors, "other": [], "minutes": (time.monotonic() - t0) / 60,
+            "complete": tested == len(lits), "scratch": str(dst)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("groups", nargs="*", help=f"groups to run (default all): {', '.join([*GROUPS, CHIP_TABLES])}")
+    ap.add_argument("--budget-s", type=float, default=1800, help="wall-clock limit per group, seconds (default 1800)")
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--list", action="store_true", help="print the groups with their modules and tests, and exit")
+    ap.add_argument("--report", action="store_true", help="only summarise the scratch folders of an earlier run")
+    a = ap.parse_args(argv)
+    if a.list:
+        for g, (mods, tests) in GROUPS.items():
+            print(f"{g:12} {' '.join(mods)}  <-  {' '.join(tests)}")
+        print(f"{CHIP_TABLES:12} hil_af/drivers/vcm_chips.py (table literals)  <-  tests/test_chip_bytes.py tests/test_hw_i2c.py")
+        return 0
+    groups = a.groups or [*GROUPS, CHIP_TABLES]
+    bad = [g for g in groups if g not in GROUPS and g != CHIP_TABLES]
+    if bad:
+        ap.error(f"unknown group(s) {bad}; known: {', '.join([*GROUPS, CHIP_TABLES])}")
+    results = []
+    for g in groups:
+        if a.report and g != CHIP_TABLES:
+            base = Path(os.environ.get("HIL_AF_MUTATION_DIR", "/tmp/hil-af-mutation")) / g
+            if not base.exists():
+                continue
+            r = parse_results(base)
+            r.update(group=g, minutes=float("nan"), complete=False, scratch=str(base))
+        elif a.report:
+            continue
+        else:
+            r = run_chip_tables(a.budget_s) if g == CHIP_TABLES else run_group(g, a.budget_s)
+        results.append(r)
+        c = r["counts"]
+        tested = c.get("killed", 0) + c.get("survived", 0) + c.get("timeout", 0)
+        rate = 100 * (c.get("killed", 0) + c.get("timeout", 0)) / tested if tested else 0.0
+        r["kill_rate"] = rate
+        print(f"{g:12} mutants {sum(c.values()):4d}  killed {c.get('killed', 0):4d}  survived {c.get('survived', 0):3d}  "
+              f"not run {c.get('not checked', 0) + c.get('not run (budget)', 0):4d}  "
+              f"other {sum(v for k, v in c.items() if k not in ('killed', 'survived', 'not checked', 'not run (budget)')):3d}  "
+              f"kill rate {rate:5.1f} %  {r['minutes']:5.1f} min{'' if r['complete'] else '  (INCOMPLETE)'}", flush=True)
+        for s in r["survivors"]:
+            print(f"    survived: {s}")
+        for s in r["other"]:
+            print(f"    other:    {s}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
