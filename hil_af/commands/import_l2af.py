@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from ..cli import add_json_option, emit_json
 from ..errors import BadInput
+from ..text import plural
 
 
 def add_arguments(p) -> None:
     p.add_argument("root", help="dataset root holding raw_up_left_pd/, raw_up_right_pd/, merged_depth/")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write one focal stack per scene into")
     p.add_argument("--rois", default="grid:3x4", metavar="grid:RxC", help="RoI grid per scene (default grid:3x4)")
-    p.add_argument("--roi-size", type=int, default=64, metavar="PX")
+    p.add_argument("--roi-size", type=int, default=64, metavar="PX", help="RoI side in view pixels (default 64)")
     add_json_option(p)
 
 
@@ -32,5 +33,5 @@ def run(args) -> int:
     if args.json:
         emit_json({"stacks": [str(p) for p in written]}, args.json)
     else:
-        print(f"wrote {len(written)} focal stacks to {args.out}")
+        print(f"wrote {plural(len(written), 'focal stack')} to {args.out}")
     return 0
