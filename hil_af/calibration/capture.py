@@ -1,7 +1,7 @@
 """Calibration captures: one lens sweep per scene/target, resumable.
 
 ``capture_sweeps(rig, out_dir, n_scenes)`` writes ``out_dir/sweep_0000.npz``,
-``sweep_0001.npz``, ... (focal stacks, shared/focal-stack-format.md), each
+``sweep_0001.npz``, ... (focal stacks, docs/formats.md), each
 atomically (``hil_af.stacks.save_stack``: temp file + rename), and after each
 one rewrites ``out_dir/manifest.json`` (atomically) with what is done.  A run
 killed at any moment therefore leaves finished sweeps, a manifest that lists

@@ -71,7 +71,7 @@ def add_arguments(p) -> None:
                    help="a frame file (docs/formats.md; hil-af capture-frame writes one), or a focal stack with --slice")
     p.add_argument("--slice", type=int, default=None, metavar="K",
                    help="FRAME.npz is a focal stack: measure its slice K (0 = the first; negative counts from the end)")
-    p.add_argument("--grid", default="3x4", help="cells as RxC (default 3x4)")
+    p.add_argument("--grid", default="3x4", metavar="RxC", help="cells as RxC (default 3x4)")
     p.add_argument("--method", default="xcorr", choices=METHODS, help="estimator (default xcorr)")
     p.add_argument("--max-shift", type=float, default=None, metavar="PX",
                    help=f"largest |disparity| searched, px (default {DEFAULT_MAX_SHIFT:g}, at most a quarter of the cell width)")

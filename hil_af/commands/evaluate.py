@@ -13,7 +13,7 @@ def add_arguments(p) -> None:
     p.add_argument("--stacks", required=True, metavar="DIR", help="folder of focal stacks (*.npz) or one stack")
     p.add_argument("--method", action="append", choices=METHODS, metavar="M",
                    help=f"method to evaluate, repeatable (default: all that have what they need; one of {', '.join(METHODS)})")
-    p.add_argument("--start-stride", type=int, default=1, help="use every k-th start slice (default 1: all)")
+    p.add_argument("--start-stride", type=int, default=1, metavar="K", help="use every k-th start slice (default 1: all)")
     p.add_argument("--json", metavar="PATH", nargs="?", const="-", help="write the eval JSON object (stdout with no PATH)")
     add_progress_option(p)
     add_controller_options(p)
