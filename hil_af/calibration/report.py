@@ -82,7 +82,7 @@ def write_report(cal: dict[str, Any], out_dir: str | os.PathLike, *, cal_path: s
         ax.set_xlabel(f"defocus ({units})", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("disparity (px)", fontsize=8)
-    axes[0, 0].legend(fontsize=6, loc="best")
+    axes[0, 0].legend(fontsize=6, loc="upper right")
     fig.suptitle(f"disparity vs defocus per cell ({cal['kind']}; shaded band: fitted range |d| <= {limit:g} px)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.9, 1))
     _confidence_colorbar(fig, cax=fig.add_axes((0.92, 0.15, 0.015, 0.7)))
@@ -131,7 +131,7 @@ def write_report(cal: dict[str, Any], out_dir: str | os.PathLike, *, cal_path: s
         if n_clipped:
             axes[0].scatter([], [], s=14, marker="^", c="k", label=f"{n_clipped} beyond +-{clip:g} px, drawn at the edge")
         axes[0].set_ylim(-1.05 * clip, 1.05 * clip)
-        axes[0].legend(fontsize=7)
+        axes[0].legend(fontsize=7, loc="upper left")  # "best" searches every point: slow, and warns
         n_hist = int((far & inr).sum())
         axes[1].hist(shown[inr], bins=60, color="tab:blue")
         if n_hist:
