@@ -86,8 +86,8 @@ def memoise_estimators(ctl: Controller, stack_rois) -> None:
     def pe_memo(step):
         return memo.setdefault(("pe", step), SliceMemo(pe(step), stack_rois))
 
-    def pdaf_memo(global_fit):
-        return memo.setdefault(("pdaf", global_fit), SliceMemo(pdaf(global_fit), stack_rois))
+    def pdaf_memo(kind):
+        return memo.setdefault(("pdaf", kind), SliceMemo(pdaf(kind), stack_rois))
 
     contrast = SliceMemo(est.contrast, stack_rois)
     est.pe, est.pdaf, est.contrast = pe_memo, pdaf_memo, contrast  # type: ignore[method-assign]
@@ -120,7 +120,7 @@ def metrics(errors: Sequence[int] | np.ndarray, captures: Sequence[int] | np.nda
 
 
 def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibration: str | None = None,
-             global_calibration: str | None = None, model_dir: str | None = None,
+             global_calibration: str | None = None, zncc_calibration: str | None = None, model_dir: str | None = None,
              flatfield: str | None = None, threads: int = 1, start_stride: int = 1,
              progress: bool | None = False, centre_radius: float = 0.35, memoise: bool = True) -> dict:
     """Run the protocol for every method on the same stacks; returns the ``eval --json`` object.
@@ -161,6 +161,7 @@ def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibratio
                 if ctl is None:
                     ctl = controllers[m] = Controller(rig, method=m, calibration=calibration,
                                                       global_calibration=global_calibration,
+                                                      zncc_calibration=zncc_calibration,
                                                       model_dir=model_dir, flatfield=flatfield, threads=threads)
                     if memoise:
                         memoise_estimators(ctl, lambda: current["rois"])

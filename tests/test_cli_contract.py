@@ -309,7 +309,8 @@ def test_eval_lists_the_methods_it_skipped_and_why(wide_stack, tmp_path, capsys)
     status, r, err = _eval(["--stacks", str(wide_stack), "--model", str(tmp_path)], capsys)
     assert status == 0 and list(r["methods"]) == ["cdaf"]
     lines = [line for line in err.splitlines() if line.startswith("hil-af eval: skipped")]
-    assert len(lines) == 3, err
+    assert len(lines) == 4, err
+    assert any(line.startswith("hil-af eval: skipped zncc2: needs a ZNCC calibration: --zncc-calibration") for line in lines)
     assert any(line.startswith("hil-af eval: skipped pdaf: needs a per-position calibration") for line in lines)
     assert any(line.startswith("hil-af eval: skipped pdaf-global, pdaf-loop: each needs a global calibration")
                for line in lines)

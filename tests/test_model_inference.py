@@ -110,11 +110,12 @@ def test_decode_confidence_is_mass_within_one_slice():
     np.testing.assert_allclose(d.expected[0], 0.1 + 1.2 + 0.6 + 0.2, atol=1e-6)
 
 
-def test_wrong_n_slices_and_bad_patches_are_bad_input(model_dir):
+def test_unservable_sweep_lengths_and_bad_patches_are_bad_input(model_dir):
     p = PEPredictor(model_dir)
     f = _frame()
-    with pytest.raises(BadInput, match="predicts 9 slices"):
-        p.predict(f, grid_rois(f.shape, 1, 1), 0, 49)
+    assert p.predict(f, grid_rois(f.shape, 1, 1), 0, 49).probs.shape == (1, 49)  # any sweep length is served
+    with pytest.raises(BadInput, match="serves sweeps of 2"):
+        p.predict(f, grid_rois(f.shape, 1, 1), 0, 1)
     with pytest.raises(BadInput, match="outside"):
         p.predict(f, grid_rois(f.shape, 1, 1), 9, N)
     with pytest.raises(BadInput, match="rois_full_xywh"):

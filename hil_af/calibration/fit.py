@@ -325,6 +325,7 @@ def fit_calibration(samples: Samples, grid: tuple[int, int] = (3, 4), *, global_
         cell["borrowed"] = bool(borrowed_from)
         cell["borrowed_from"] = borrowed_from
         cells.append(cell)
+    controller = _controller_block(s, use | (s.confidence < min_confidence), cells, (R, C), limit)
     # a subsample of the points, per cell, for plots (report.py)
     rng = np.random.default_rng(seed)
     crow, ccol = cell_index(s.cx, s.cy, s.sensor_hw, (R, C))
@@ -354,9 +355,24 @@ def fit_calibration(samples: Samples, grid: tuple[int, int] = (3, 4), *, global_
                    "measurements": int(s.disparity.size), "used": int(use.sum())},
         "global_fit": _decorate(dict(gfit), s.slice_spacing),
         "cells": cells,
+        "controller": controller,
         "samples": {"cell": cid[sel].tolist(), "defocus": np.round(s.defocus[sel], 3).tolist(),
                     "disparity_px": np.round(s.disparity[sel], 4).tolist(),
                     "confidence": np.round(s.confidence[sel], 3).tolist()},
     }
 
 
+
+
+def _controller_block(s: Samples, rows: np.ndarray, cells: list[dict[str, Any]], grid: tuple[int, int],
+                      limit: float) -> dict[str, Any]:
+    """Confidence threshold and stopping rule from the sweeps (hil_af.calibration.thresholds)."""
+    from .thresholds import controller_thresholds
+
+    R, C = grid
+    row, col = cell_index(s.cx, s.cy, s.sensor_hw, grid)
+    g = np.array([c["gain_px_per_unit"] for c in cells], np.float64).reshape(R, C)[row, col]
+    o = np.array([c["offset_px"] for c in cells], np.float64).reshape(R, C)[row, col]
+    pred = (s.disparity - o) / g
+    near = rows & np.isfinite(s.defocus) & (np.abs(g * s.defocus) <= limit)
+    return controller_thresholds(s.defocus, pred, s.confidence, near, s.slice_spacing)

@@ -63,6 +63,8 @@ def add_arguments(p) -> None:
     f.add_argument("--flatfield", metavar="FLAT.npz", help="flat field applied before measuring (recorded in CAL.json)")
     f.add_argument("--method", default=None, help="PDAF estimator: xcorr (default), zncc, ssd")
     f.add_argument("--max-shift", type=float, default=None, metavar="PX", help="estimator search range, px (default 12)")
+    f.add_argument("--refine", choices=("upsample", "parabola"), default="upsample",
+                   help="subpixel refinement (default upsample; the zncc2 reference uses parabola)")
     f.add_argument("--min-confidence", type=float, default=None, help="drop measurements below this confidence (default 0.2)")
     f.add_argument("--disparity-limit", type=float, default=None, metavar="PX",
                    help="fit only |disparity| <= PX (default 0.17 x max shift = 2 px: the near-focus range)")
@@ -150,11 +152,12 @@ def _fit(args) -> int:
         # recorded relative to CAL.json's folder, so a calibration bundle can be moved as a whole
         rel = os.path.relpath(Path(args.flatfield).resolve(), Path(args.out).resolve().parent)
         ff_rec = {"path": rel, "sha256": file_sha256(args.flatfield)}
-    samples = F.measure_stacks(files, method=method, max_shift=max_shift, flatfield=ff, progress=args.progress)
+    samples = F.measure_stacks(files, method=method, max_shift=max_shift, refine=args.refine, flatfield=ff,
+                               progress=args.progress)
     kw = {}
     if args.min_confidence is not None:
         kw["min_confidence"] = args.min_confidence
-    cal = F.fit_calibration(samples, grid, global_fit=args.global_fit, method=method, max_shift=max_shift,
+    cal = F.fit_calibration(samples, grid, global_fit=args.global_fit, method=method, max_shift=max_shift, refine=args.refine,
                             disparity_limit=args.disparity_limit, flatfield=ff_rec, stacks_dir=str(args.stacks), **kw)
     path = save_calibration(args.out, cal)
     n_borrowed = sum(c["borrowed"] for c in cal["cells"])

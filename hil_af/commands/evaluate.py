@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from ..cli import emit_json
 from ..controller.methods import METHODS
 from ..progress import add_progress_option
@@ -24,6 +23,7 @@ _NEEDS = {
     "pdaf": "calibration",
     "pdaf-global": "global_calibration",
     "pdaf-loop": "global_calibration",
+    "zncc2": "zncc_calibration",
     "pe": "model",
     "pe2": "model",
     "hybrid": "model",
@@ -37,7 +37,7 @@ def _have(args) -> dict[str, bool]:
 
     model = Path(args.model or models_dir())
     return {"calibration": bool(args.calibration), "global_calibration": bool(args.global_calibration),
-            "model": (model / "step1.onnx").exists()}
+            "zncc_calibration": bool(args.zncc_calibration), "model": (model / "step1.onnx").exists()}
 
 
 def _why(need: str, args) -> str:
@@ -48,6 +48,9 @@ def _why(need: str, args) -> str:
             return (f"a per-position calibration, and {was} was fitted with --global "
                     "(hil-af calibrate fit without --global makes one)")
         return "a per-position calibration: --calibration CAL.json (from hil-af calibrate fit)"
+    if need == "zncc_calibration":
+        return ("a ZNCC calibration: --zncc-calibration CAL.json "
+                "(from hil-af calibrate fit --method zncc --max-shift 6 --refine parabola)")
     if need == "global_calibration":
         return ("a global calibration: --calibration CALG.json fitted with hil-af calibrate fit --global "
                 "(or --global-calibration CALG.json beside a per-position one)")
@@ -57,7 +60,7 @@ def _why(need: str, args) -> str:
 def default_methods(args) -> tuple[list[str], list[str]]:
     """(methods to run, one line per group of methods left out and why)."""
     have = _have(args)
-    order = ["pe", "pe2", "cdaf", "pdaf", "pdaf-global", "pdaf-loop", "hybrid"]
+    order = ["pe", "pe2", "cdaf", "pdaf", "pdaf-global", "pdaf-loop", "zncc2", "hybrid"]
     methods = [m for m in order if have.get(_NEEDS.get(m, ""), True)]
     skipped: dict[str, list[str]] = {}
     for m in order:
@@ -79,7 +82,7 @@ def run(args) -> int:
         have = _have(args)
         for m in methods:
             need = _NEEDS.get(m)
-            if need in ("calibration", "global_calibration") and not have[need]:
+            if need in ("calibration", "global_calibration", "zncc_calibration") and not have[need]:
                 raise BadInput(f"method {m} needs {_why(need, args)}")
     else:
         methods, skipped = default_methods(args)
@@ -87,7 +90,8 @@ def run(args) -> int:
             print(f"hil-af eval: skipped {line}", file=sys.stderr)
     result, secs = timed_evaluate(
         stack_files(args.stacks), methods, calibration=args.calibration,
-        global_calibration=args.global_calibration, model_dir=args.model, flatfield=args.flatfield,
+        global_calibration=args.global_calibration, zncc_calibration=args.zncc_calibration,
+        model_dir=args.model, flatfield=args.flatfield,
         threads=args.threads, start_stride=args.start_stride,
         progress=args.progress,
     )

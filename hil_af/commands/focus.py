@@ -34,6 +34,8 @@ def add_controller_options(p) -> None:
                         "one fitted with --global serves pdaf-global and pdaf-loop (the file says which it is)")
     p.add_argument("--global-calibration", metavar="CAL.json",
                    help="a second calibration for pdaf-global and pdaf-loop, beside a per-position --calibration")
+    p.add_argument("--zncc-calibration", metavar="CAL.json",
+                   help="ZNCC calibration for the zncc2 reference (calibrate fit --method zncc --max-shift 6 --refine parabola)")
     p.add_argument("--flatfield", metavar="FLAT.npz", help="flat-field gain map applied before PDAF")
     p.add_argument("--model", metavar="MODEL_DIR", help="ONNX model directory (default: the shipped models/)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
@@ -95,6 +97,7 @@ def run(args) -> int:
     with open_rig(args.rig, lens=args.lens, clock=SimClock() if args.clock == "sim" else None) as rig:
         ctl = Controller(rig, method=args.method, limits=limits, calibration=args.calibration,
                          global_calibration=args.global_calibration, model_dir=args.model,
+                         zncc_calibration=args.zncc_calibration,
                          flatfield=args.flatfield, threads=args.threads)
         res = ctl.focus(rois=rois, weights=weights)
     out = res.to_json(trace=args.trace)

@@ -4,6 +4,12 @@ Trains the step-1 (T=1) and step-2 (T=0.5) position-encoded AF models from
 the focal stacks under DIR and writes MODEL_DIR/step1.onnx, step2.onnx,
 weights.npz (for ``--init`` fine-tuning) and card.json (hil_af.model.train).
 Needs the ``[train]`` extra (torch); exits 2 with a message when it is absent.
+
+Fine-tuning recipe: ``hil-af train --init models --stacks SWEEPS --out DIR`` with no
+other flag uses hil_af.model.recipe.FINE_TUNE (every setting not given on the command
+line), holds whole sweeps out for validation and early stopping, takes the encoding
+(RoI-PE / lens-PE on or off) and the architecture from the init model, and prints how
+much the two-step result on the held-out sweeps improved.
 """
 
 from __future__ import annotations
@@ -12,22 +18,31 @@ from ..cli import add_json_option, emit_json
 from ..errors import BadInput
 
 
+PRETRAIN = {"epochs": 8, "epochs2": None, "batch": 256, "lr": 5e-3, "lr2": 1.5e-3, "val_frac": 0.15, "patience": None,
+            "samples_per_epoch": None}
+
+
 def add_arguments(p) -> None:
     p.add_argument("--stacks", required=True, metavar="DIR", help="folder of focal stacks (*.npz, searched recursively)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to write the model to")
-    p.add_argument("--init", default=None, metavar="MODEL_DIR", help="fine-tune from this model's weights.npz")
-    p.add_argument("--epochs", type=int, default=8, help="step-1 epochs (default 8)")
-    p.add_argument("--epochs2", type=int, default=None, help="step-2 epochs (default epochs // 2, at least 1)")
-    p.add_argument("--no-roi-pe", action="store_true", help="ablation: RoI-PE channels set to zero")
+    p.add_argument("--init", default=None, metavar="MODEL_DIR",
+                   help="fine-tune from this model's weights.npz (the fine-tuning recipe: defaults below change)")
+    p.add_argument("--epochs", type=int, default=None, help="step-1 epochs (default 8; fine-tuning 12, early-stopped)")
+    p.add_argument("--epochs2", type=int, default=None,
+                   help="step-2 epochs (default epochs // 2, at least 1; fine-tuning 6, early-stopped)")
+    p.add_argument("--no-roi-pe", action="store_true", help="ablation: RoI-PE channels set to zero (with --init: as the init model)")
     p.add_argument("--no-lens-pe", action="store_true", help="ablation: lens-PE channel set to zero")
-    p.add_argument("--arch", choices=("mcunet", "mcunet-plain", "mobilenetv2"), default="mcunet",
-                   help="network (hil_af/model/nets.py; default mcunet: correlation stem + lens-shift head)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-frac", type=float, default=0.15, help="fraction of stacks held out for validation")
+    p.add_argument("--arch", choices=("mcunet", "mcunet-plain", "mobilenetv2"), default=None,
+                   help="network (hil_af/model/nets.py; default mcunet: correlation stem + lens-shift head; with --init: the init model's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the initialisation and the sample order")
+    p.add_argument("--val-frac", type=float, default=None,
+                   help="fraction of stacks held out for validation (default 0.15; fine-tuning 0.25, at least one sweep)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="stop a step after this many epochs without a better held-out two-step MAE (fine-tuning default 4)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=5e-3, help="step-1 peak learning rate")
-    p.add_argument("--lr2", type=float, default=1.5e-3, help="step-2 peak learning rate")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 256; fine-tuning 64)")
+    p.add_argument("--lr", type=float, default=None, help="step-1 peak learning rate (default 5e-3; fine-tuning 1e-3)")
+    p.add_argument("--lr2", type=float, default=None, help="step-2 peak learning rate (default 1.5e-3; fine-tuning 4e-4)")
     p.add_argument("--fit", choices=("crop", "area"), default="crop", help="how RoIs are brought to the input size")
     p.add_argument("--flatfield", metavar="FLAT.npz", default=None,
                    help="flat-field gains applied to the views before encoding (copied into MODEL_DIR; inference uses it)")
@@ -35,30 +50,75 @@ def add_arguments(p) -> None:
     add_json_option(p)
 
 
+def _settings(args) -> dict:
+    """The flags given, else the pretraining or the fine-tuning defaults; with --init the encoding and
+    the architecture follow the init model."""
+    from ..model.recipe import FINE_TUNE
+
+    base = dict(PRETRAIN)
+    roi_pe, lens_pe, arch = not args.no_roi_pe, not args.no_lens_pe, args.arch or "mcunet"
+    if args.init is not None:
+        from ..model.inference import read_card
+
+        card = read_card(args.init)
+        base.update({("samples_per_epoch" if k == "max_samples_per_epoch" else k): v for k, v in FINE_TUNE.items()})
+        enc = card.get("encoding", {})
+        roi_pe = roi_pe and bool(enc.get("roi_pe", True))
+        lens_pe = lens_pe and bool(enc.get("lens_pe", True))
+        arch = args.arch or str(card.get("arch", "mcunet"))
+    out = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in base.items()}
+    out.update(roi_pe=roi_pe, lens_pe=lens_pe, arch=arch)
+    return out
+
+
 def run(args) -> int:
     try:
         import torch  # noqa: F401
     except ImportError as e:
-        raise BadInput("hil-af train needs the [train] extra: pip install 'hil-af[train]' (torch==2.13.0)") from e
+        raise BadInput("hil-af train needs the [train] extra: from a checkout pip install -e '.[train]' "
+                       "(torch==2.13.0)") from e
     from ..model.train import TrainConfig, train
 
-    for name in ("epochs", "batch", "threads"):
-        if getattr(args, name) < 1:
-            raise BadInput(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.epochs2 is not None and args.epochs2 < 1:
-        raise BadInput(f"--epochs2 must be >= 1, got {args.epochs2}")
-    cfg = TrainConfig(arch=args.arch, epochs=args.epochs, epochs2=args.epochs2, batch=args.batch, lr=args.lr,
-                      lr2=args.lr2, seed=args.seed, val_frac=args.val_frac, threads=args.threads,
-                      roi_pe=not args.no_roi_pe, lens_pe=not args.no_lens_pe, fit=args.fit,
-                      max_samples_per_epoch=args.samples_per_epoch, flatfield=args.flatfield)
+    st = _settings(args)
+    for name in ("epochs", "batch"):
+        if st[name] < 1:
+            raise BadInput(f"--{name} must be >= 1, got {st[name]}")
+    if args.threads < 1:
+        raise BadInput(f"--threads must be >= 1, got {args.threads}")
+    if st["epochs2"] is not None and st["epochs2"] < 1:
+        raise BadInput(f"--epochs2 must be >= 1, got {st['epochs2']}")
+    if st["patience"] is not None and st["patience"] < 1:
+        raise BadInput(f"--patience must be >= 1, got {st['patience']}")
+    cfg = TrainConfig(arch=st["arch"], epochs=st["epochs"], epochs2=st["epochs2"], batch=st["batch"], lr=st["lr"],
+                      lr2=st["lr2"], seed=args.seed, val_frac=st["val_frac"], threads=args.threads,
+                      roi_pe=st["roi_pe"], lens_pe=st["lens_pe"], fit=args.fit, patience=st["patience"],
+                      max_samples_per_epoch=st["samples_per_epoch"], flatfield=args.flatfield)
     card = train(args.stacks, args.out, cfg, init=args.init)
+    val = card["val"]
     summary = {"out": args.out, "arch": card["arch"], "params": card["params"], "flops": card["flops"],
-               "val": {k: card["val"][k] for k in ("step1", "step2")}, "timing_s": card["timing_s"]}
+               "val": {k: val[k] for k in ("step1", "step2")}, "two_step": val.get("two_step"),
+               "two_step_before": val.get("two_step_before"), "kept": val.get("kept"), "timing_s": card["timing_s"]}
     if args.json is not None:
         emit_json(summary, args.json)
     else:
-        v1, v2 = card["val"]["step1"], card["val"]["step2"]
-        extra = (f"; val step1 exact {v1['exact']:.3f} le1 {v1['le1']:.3f}, step2 exact {v2['exact']:.3f} le1 {v2['le1']:.3f}"
-                 if v1 and v2 else "")
-        print(f"wrote {args.out} ({card['arch']}, {card['params']} params){extra}")
+        print(summary_line(card, args.out))
     return 0
+
+
+def summary_line(card: dict, out: str) -> str:
+    """One line: what was written and what the held-out sweeps say about it."""
+    val = card["val"]
+    head = f"wrote {out} ({card['arch']}, {card['params']} params)"
+    after, before = val.get("two_step"), val.get("two_step_before")
+    if not after:
+        return head + "; no held-out stacks, nothing validated"
+    a = after["pe2"]
+    n_val = len(card["data"].get("val_stacks", []))
+    msg = f"{head}; held-out {n_val} stack(s), two-step MAE {a['mae']:.2f} slices, <=1 {100 * a['le1']:.1f} %"
+    if before:
+        b = before["pe2"]
+        msg = (f"{head}; fine-tuning on held-out {n_val} sweep(s): two-step MAE {b['mae']:.2f} -> {a['mae']:.2f} slices, "
+               f"<=1 {100 * b['le1']:.1f} -> {100 * a['le1']:.1f} %")
+        if val.get("kept") == "init":
+            msg += "; no improvement, wrote the init model unchanged"
+    return msg

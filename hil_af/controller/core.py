@@ -47,7 +47,7 @@ class Estimators:
     def __init__(self, controller: "Controller"):
         self.c = controller
         self._pe: dict[int, Any] = {}
-        self._pdaf: dict[bool, Any] = {}
+        self._pdaf: dict[Any, Any] = {}
         self.config = controller.config
 
     def pe(self, step: int):
@@ -65,9 +65,16 @@ class Estimators:
     def has_calibration(self) -> bool:
         return self.c.calibration is not None
 
-    def pdaf(self, global_fit: bool):
+    def pdaf(self, global_fit: bool | str):
+        """PdafPredictor of the per-position (False), global (True) or ZNCC ("zncc") calibration."""
         if global_fit not in self._pdaf:
-            path = self.c.global_calibration if global_fit else self.c.calibration
+            if global_fit == "zncc":
+                path = self.c.zncc_calibration
+                if path is None:
+                    raise BadInput("method zncc2 needs a ZNCC calibration (--zncc-calibration CAL.json from `hil-af "
+                                   "calibrate fit --method zncc --max-shift 6 --refine parabola`, or [calibration] zncc)")
+            else:
+                path = self.c.global_calibration if global_fit else self.c.calibration
             if path is None:
                 which = "a global calibration (--global-calibration or [calibration] global)" if global_fit else \
                     "a calibration (--calibration CAL.json or [calibration] per_position in the rig profile)"
@@ -90,7 +97,8 @@ class Controller:
 
     method: default AF method (docs/cli.md). calibration / global_calibration:
     CAL.json paths for pdaf / pdaf-global (default: the rig profile's
-    [calibration] per_position / global). model_dir: ONNX models (default:
+    [calibration] per_position / global); zncc_calibration: for zncc2
+    ([calibration] zncc). model_dir: ONNX models (default:
     the shipped models/). flatfield: FLAT.npz applied before PDAF.
     """
 
@@ -99,13 +107,14 @@ class Controller:
                  flatfield: str | None = None, global_calibration: str | None = None,
                  config: MethodConfig | None = None, threads: int = 1, n_slices: int | None = None,
                  retrigger_change: float = 0.25, retrigger_frames: int = 3,
-                 retrigger_defocus_slices: float = 1.5):
+                 retrigger_defocus_slices: float = 1.5, zncc_calibration: str | None = None):
         self.rig = rig
         self.method = check_method(method)
         self.limits = limits or Limits()
         self.config = config or MethodConfig()
         self.calibration = calibration or _profile_path(rig, "per_position")
         self.global_calibration = global_calibration or _profile_path(rig, "global")
+        self.zncc_calibration = zncc_calibration or _profile_path(rig, "zncc")
         self.flatfield = flatfield or _profile_path(rig, "flatfield")
         self.pe_flatfield = flatfield  # only an explicit one reaches the model (else: the model's own, if any)
         self.model_dir = model_dir

@@ -13,6 +13,10 @@ are pure (``hil_af.pdaf`` via ``PdafPredictor``, the ONNX models via
   globally calibrated defocus (phase x gain), slew-limited to
   ``loop_max_slew_slices`` per frame, until the step is below
   ``pdaf_stop_slices`` (several frames, no per-position calibration).
+- ``zncc2``: the simple classical reference: plain ZNCC block matching (+-6 px,
+  parabolic subpixel) through one linear fit per RoI position (a calibration
+  fitted with ``calibrate fit --method zncc --max-shift 6 --refine parabola``),
+  exactly two steps: capture -> move -> capture -> move, no confidence gate.
 - ``cdaf``: contrast search (``contrast.contrast_search``).
 - ``hybrid``: pe2, falling back to pdaf (if calibrated) and then to contrast
   search when the dual-pixel confidence is low; a textureless RoI finally
@@ -30,7 +34,7 @@ import numpy as np
 from ..errors import BadInput, FocusFailed
 from .contrast import contrast_search
 
-METHODS = ("pe", "pe2", "pdaf", "pdaf-global", "cdaf", "hybrid", "pdaf-loop")
+METHODS = ("pe", "pe2", "pdaf", "pdaf-global", "cdaf", "hybrid", "pdaf-loop", "zncc2")
 
 
 @dataclass
@@ -87,15 +91,25 @@ def run_pe(session, ctx, rois, weights, two_step: bool) -> MethodOutcome:
     return MethodOutcome(float(session.positions[int(round(k))]), conf)
 
 
-def _pdaf_measure(session, ctx, predictor, rois, weights, field: str):
-    """Capture, predict, drop low-confidence RoIs; (frame, combined ``field`` value, confidence)."""
+def pdaf_thresholds(ctx, predictor) -> tuple[float, float]:
+    """(min confidence, stop slices): the calibration's own (``controller`` block, fitted from the
+    sweeps: hil_af.calibration.thresholds) where it has them, else the MethodConfig values."""
+    block = getattr(predictor, "cal", {}).get("controller") or {}
+    return (float(block.get("min_confidence", ctx.config.pdaf_min_confidence)),
+            float(block.get("stop_slices", ctx.config.pdaf_stop_slices)))
+
+
+def _pdaf_measure(session, ctx, predictor, rois, weights, field: str, gate: bool = True):
+    """Capture, predict, drop low-confidence RoIs (unless ``gate`` is False); (frame, combined
+    ``field`` value, confidence)."""
     frame = session.capture()
     with session.compute():
         est = predictor.predict(frame, rois)
     conf = np.asarray(est.confidence)
-    ok = conf >= ctx.config.pdaf_min_confidence
+    min_conf = pdaf_thresholds(ctx, predictor)[0] if gate else -np.inf
+    ok = conf >= min_conf
     if not np.any(ok):
-        raise FocusFailed(f"low PDAF confidence: best {float(np.max(conf)):.2f} < {ctx.config.pdaf_min_confidence}")
+        raise FocusFailed(f"low PDAF confidence: best {float(np.max(conf)):.2f} < {min_conf:.2f}")
     value, c = combine(np.asarray(getattr(est, field))[ok], weights[ok], conf[ok])
     session.trace.append({"t": session.elapsed_s(), f"pdaf_{field}": value, "confidence": c})
     return frame, value, c
@@ -104,13 +118,24 @@ def _pdaf_measure(session, ctx, predictor, rois, weights, field: str):
 def run_pdaf(session, ctx, rois, weights, global_fit: bool) -> MethodOutcome:
     predictor = ctx.pdaf(global_fit)
     spacing = float(np.median(np.abs(np.diff(session.positions))))
+    stop = pdaf_thresholds(ctx, predictor)[1]
     for _ in range(ctx.config.pdaf_max_iters):
         frame, target, conf = _pdaf_measure(session, ctx, predictor, rois, weights, "target_position")
         here = frame.lens_position if np.isfinite(frame.lens_position) else session.position
-        if abs(target - here) < ctx.config.pdaf_stop_slices * spacing:
+        if abs(target - here) < stop * spacing:
             return MethodOutcome(session.clamp(target), conf)
         session.move_to(target)
     raise FocusFailed(f"pdaf did not converge in {ctx.config.pdaf_max_iters} steps")
+
+
+def run_zncc2(session, ctx, rois, weights) -> MethodOutcome:
+    """Two fixed steps through the ZNCC calibration (module doc)."""
+    predictor = ctx.pdaf("zncc")
+    target, conf = session.position, 0.0
+    for _ in range(2):
+        _, target, conf = _pdaf_measure(session, ctx, predictor, rois, weights, "target_position", gate=False)
+        session.move_to(session.clamp(target))
+    return MethodOutcome(session.clamp(target), conf)
 
 
 def run_pdaf_loop(session, ctx, rois, weights) -> MethodOutcome:
@@ -175,6 +200,7 @@ RUNNERS: dict[str, Callable[..., MethodOutcome]] = {
     "cdaf": run_cdaf,
     "pdaf-loop": run_pdaf_loop,
     "hybrid": run_hybrid,
+    "zncc2": run_zncc2,
 }
 
 

@@ -13,6 +13,13 @@ A sample is a pair (roi row r, slice k): step 1 uses every (r, k); step 2
 uses (r, p1(r, k)) for every start slice k, where p1 is the step-1 model's
 prediction from slice k (see ``step2_pairs``).  The validation split holds
 out whole stacks (seeded).
+
+Any sweep length: stacks may have different slice counts n_s.  The model
+has ``n`` output bins over the lens range (bin j is the fraction j/(n-1) of
+the swept range), the lens-PE of slice k is k/(n_s - 1) (the fraction of the
+range, see hil_af.model.encoding), and a label is the RoI's gt slice as a
+fraction of the range in model bins, ``gt * (n - 1) / (n_s - 1)`` (float; an
+integer when n_s = n).  ``to_stack_slice`` maps a model bin back to a slice.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ def find_stacks(stacks_dir: str | Path) -> list[Path]:
 class PatchSet:
     """The views of a set of stacks plus a table of their RoIs with gt.
 
-    views: per stack, float16 [n, 2, H, W] black-subtracted left/right of every slice;
+    views: per stack, float16 [n_s, 2, H, W] black-subtracted left/right of every slice;
     per RoI row (R rows): ``sid`` stack index, ``crop`` (x, y) of the S x S patch the
     inference encoding takes (view px; valid where ``croppable``), ``fitted_idx`` row in
     ``fitted`` (float16 [F, n, 2, S, S]: resampled patches of RoIs that are not plain
@@ -59,6 +66,27 @@ class PatchSet:
     cfg: EncodingConfig
     stacks: list[str] = field(default_factory=list)
     stack_meta: list[dict] = field(default_factory=list)
+    n_of: np.ndarray | None = None  # int64 [R]: slices of the RoI's stack (None: all have n)
+
+    def __post_init__(self) -> None:
+        if self.n_of is None:
+            self.n_of = np.full(len(self.gt), self.n, dtype=np.int64)
+
+    @property
+    def n_rows(self) -> np.ndarray:
+        assert self.n_of is not None
+        return self.n_of
+
+    def label(self, rows: np.ndarray) -> np.ndarray:
+        """Labels float32 [B] of RoI rows: gt as a fraction of the range, in model bins."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return (self.gt[rows] * (self.n - 1) / (self.n_rows[rows] - 1)).astype(np.float32)
+
+    def to_stack_slice(self, rows: np.ndarray, bins: np.ndarray) -> np.ndarray:
+        """Model bins -> the nearest slice of each row's stack (int64)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        n_s = self.n_rows[rows]
+        return np.clip(np.rint(np.asarray(bins, dtype=np.float64) * (n_s - 1) / (self.n - 1)), 0, n_s - 1).astype(np.int64)
 
     @property
     def stack_id(self) -> np.ndarray:
@@ -72,16 +100,19 @@ class PatchSet:
         rows = np.asarray(rows, dtype=np.int64)
         return PatchSet(self.views, self.sid[rows], self.crop[rows], self.croppable[rows], self.fitted_idx[rows],
                         self.fitted, self.pe_affine[rows], self.sensor_hw[rows], self.gt[rows], self.n, self.cfg,
-                        self.stacks, self.stack_meta)
+                        self.stacks, self.stack_meta, self.n_rows[rows])
 
     def all_pairs(self) -> np.ndarray:
-        """Every (roi row, slice) pair, int64 [R * n, 2] (the step-1 samples)."""
-        r, k = np.meshgrid(np.arange(self.n_rois), np.arange(self.n), indexing="ij")
-        return np.stack([r.ravel(), k.ravel()], axis=1)
+        """Every (roi row, slice of its stack) pair, int64 [sum n_s, 2] (the step-1 samples)."""
+        n_s = self.n_rows
+        r = np.repeat(np.arange(self.n_rois), n_s)
+        start = np.repeat(np.cumsum(n_s) - n_s, n_s)
+        k = np.arange(int(n_s.sum())) - start
+        return np.stack([r, k], axis=1).astype(np.int64)
 
     def batch(self, pairs: np.ndarray, rng: np.random.Generator | None = None, noise: float = 0.0,
               jitter: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Encoded inputs float32 [B, 5, S, S] and labels int64 [B] of ``pairs`` [B, 2].
+        """Encoded inputs float32 [B, 5, S, S] and labels float32 [B] (``label``) of ``pairs`` [B, 2].
 
         Without ``rng`` this is exactly the inference encoding of the RoI.  With ``rng``
         (augmentation): a croppable patch is shifted by up to ``jitter`` px in x and y
@@ -121,13 +152,17 @@ class PatchSet:
             x[:, 3] = py[:, :, None].astype(np.float32)
         else:
             x[:, 2:4] = 0.0
-        x[:, 4] = (k / (self.n - 1))[:, None, None] if self.cfg.lens_pe else 0.0
-        return x, self.gt[r].copy()
+        x[:, 4] = (k / (self.n_rows[r] - 1))[:, None, None] if self.cfg.lens_pe else 0.0
+        return x, self.label(r)
 
 
 def load_patchset(paths: Iterable[str | Path], cfg: EncodingConfig,
-                  progress: Callable[[Iterable], Iterable] | None = None, flatfield=None) -> PatchSet:
+                  progress: Callable[[Iterable], Iterable] | None = None, flatfield=None,
+                  n_bins: int | None = None) -> PatchSet:
     """Read focal stacks: keep their views (float16) and tabulate every RoI with gt >= 0.
+
+    n_bins: the model's output bins (default: the largest slice count of the stacks);
+    stacks of any slice count >= 2 mix (module doc).
 
     flatfield: a ``hil_af.calibration.flatfield.FlatField`` whose per-view gains
     multiply the views first (what inference does to each RoI with the same flat field)."""
@@ -139,15 +174,12 @@ def load_patchset(paths: Iterable[str | Path], cfg: EncodingConfig,
     fitted: list[np.ndarray] = []
     names: list[str] = []
     metas: list[dict] = []
-    rows: dict[str, list] = {k: [] for k in ("sid", "crop", "ok", "fi", "aff", "shw", "gt")}
-    n_ref: int | None = None
+    rows: dict[str, list] = {k: [] for k in ("sid", "crop", "ok", "fi", "aff", "shw", "gt", "n")}
     it = progress(paths) if progress else paths
     for p in it:
         st = load_stack(p)
-        if n_ref is None:
-            n_ref = st.n
-        elif st.n != n_ref:
-            raise BadInput(f"stack {p} has {st.n} slices, earlier stacks have {n_ref}; one model needs one n")
+        if st.n < 2:
+            raise BadInput(f"stack {p} has {st.n} slice(s); a sweep needs at least 2")
         keep = np.flatnonzero(np.asarray(st.gt_index) >= 0)
         if len(keep) == 0:
             continue
@@ -182,14 +214,20 @@ def load_patchset(paths: Iterable[str | Path], cfg: EncodingConfig,
                 fitted.append(fp)
             rows["shw"].append(st.sensor_hw)
             rows["gt"].append(int(st.gt_index[ri]))
+            rows["n"].append(int(st.n))
     if not views:
         raise BadInput("no RoI with a known ground truth (gt_index >= 0) in the given stacks")
-    assert n_ref is not None
-    fit_arr = np.stack(fitted) if fitted else np.zeros((0, n_ref, 2, S, S), dtype=np.float16)
+    n_max = max(rows["n"])
+    fit_arr = np.zeros((len(fitted), n_max, 2, S, S), dtype=np.float16)
+    for i, fp in enumerate(fitted):
+        fit_arr[i, : len(fp)] = fp
+    n = int(n_bins) if n_bins is not None else n_max
+    if n < 2:
+        raise BadInput(f"the model needs at least 2 output bins, got {n}")
     return PatchSet(views, np.array(rows["sid"], dtype=np.int64), np.array(rows["crop"], dtype=np.int64),
                     np.array(rows["ok"], dtype=bool), np.array(rows["fi"], dtype=np.int64), fit_arr,
                     np.array(rows["aff"], dtype=np.float64), np.array(rows["shw"], dtype=np.int64),
-                    np.array(rows["gt"], dtype=np.int64), n_ref, cfg, names, metas)
+                    np.array(rows["gt"], dtype=np.int64), n, cfg, names, metas, np.array(rows["n"], dtype=np.int64))
 
 
 def split_by_stack(ps: PatchSet, val_frac: float, seed: int) -> tuple[PatchSet, PatchSet | None, list[int]]:
@@ -210,16 +248,28 @@ def split_by_stack(ps: PatchSet, val_frac: float, seed: int) -> tuple[PatchSet, 
     return ps.subset(np.flatnonzero(~is_val)), ps.subset(np.flatnonzero(is_val)), [int(i) for i in val_ids]
 
 
+def fine_tune_split(ps: PatchSet, val_frac: float, seed: int) -> tuple[PatchSet, PatchSet | None, list[int]]:
+    """The fine-tuning split: whole sweeps held out, at least 1 and at most a third of them (with 2
+    sweeps or more), so early stopping sees sweeps it did not train on."""
+    ids = np.unique(ps.stack_id)
+    if len(ids) < 2:
+        return ps, None, []
+    frac = min(max(val_frac, 1.0 / len(ids)), 1.0 / 3.0 if len(ids) >= 3 else 0.5)
+    return split_by_stack(ps, frac, seed)
+
+
 def step2_pairs(ps: PatchSet, predict_fn: Callable[[np.ndarray], np.ndarray], batch: int = 512,
                 pairs: np.ndarray | None = None) -> np.ndarray:
     """Step-2 samples: for every (roi r, start slice k) of ``pairs`` (default: all), (r, p1)
-    where p1 = argmax of the step-1 model on the encoding of (r, k).
+    where p1 = the slice of r's stack nearest the argmax bin of the step-1 model on the
+    encoding of (r, k) (the slice the lens moves to).
     ``predict_fn(x [B,5,S,S]) -> logits [B, n]``."""
     pairs = ps.all_pairs() if pairs is None else np.asarray(pairs, dtype=np.int64)
     out = np.empty_like(pairs)
     for i in range(0, len(pairs), batch):
-        x, _ = ps.batch(pairs[i : i + batch])
+        sel = pairs[i : i + batch]
+        x, _ = ps.batch(sel)
         pred = np.asarray(predict_fn(x)).argmax(axis=1)
-        out[i : i + batch, 0] = pairs[i : i + batch, 0]
-        out[i : i + batch, 1] = pred
+        out[i : i + batch, 0] = sel[:, 0]
+        out[i : i + batch, 1] = ps.to_stack_slice(sel[:, 0], pred)  # where step 1 leaves the lens
     return out

@@ -10,6 +10,13 @@ whole life and runs every RoI of a frame as one batch.  Decoding:
 +-1 slice of the argmax (in [0, 1]; ~1 for a sharp unimodal prediction,
 low for a flat or multimodal one); ``expected`` = the softmax-weighted mean
 slice (sub-slice).
+
+Any sweep length: the model's n output bins cover the swept lens range (bin j
+is the fraction j/(n-1) of it) and its lens-PE input is the fraction of the
+range of the current slice, so a model trained on 49-slice sweeps serves a
+sweep of any m >= 2 slices: the softmax over the n bins is re-binned onto the
+m slices (``rebin``: each bin's mass split linearly between the two slices
+around its position) before decoding.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from ..frames import DualPixelFrame, validate_rois
 from .encoding import EncodingConfig, FlatField, encode_fitted, encode_frame_rois, fit_patch
 
 CARD = "card.json"
+MAX_SWEEP = 4096  # slices; a sweep longer than this is not served (the controller falls back)
 
 
 @dataclass
@@ -45,9 +53,29 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def decode(logits: np.ndarray) -> PEPrediction:
-    """Logits [P, n] -> PEPrediction (see module doc for the confidence)."""
+def rebin(probs: np.ndarray, m: int) -> np.ndarray:
+    """Distributions over n model bins [P, n] -> over m sweep slices [P, m] (module doc); identity when m = n."""
+    probs = np.asarray(probs, dtype=np.float64)
+    n = probs.shape[1]
+    if m == n:
+        return probs
+    if m < 2 or n < 2:
+        raise BadInput(f"cannot map {n} model bins onto a sweep of {m} slices (both need >= 2)")
+    f = np.arange(n) * (m - 1) / (n - 1)
+    lo = np.minimum(np.floor(f).astype(np.int64), m - 1)
+    w = f - lo
+    out = np.zeros((probs.shape[0], m))
+    np.add.at(out.T, lo, (probs * (1.0 - w)).T)
+    hi = np.minimum(lo + 1, m - 1)
+    np.add.at(out.T, hi, (probs * w).T)
+    return out
+
+
+def decode(logits: np.ndarray, m: int | None = None) -> PEPrediction:
+    """Logits [P, n] -> PEPrediction over ``m`` sweep slices (default n; see module doc)."""
     p = softmax(np.asarray(logits, dtype=np.float64))
+    if m is not None:
+        p = rebin(p, int(m)).astype(np.float32)
     n = p.shape[1]
     idx = p.argmax(axis=1).astype(np.int64)
     cum = np.concatenate([np.zeros((p.shape[0], 1)), np.cumsum(p, axis=1, dtype=np.float64)], axis=1)
@@ -120,8 +148,9 @@ class PEPredictor:
             raise FormatError(f"{self.path}: model output shape {oshape} does not match card.json n_slices={self.n_slices}")
 
     def _check_n(self, n_slices: int) -> None:
-        if int(n_slices) != self.n_slices:
-            raise BadInput(f"model {self.path} predicts {self.n_slices} slices, the sweep has {n_slices}")
+        """Any sweep of 2..MAX_SWEEP slices is served (module doc); BadInput otherwise."""
+        if not 2 <= int(n_slices) <= MAX_SWEEP:
+            raise BadInput(f"model {self.path} serves sweeps of 2..{MAX_SWEEP} slices, the sweep has {n_slices}")
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Raw logits float32 [B, n] of encoded inputs x [B, 5, S, S]."""
@@ -134,7 +163,7 @@ class PEPredictor:
         rois = validate_rois(rois, frame.shape)
         x = encode_frame_rois(frame.left, frame.right, rois, frame.origin, frame.sensor_hw or frame.shape,
                               int(slice_index), int(n_slices), self.encoding, self.flatfield)
-        return decode(self.run(x))
+        return decode(self.run(x), int(n_slices))
 
     def predict_patches(self, left: np.ndarray, right: np.ndarray, rois_full_xywh: np.ndarray,
                         sensor_hw: tuple[int, int], slice_index: Any, n_slices: int) -> PEPrediction:
@@ -162,7 +191,7 @@ class PEPredictor:
             prs.append(fit_patch(rp, local, cfg.size, cfg.fit))
         ks = np.broadcast_to(np.asarray(slice_index, dtype=np.int64), (B,))
         x = encode_fitted(np.stack(pls), np.stack(prs), rois, sensor_hw, ks, int(n_slices), cfg)
-        return decode(self.run(x))
+        return decode(self.run(x), int(n_slices))
 
 
 def _open_session(path: Path, threads: int):

@@ -7,7 +7,12 @@ Recipe (Choi et al., ICCV 2023, multi-step setting):
    the slice where step 1 leaves the lens from each start slice.
 AdamW with a one-cycle cosine schedule, batch 256, Gaussian-noise and
 position-jitter augmentation (dataset.PatchSet.batch).  Whole stacks are held out for
-validation; val loss, exact and <=1-slice accuracy are printed every epoch.
+validation; val loss, exact and <=1-slice accuracy are printed every epoch, and the
+two-step metric (hil_af.model.recipe.two_step) selects the best epoch of each step.
+With ``init`` (fine-tuning a trained model, e.g. on a rig's calibration sweeps) both
+steps start from that model, the step-2 recipe stays the paper's (from the new step 1,
+T = 0.5), the defaults are ``recipe.FINE_TUNE`` (set by the CLI), and the init model is
+kept when the fine-tuned one does not beat it on the held-out sweeps.
 
 Outputs in MODEL_DIR: step1.onnx, step2.onnx (input ``x`` [B, 5, S, S],
 output ``logits`` [B, n], dynamic batch), weights.npz (every state-dict
@@ -21,7 +26,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -29,7 +34,8 @@ from torch import nn
 
 from ..errors import BadInput, FormatError
 from . import card as cardmod
-from .dataset import PatchSet, find_stacks, load_patchset, split_by_stack, step2_pairs
+from . import recipe
+from .dataset import PatchSet, find_stacks, fine_tune_split, load_patchset, split_by_stack, step2_pairs
 from .encoding import N_CHANNELS, EncodingConfig
 from .loss import T_STEP1, T_STEP2, ordinal_ce
 from .nets import build, count_macs, count_params
@@ -62,6 +68,7 @@ class TrainConfig:
     max_val_pairs: int = 8192  # validation: a fixed seeded subset of the held-out (RoI, slice) pairs
     max_step2_pairs: int = 65536  # step-2 data: step-1 predictions from this many random (RoI, start) pairs
     flatfield: str | None = None  # FLAT.npz applied to the views before encoding; shipped with the model
+    patience: int | None = None  # early stopping: epochs without a better val two-step MAE (None: run all)
 
     @property
     def n_epochs2(self) -> int:
@@ -123,9 +130,9 @@ def evaluate_pairs(model: nn.Module, ps: PatchSet, pairs: np.ndarray, T: float, 
         logits = model(torch.from_numpy(x))
         yt = torch.from_numpy(y)
         tot += float(ordinal_ce(logits, yt, T)) * len(y)
-        err = np.abs(logits.argmax(1).numpy() - y)
-        exact += int((err == 0).sum())
-        le1 += int((err <= 1).sum())
+        err = np.abs(logits.argmax(1).numpy() - y)  # model bins (labels may be fractional: other sweep lengths)
+        exact += int((err < 0.5).sum())
+        le1 += int((err <= 1 + 1e-6).sum())
         ae += float(err.sum())
         n += len(y)
     return {"loss": tot / max(n, 1), "exact": exact / max(n, 1), "le1": le1 / max(n, 1), "mae": ae / max(n, 1)}
@@ -133,8 +140,9 @@ def evaluate_pairs(model: nn.Module, ps: PatchSet, pairs: np.ndarray, T: float, 
 
 def fit(model: nn.Module, ps: PatchSet, pairs: np.ndarray, val: PatchSet | None, val_pairs: np.ndarray | None,
         epochs: int, lr: float, T: float, cfg: TrainConfig, rng: np.random.Generator, label: str,
-        log: list[dict[str, Any]]) -> None:
-    """Train ``model`` in place on ``pairs`` for ``epochs``; append per-epoch metrics to ``log``."""
+        log: list[dict[str, Any]], on_epoch: Callable[[int], bool] | None = None) -> None:
+    """Train ``model`` in place on ``pairs`` for ``epochs``; append per-epoch metrics to ``log``;
+    ``on_epoch(epoch)`` after each epoch returns True to stop early."""
     from tqdm import tqdm
 
     per_epoch = len(pairs) if not cfg.max_samples_per_epoch else min(len(pairs), cfg.max_samples_per_epoch)
@@ -167,8 +175,12 @@ def fit(model: nn.Module, ps: PatchSet, pairs: np.ndarray, val: PatchSet | None,
             m = evaluate_pairs(model, val, val_pairs, T)
             rec.update({f"val_{k}": v for k, v in m.items()})
         log.append(rec)
+        stop = on_epoch(ep + 1) if on_epoch is not None else False
         msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items())
         tqdm.write(msg)
+        if stop:
+            tqdm.write(f"{label}: early stop after epoch {ep + 1}")
+            break
 
 
 # --------------------------------------------------------------------------- export
@@ -225,22 +237,34 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
         from ..calibration.flatfield import load_flatfield
 
         ff = load_flatfield(cfg.flatfield)
+    n_bins = int(init_card["n_slices"]) if init_card is not None else None
     ps = load_patchset(paths, enc, progress=lambda it: tqdm(it, desc="reading stacks", unit="stack", leave=False),
-                       flatfield=ff)
-    if init_card is not None and int(init_card["n_slices"]) != ps.n:
-        raise BadInput(f"--init {init} predicts {init_card['n_slices']} slices, the stacks have {ps.n}")
-    tr, va, val_ids = split_by_stack(ps, cfg.val_frac, cfg.seed)
+                       flatfield=ff, n_bins=n_bins)
+    tr, va, val_ids = (fine_tune_split if init is not None else split_by_stack)(ps, cfg.val_frac, cfg.seed)
 
     def some(pairs: np.ndarray, cap: int) -> np.ndarray:
         return pairs if len(pairs) <= cap else pairs[np.sort(rng.choice(len(pairs), cap, replace=False))]
 
     va_pairs = some(va.all_pairs(), cfg.max_val_pairs) if va else None
+
+    def scored(m1: nn.Module, m2: nn.Module | None) -> dict[str, float]:
+        assert va is not None and va_pairs is not None
+        return recipe.two_step(m1, m2, va, va_pairs)
+
     model = build(cfg.arch, ps.n)
+    before = None
     if init is not None:
         load_weights(model, Path(init) / WEIGHTS, "step1")
+        init2 = build(cfg.arch, ps.n)
+        load_weights(init2, Path(init) / WEIGHTS, "step2")
+        before = {"step1": scored(model, None), "pe2": scored(model, init2)} if va is not None else None
     log: list[dict[str, Any]] = []
     t1 = time.perf_counter()
-    fit(model, tr, tr.all_pairs(), va, va_pairs, cfg.epochs, cfg.lr, cfg.T1, cfg, rng, "step1", log)
+    stop1 = recipe.EarlyStop(cfg.patience, before["step1"] if before else None)
+    fit(model, tr, tr.all_pairs(), va, va_pairs, cfg.epochs, cfg.lr, cfg.T1, cfg, rng, "step1", log,
+        on_epoch=recipe.epoch_hook(stop1, lambda: scored(model, None), model) if va is not None else None)
+    if va is not None and not stop1.restore(model) and init is not None:
+        load_weights(model, Path(init) / WEIGHTS, "step1")  # no epoch beat the init model: keep it
     t1 = time.perf_counter() - t1
     step1_state = {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -253,14 +277,21 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
     va2 = step2_pairs(va, predict_fn, pairs=va_pairs) if va is not None and va_pairs is not None else None
     val_step1 = evaluate_pairs(model, va, va_pairs, cfg.T1) if va is not None and va_pairs is not None else None
     model2 = build(cfg.arch, ps.n)
-    if init is not None:  # fine-tuning: step 2 starts from the earlier step-2 model, not from scratch step 1
-        load_weights(model2, Path(init) / WEIGHTS, "step2")
-    else:
-        model2.load_state_dict(step1_state)
+    model2.load_state_dict(step1_state)  # the paper: step 2 starts from step 1 (also when fine-tuning)
     t2 = time.perf_counter()
-    fit(model2, tr, tr2, va, va2, cfg.n_epochs2, cfg.lr2, cfg.T2, cfg, rng, "step2", log)
+    stop2 = recipe.EarlyStop(cfg.patience)
+    fit(model2, tr, tr2, va, va2, cfg.n_epochs2, cfg.lr2, cfg.T2, cfg, rng, "step2", log,
+        on_epoch=recipe.epoch_hook(stop2, lambda: scored(model, model2), model2) if va is not None else None)
+    if va is not None:
+        stop2.restore(model2)
     t2 = time.perf_counter() - t2
     val_step2 = evaluate_pairs(model2, va, va2, cfg.T2) if va and va2 is not None else None
+    after = {"step1": scored(model, None), "pe2": scored(model, model2)} if va is not None else None
+    kept = "trained"
+    if before is not None and after is not None and after["pe2"]["mae"] > before["pe2"]["mae"]:
+        load_weights(model, Path(init) / WEIGHTS, "step1")  # fine-tuning did not help on held-out sweeps
+        load_weights(model2, Path(init) / WEIGHTS, "step2")
+        kept = "init"
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -278,12 +309,15 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
               "train_rois": tr.n_rois, "val_rois": va.n_rois if va else 0,
               "val_stacks": [Path(ps.stacks[i]).name for i in val_ids], "val_pairs": int(len(va_pairs)) if va_pairs is not None else 0,
               "sources": sorted({str(m.get("source")) for m in ps.stack_meta if m.get("source")})[:200],
-              "step1_samples": tr.n_rois * tr.n, "step2_samples": int(len(tr2))},
+              "step1_samples": int(tr.n_rows.sum()), "step2_samples": int(len(tr2)),
+              "slices_per_stack": sorted({int(v) for v in ps.n_rows})},
         settings={**asdict(cfg), "epochs2": cfg.n_epochs2, "init": str(init) if init else None,
                   "optimizer": "AdamW, warm-up + cosine", "loss": "ordinal soft-label CE",
                   "augmentation": f"position jitter +-{cfg.jitter} px (RoI-PE follows), Gaussian noise std U(0,{cfg.noise}) on normalised views",
                   "torch": torch.__version__},
-        val={"step1": val_step1, "step2": val_step2, "history": log},
+        val={"step1": val_step1, "step2": val_step2, "history": log, "two_step": after,
+             "two_step_before": before, "kept": kept,
+             "best_epoch": {"step1": stop1.best_epoch, "step2": stop2.best_epoch}},
         onnx_check={"max_abs_logit_diff": diffs, "batch": int(len(xb))},
         timing_s={"step1": round(t1, 1), "step2": round(t2, 1), "total": round(time.perf_counter() - t_start, 1)},
     )

@@ -3,7 +3,10 @@
 Rendering (per capture, at the lens's *actual* position on the clock):
 for each of the 3 x 4 cells (= standard RoI cells) the cell's card texture
 is convolved (FFT) with the left / right half-aperture OTFs evaluated at
-that cell's field point (the standard RoI centre) and depth; the cells are
+that cell's field point (the standard RoI centre) and depth; a cell with an
+occluder (``natural`` scene) also blurs the occluder's premultiplied texture
+and its coverage with the OTFs of the occluder's depth and composites
+``fg + (1 - coverage) * card`` per view (a depth edge); the cells are
 composited, multiplied by the per-view vignetting and the exposure (DN for
 reflectance 1), then the sensor adds shot noise (conversion gain e-/DN) and
 read noise (DN), adds the black level, rounds to integers and clips to
@@ -98,21 +101,36 @@ class SimCamera(ContextMixin):
         seed = self.seed if seed is None else int(seed)
         self.scene = make_scene(name, seed, self._p.hw, PAD_PX, self._p.depth_range_m,
                                 depth_m if depth_m is not None else self._depth_m, label=label)
-        self._patch_fft: dict[tuple[int, int], np.ndarray] = {}
+        self._patch_fft: dict[tuple[int, int, str], np.ndarray] = {}
         self._last_render: tuple[float, np.ndarray, np.ndarray] | None = None  # (code, L, R) of this scene
         return self.scene.label
 
-    def _tile_fft(self, i: int, pad: int) -> np.ndarray:
-        """FFT of cell ``i``'s card texture with a ``pad`` px margin (cached per scene)."""
-        F = self._patch_fft.get((i, pad))
+    def _tile_fft(self, i: int, pad: int, layer: str = "card") -> np.ndarray:
+        """FFT of cell ``i``'s ``layer`` with a ``pad`` px margin (cached per scene): ``card`` its card's
+        texture, ``occ`` its occluder's premultiplied texture, ``mask`` the occluder's coverage."""
+        F = self._patch_fft.get((i, pad, layer))
         if F is None:
             t = self._tiles[i]
-            card = self.scene.card_of_cell[t["r"], t["c"]]
             o = PAD_PX - pad
-            patch = self.scene.textures[card, t["y0"] + o : t["y1"] + PAD_PX + pad, t["x0"] + o : t["x1"] + PAD_PX + pad]
-            F = np.fft.rfft2(patch, s=t["shapes"][pad])
-            self._patch_fft[(i, pad)] = F
+            win = (slice(t["y0"] + o, t["y1"] + PAD_PX + pad), slice(t["x0"] + o, t["x1"] + PAD_PX + pad))
+            if layer == "card":
+                plane = self.scene.textures[self.scene.card_of_cell[t["r"], t["c"]]]
+            else:
+                j = self._occluder(i)
+                planes = self.scene.occ_textures if layer == "occ" else self.scene.occ_masks
+                assert planes is not None and j >= 0
+                plane = planes[j]
+            F = np.fft.rfft2(plane[win], s=t["shapes"][pad])
+            self._patch_fft[(i, pad, layer)] = F
         return F
+
+    def _occluder(self, i: int) -> int:
+        """Occluder index of cell ``i`` (-1: none)."""
+        occ = self.scene.occ_of_cell
+        if occ is None:
+            return -1
+        t = self._tiles[i]
+        return int(occ[t["r"], t["c"]])
 
     # ------------------------------------------------------------ physics
 
@@ -157,18 +175,30 @@ class SimCamera(ContextMixin):
         L = np.empty((H, W), np.float32)
         R = np.empty((H, W), np.float32)
         defocus = self.defocus_dioptres(lens_code)
+        lens_d = float(self.lens_map.to_dioptres(lens_code))
         for i, t in enumerate(self._tiles):
             dz = float(defocus[t["r"], t["c"]])
             disp = float(disparity_px(p, dz, t["fx"], t["fy"]))
             reach = kernel_reach_px(dz, disp, p, PAD_PX - 8)
+            j = self._occluder(i)
+            if j >= 0:  # an occluder in this cell: its own depth, composited over the card
+                assert self.scene.occ_dioptres is not None
+                dz_o = float(self.scene.occ_dioptres[j]) - (lens_d + curvature_dioptres(p, t["fx"], t["fy"]))
+                disp_o = float(disparity_px(p, dz_o, t["fx"], t["fy"]))
+                reach = max(reach, kernel_reach_px(dz_o, disp_o, p, PAD_PX - 8))
             pad = next((q for q in PADS if q >= reach), PAD_PX)
             shape = t["shapes"][pad]
-            OL, OR = half_aperture_otfs(dz, disp, p, shape, PAD_PX - 8)
+            OL, OR = half_aperture_otfs(dz, disp, p, shape, PAD_PX - 8, t["fx"], t["fy"])
             T = self._tile_fft(i, pad)
             h, w = t["y1"] - t["y0"], t["x1"] - t["x0"]
-            views = np.fft.irfft2(np.stack([T * OL, T * OR]), s=shape)
-            L[t["y0"] : t["y1"], t["x0"] : t["x1"]] = views[0, pad : pad + h, pad : pad + w]
-            R[t["y0"] : t["y1"], t["x0"] : t["x1"]] = views[1, pad : pad + h, pad : pad + w]
+            views = np.fft.irfft2(np.stack([T * OL, T * OR]), s=shape)[:, pad : pad + h, pad : pad + w]
+            if j >= 0:
+                QL, QR = half_aperture_otfs(dz_o, disp_o, p, shape, PAD_PX - 8, t["fx"], t["fy"])
+                To, M = self._tile_fft(i, pad, "occ"), self._tile_fft(i, pad, "mask")
+                fg = np.fft.irfft2(np.stack([To * QL, To * QR, M * QL, M * QR]), s=shape)[:, pad : pad + h, pad : pad + w]
+                views = fg[0:2] + (1.0 - fg[2:4]) * views  # blurred foreground over the blurred card
+            L[t["y0"] : t["y1"], t["x0"] : t["x1"]] = views[0]
+            R[t["y0"] : t["y1"], t["x0"] : t["x1"]] = views[1]
         gain = np.float32(p.exposure_dn * self.scene.illumination)
         L *= self._vl * gain
         R *= self._vr * gain

@@ -12,8 +12,14 @@ Field-dependent terms (what a position-aware AF model must learn):
   (px of R-minus-L shift at zero defocus)
 - disparity (R minus L, px) = ``g * disparity_px_per_dioptre * defocus + o``
 - field curvature: the lens at focus F dioptres is sharp at ``F + field_curvature_dioptres * r2``
-- vignetting: common ``1 - vignette_r2 * r2``, times ``1 - vignette_lr * x`` (left view)
-  and ``1 + vignette_lr * x`` (right view).
+- vignetting: common ``1 - vignette_r2 * r2``, times ``(1 - view_gain_imbalance) * (1 - vignette_lr * x)``
+  (left view) and ``(1 + view_gain_imbalance) * (1 + vignette_lr * x)`` (right view).
+- asymmetric half-aperture PSFs (``split_offset``, ``split_offset_x``, ``psf_asymmetry``,
+  ``cats_eye``, ``focus_asymmetry``, ``coma_px_per_dioptre``,
+  ``disparity_nonlinearity_per_dioptre``): see ``hil_af.sim.psf``; all 0 by default.
+
+A profile may also carry a ``[sim_family]`` table (``hil_af.sim.family``): then every
+rig seed draws its own parameters from the ranges there (domain randomisation).
 """
 
 from __future__ import annotations
@@ -43,6 +49,15 @@ class SimParams:
     field_curvature_dioptres: float = 0.30
     vignette_r2: float = 0.25
     vignette_lr: float = 0.12
+    view_gain_imbalance: float = 0.0
+    # asymmetric dual-pixel PSFs (hil_af.sim.psf); 0 = mirrored half-discs
+    split_offset: float = 0.0
+    split_offset_x: float = 0.0
+    psf_asymmetry: float = 0.0
+    cats_eye: float = 0.0
+    focus_asymmetry: float = 0.0
+    coma_px_per_dioptre: float = 0.0
+    disparity_nonlinearity_per_dioptre: float = 0.0
     # scene
     depth_range_m: tuple[float, float] = (0.1, 5.0)
     # sensor
@@ -109,8 +124,17 @@ class SimParams:
         need(self.vcm_hysteresis_codes >= 0, f"vcm_hysteresis_codes must be >= 0, got {self.vcm_hysteresis_codes}")
         lo, hi = self.vcm_range_codes
         need(lo <= self.vcm_start_code <= hi, f"vcm_start_code {self.vcm_start_code} outside vcm_range_codes {list(self.vcm_range_codes)}")
-        for name in ("vignette_r2", "vignette_lr"):
-            need(0 <= getattr(self, name) < 1, f"{name} must be in [0, 1), got {getattr(self, name)}")
+        need(0 <= self.vignette_r2 < 1, f"vignette_r2 must be in [0, 1), got {self.vignette_r2}")
+        need(-1 < self.vignette_lr < 1, f"vignette_lr must be in (-1, 1), got {self.vignette_lr}")
+        for name in ("view_gain_imbalance", "split_offset", "split_offset_x", "psf_asymmetry", "focus_asymmetry"):
+            need(-0.9 <= getattr(self, name) <= 0.9, f"{name} must be in [-0.9, 0.9], got {getattr(self, name)}")
+        need(0 <= self.cats_eye <= 1.0, f"cats_eye must be in [0, 1], got {self.cats_eye}")
+        need(abs(self.coma_px_per_dioptre) <= 5, f"coma_px_per_dioptre must be in [-5, 5], got {self.coma_px_per_dioptre}")
+        need(abs(self.disparity_nonlinearity_per_dioptre) <= 0.5,
+             f"disparity_nonlinearity_per_dioptre must be in [-0.5, 0.5], got {self.disparity_nonlinearity_per_dioptre}")
+        import math
+        bad = [f.name for f in fields(self) if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name))]
+        need(not bad, f"{', '.join(bad)} must be finite")
 
     @property
     def hw(self) -> tuple[int, int]:

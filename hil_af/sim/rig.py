@@ -9,6 +9,7 @@ seed         int, default 0: scene, noise and fault generators (deterministic).
 scene        cards (default) | chart | white | flat-centre | dark (hil_af.sim.scene.SCENES).
 profile      rig profile name or TOML path (hil_af.profiles.load_profile); its
              [sim] table holds the parameters (hil_af.sim.params.SimParams),
+             a [sim_family] table makes each seed a different camera (hil_af.sim.family),
              [lens_map] the code <-> dioptre map.  Default: the profile passed by
              open_rig when it has a [sim] table, else ``sim-default``.
 depth_m      metres, depth of the ``chart`` / ``white`` plane (default 1.0).
@@ -106,6 +107,14 @@ def open_sim(url: DriverURL, ctx: dict[str, Any]) -> Rig:
     lm = profile.get("lens_map")
     lens_map = LensMap(tuple(lm["dioptres"]), tuple(lm["codes"])) if lm else (ctx.get("lens_map") or DEFAULT_LENS_MAP)
     name = profile.get("rig", {}).get("name", DEFAULT_PROFILE)
+    if "sim_family" in profile:  # a family of cameras: this seed's camera
+        from .family import draw_params
+
+        af = profile.get("af", {"slices": 49, "range": [100, 900]})
+        ends = lens_map.to_dioptres(np.asarray(af["range"], dtype=np.float64))
+        slice_d = abs(float(ends[1]) - float(ends[0])) / max(int(af["slices"]) - 1, 1)
+        params = draw_params(params, profile["sim_family"], seed, slice_d,
+                             f"{profile.get('_path', 'profile')}: [sim_family]")
     clock = ctx["clock"]
 
     lens = SimLens(params, clock, fault_stall=fault_stall, seed=seed)

@@ -29,6 +29,8 @@ SCENES = {
     "white": "uniform white target at depth_m (flat-field target)",
     "flat-centre": "cards, but the card under the centre RoI is uniform (no texture)",
     "dark": "cards at very low light (3% of the normal exposure)",
+    "natural": "cards with occluders: about half the cells hold a nearer or farther object (disc or straight edge) "
+               "covering 10-35 % of the cell away from its centre: depth edges inside RoIs",
 }
 
 GRID = (3, 4)  # rows, cols of cells (= the standard RoI grid)
@@ -56,6 +58,10 @@ class Scene:
     card_dioptres: np.ndarray
     textures: np.ndarray
     illumination: float = 1.0
+    occ_of_cell: np.ndarray | None = None  # int [rows, cols]: occluder index per cell, -1 none
+    occ_dioptres: np.ndarray | None = None  # float64 [n_occ]
+    occ_textures: np.ndarray | None = None  # float32 [n_occ, H + 2 pad, W + 2 pad], premultiplied by the mask
+    occ_masks: np.ndarray | None = None     # float32 [n_occ, H + 2 pad, W + 2 pad], coverage in [0, 1]
 
     @property
     def n_cards(self) -> int:
@@ -67,8 +73,21 @@ class Scene:
         c = int(np.clip(np.searchsorted(self.cell_x, x, side="right") - 1, 0, len(self.cell_x) - 2))
         return r, c
 
+    def occluder_at(self, y: float, x: float) -> int:
+        """Index of the occluder covering view pixel (y, x) (coverage > 0.5), else -1."""
+        if self.occ_of_cell is None or self.occ_masks is None:
+            return -1
+        r, c = self.cell_at(y, x)
+        j = int(self.occ_of_cell[r, c])
+        H, W = self.occ_masks.shape[1] - 2 * self.pad, self.occ_masks.shape[2] - 2 * self.pad
+        yi, xi = int(np.clip(y, 0, H - 1)) + self.pad, int(np.clip(x, 0, W - 1)) + self.pad
+        return j if j >= 0 and self.occ_masks[j, yi, xi] > 0.5 else -1
+
     def dioptres_at(self, y: float, x: float) -> float:
-        """Depth (dioptres) of the card under view pixel (y, x)."""
+        """Depth (dioptres) of what is seen at view pixel (y, x): an occluder, else the cell's card."""
+        j = self.occluder_at(y, x)
+        if j >= 0 and self.occ_dioptres is not None:
+            return float(self.occ_dioptres[j])
         r, c = self.cell_at(y, x)
         return float(self.card_dioptres[self.card_of_cell[r, c]])
 
@@ -79,6 +98,15 @@ class Scene:
         for r in range(rows):
             for c in range(cols):
                 out[self.cell_y[r] : self.cell_y[r + 1], self.cell_x[c] : self.cell_x[c + 1]] = self.card_dioptres[self.card_of_cell[r, c]]
+        if self.occ_masks is not None and self.occ_dioptres is not None and self.occ_of_cell is not None:
+            H, W = hw
+            p = self.pad
+            for (r, c), j in np.ndenumerate(self.occ_of_cell):
+                if j < 0:
+                    continue
+                ys, xs = slice(self.cell_y[r], self.cell_y[r + 1]), slice(self.cell_x[c], self.cell_x[c + 1])
+                m = self.occ_masks[j, p : p + H, p : p + W][ys, xs] > 0.5
+                out[ys, xs][m] = self.occ_dioptres[j]
         return out
 
 
@@ -102,14 +130,15 @@ def _normalise(t: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (lo + (hi - lo) * (t / m if m > 0 else t)).astype(np.float32)
 
 
-def texture_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    """Band-limited 1/f noise (0.01..0.4 cycles/px), reflectance ~[0.05, 0.95]."""
+def texture_noise(rng: np.random.Generator, shape: tuple[int, int], beta: tuple[float, float] = (0.5, 1.0)) -> np.ndarray:
+    """Band-limited noise of amplitude spectrum 1/f^beta (0.01..0.4 cycles/px, beta drawn from the
+    range; natural images have beta ~ 1..1.5), reflectance ~[0.05, 0.95]."""
     h, w = shape
     spec = np.fft.rfft2(rng.standard_normal(shape))
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.rfftfreq(w)[None, :]
     f = np.hypot(fy, fx)
-    beta = rng.uniform(0.5, 1.0)
+    beta = rng.uniform(*beta)
     filt = np.where((f > 0.01) & (f < 0.4), 1.0 / np.maximum(f, 1e-3) ** beta, 0.0)
     n = np.fft.irfft2(spec * filt, s=shape)
     n = (n - n.mean()) / (n.std() + 1e-12)
@@ -158,6 +187,17 @@ def texture_mixed(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarra
 
 
 TEXTURES = (texture_noise, texture_checker, texture_dead_leaves, texture_mixed)
+NATURAL_BETA = (1.0, 1.6)
+
+
+def texture_natural(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Natural-image statistics: 1/f^beta noise with beta in NATURAL_BETA (most energy at low
+    frequencies, as in photographs), half the time under dead-leaves occlusions (sharp edges)."""
+    base = texture_noise(rng, shape, NATURAL_BETA)
+    if rng.random() < 0.5:
+        return base
+    leaves = texture_dead_leaves(rng, shape, n=300)
+    return np.clip(0.5 * base + 0.5 * leaves, 0.0, 1.0).astype(np.float32)
 
 
 # ------------------------------------------------------------------- scenes
@@ -177,6 +217,50 @@ def _random_cards(rng: np.random.Generator) -> np.ndarray:
     lab[lab == lab[1, 2]] = lab[1, 1]  # the centre RoI straddles cells (1, 1) and (1, 2)
     _, inv = np.unique(lab, return_inverse=True)
     return inv.reshape(rows, cols)
+
+
+def _occluders(rng: np.random.Generator, hw: tuple[int, int], pad: int, ys: np.ndarray, xs: np.ndarray,
+               depth_range_m: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Occluders of the ``natural`` scene: per cell, with probability 1/2, a disc or a straight edge
+    (anti-aliased, 4x supersampled coverage) of its own texture and depth, covering 10-35 % of the
+    cell and never the middle third of the cell (so a standard RoI's centre stays on its card)."""
+    H, W = hw
+    rows, cols = GRID
+    shape = (H + 2 * pad, W + 2 * pad)
+    occ_of_cell = -np.ones(GRID, dtype=np.int64)
+    masks, texs, dioptres = [], [], []
+    near, far = depth_range_m
+    for r in range(rows):
+        for c in range(cols):
+            if rng.random() >= 0.5:
+                continue
+            y0, y1, x0, x1 = int(ys[r]), int(ys[r + 1]), int(xs[c]), int(xs[c + 1])
+            h, w = y1 - y0, x1 - x0
+            sy, sx = np.mgrid[0:4 * h, 0:4 * w].astype(np.float64)
+            sy, sx = (sy + 0.5) / 4.0 - 0.5, (sx + 0.5) / 4.0 - 0.5  # cell pixel coordinates
+            frac = rng.uniform(0.10, 0.35)
+            if rng.random() < 0.5:  # a straight edge cutting off one side
+                a = rng.uniform(0, 2 * np.pi)
+                u = (sx - w / 2) * np.cos(a) + (sy - h / 2) * np.sin(a)
+                thr = np.quantile(u, 1.0 - frac)
+                fine = u > thr
+            else:  # a disc centred on the cell border
+                side = rng.integers(4)
+                cy = [0.0, h - 1.0, rng.uniform(0, h), rng.uniform(0, h)][side]
+                cx = [rng.uniform(0, w), rng.uniform(0, w), 0.0, w - 1.0][side]
+                dist = np.hypot(sy - cy, sx - cx)
+                fine = dist <= np.quantile(dist, frac)
+            fine &= ~((np.abs(sy - h / 2) < h / 6) & (np.abs(sx - w / 2) < w / 6))
+            cov = fine.reshape(h, 4, w, 4).mean(axis=(1, 3)).astype(np.float32)
+            m = np.zeros(shape, np.float32)
+            m[pad + y0 : pad + y1, pad + x0 : pad + x1] = cov
+            occ_of_cell[r, c] = len(masks)
+            masks.append(m)
+            texs.append(texture_noise(rng, shape, NATURAL_BETA) * m)
+            dioptres.append(rng.uniform(1.0 / far, 1.0 / near))
+    if not masks:
+        return occ_of_cell, np.zeros(0), np.zeros((0, *shape), np.float32), np.zeros((0, *shape), np.float32)
+    return occ_of_cell, np.array(dioptres), np.stack(texs), np.stack(masks)
 
 
 def make_scene(name: str, seed: int, hw: tuple[int, int], pad: int, depth_range_m: tuple[float, float],
@@ -212,10 +296,16 @@ def make_scene(name: str, seed: int, hw: tuple[int, int], pad: int, depth_range_
         near, far = depth_range_m
         dioptres = rng.uniform(1.0 / far, 1.0 / near, n)
         kinds = rng.integers(0, len(TEXTURES), n)
-        tex = np.stack([TEXTURES[k](rng, shape) for k in kinds])
+        if name == "natural":
+            tex = np.stack([texture_natural(rng, shape) for _ in kinds])
+        else:
+            tex = np.stack([TEXTURES[k](rng, shape) for k in kinds])
         if name == "flat-centre":
             tex[card_of_cell[1, 1]] = 0.5
         if name == "dark":
             illumination = DARK_ILLUMINATION
         label = label or f"{name}:{seed}"
+        if name == "natural":
+            occ = _occluders(rng, hw, pad, ys, xs, depth_range_m)
+            return Scene(name, label, seed, pad, ys, xs, card_of_cell, dioptres, tex, illumination, *occ)
     return Scene(name, label, seed, pad, ys, xs, card_of_cell, dioptres, tex, illumination)
