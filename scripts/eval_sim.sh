@@ -14,9 +14,11 @@ for prof in sim-default sim-wide; do
     [ -f "$f" ] || $HIL capture-stack "sim://?seed=$((9000 + i))&profile=$prof" --out "$f" --clock sim --no-progress >/dev/null
   done
   cal=calibration/examples/$prof
-  methods="--method cdaf --method pdaf --method pdaf-global --method pdaf-loop"
+  methods="--method cdaf --method pdaf --method pdaf-global --method pdaf-loop --method zncc2"
   [ -f models/step1.onnx ] && methods="--method pe --method pe2 $methods --method hybrid"
   echo "== $prof ($N stacks)"
+  [ "${STACKS_ONLY:-0}" = 1 ] && continue
   $HIL eval --stacks "$dir" $methods --calibration "$cal/cal.json" --global-calibration "$cal/cal-global.json" \
+      --zncc-calibration "$cal/cal-zncc.json" \
       --json "data/eval/$prof.json" --no-progress
 done

@@ -87,7 +87,7 @@ def test_fine_tuning_defaults_hold_out_sweeps_and_report_the_change(stacks, base
     assert rc == 0
     card = json.loads((out / "card.json").read_text())
     st = card["settings"]
-    assert (st["batch"], st["lr"], st["lr2"], st["patience"], st["val_frac"]) == (64, 1e-3, 4e-4, 3, 0.25)
+    assert (st["batch"], st["lr"], st["lr2"], st["patience"], st["val_frac"]) == (64, 2e-3, 8e-4, 5, 0.25)
     assert len(card["data"]["val_stacks"]) == 1  # a whole sweep of the 4 held out
     before, after = card["val"]["two_step_before"]["pe2"], card["val"]["two_step"]["pe2"]
     assert f"two-step MAE {before['mae']:.2f} -> {after['mae']:.2f}" in line

@@ -27,9 +27,9 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to write the model to")
     p.add_argument("--init", default=None, metavar="MODEL_DIR",
                    help="fine-tune from this model's weights.npz (the fine-tuning recipe: defaults below change)")
-    p.add_argument("--epochs", type=int, default=None, help="step-1 epochs (default 8; fine-tuning 8, early-stopped)")
+    p.add_argument("--epochs", type=int, default=None, help="step-1 epochs (default 8; fine-tuning 20, early-stopped)")
     p.add_argument("--epochs2", type=int, default=None,
-                   help="step-2 epochs (default epochs // 2, at least 1; fine-tuning 4, early-stopped)")
+                   help="step-2 epochs (default epochs // 2, at least 1; fine-tuning 10, early-stopped)")
     p.add_argument("--no-roi-pe", action="store_true", help="ablation: RoI-PE channels set to zero (with --init: as the init model)")
     p.add_argument("--no-lens-pe", action="store_true", help="ablation: lens-PE channel set to zero")
     p.add_argument("--arch", choices=("mcunet", "mcunet-plain", "mobilenetv2"), default=None,
@@ -38,11 +38,11 @@ def add_arguments(p) -> None:
     p.add_argument("--val-frac", type=float, default=None,
                    help="fraction of stacks held out for validation (default 0.15; fine-tuning 0.25, at least one sweep)")
     p.add_argument("--patience", type=int, default=None,
-                   help="stop a step after this many epochs without a better held-out two-step MAE (fine-tuning default 3)")
+                   help="stop a step after this many epochs without a better held-out two-step MAE (fine-tuning default 5)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--batch", type=int, default=None, help="batch size (default 256; fine-tuning 64)")
-    p.add_argument("--lr", type=float, default=None, help="step-1 peak learning rate (default 5e-3; fine-tuning 1e-3)")
-    p.add_argument("--lr2", type=float, default=None, help="step-2 peak learning rate (default 1.5e-3; fine-tuning 4e-4)")
+    p.add_argument("--lr", type=float, default=None, help="step-1 peak learning rate (default 5e-3; fine-tuning 2e-3)")
+    p.add_argument("--lr2", type=float, default=None, help="step-2 peak learning rate (default 1.5e-3; fine-tuning 8e-4)")
     p.add_argument("--fit", choices=("crop", "area"), default="crop", help="how RoIs are brought to the input size")
     p.add_argument("--flatfield", metavar="FLAT.npz", default=None,
                    help="flat-field gains applied to the views before encoding (copied into MODEL_DIR; inference uses it)")

@@ -1,6 +1,6 @@
 """Focal stacks -> training patches for the PE model (numpy; batches are handed to torch by train.py).
 
-For every stack (shared/focal-stack-format.md, read with hil_af.stacks.load_stack),
+For every stack (the focal-stack format of docs/formats.md, read with hil_af.stacks.load_stack),
 every RoI with a known ground truth and every slice k, the sample is the
 five-channel encoding (hil_af.model.encoding) of the RoI at slice k, with
 lens-PE k/(n-1), labelled with the RoI's gt slice.  The normalised views are

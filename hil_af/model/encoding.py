@@ -6,7 +6,7 @@ One RoI patch of one dual-pixel frame becomes a float32 tensor [5, S, S]
 0. left view, normalised (see below)
 1. right view, normalised
 2. RoI-PE x: for every patch pixel, its x on the FULL sensor view plane,
-   ``2 * (x0 + x + 0.5) / W_full - 1`` in [-1, 1] (shared/focal-stack-format.md),
+   ``2 * (x0 + x + 0.5) / W_full - 1`` in [-1, 1] (docs/formats.md),
    where x0 is the frame's origin x plus the RoI's x; a cropped frame still
    encodes true sensor positions.
 3. RoI-PE y: ``2 * (y0 + y + 0.5) / H_full - 1``.

@@ -25,8 +25,8 @@ from torch import nn
 from .dataset import PatchSet
 
 # what --init changes unless given explicitly (hil-af train --init MODEL_DIR --stacks SWEEPS --out DIR)
-FINE_TUNE: dict[str, Any] = {"epochs": 8, "epochs2": 4, "lr": 1e-3, "lr2": 4e-4, "batch": 64, "val_frac": 0.25,
-                             "patience": 3, "max_samples_per_epoch": None}
+FINE_TUNE: dict[str, Any] = {"epochs": 20, "epochs2": 10, "lr": 2e-3, "lr2": 8e-4, "batch": 64, "val_frac": 0.25,
+                             "patience": 5, "max_samples_per_epoch": None}
 
 
 def predict_bins(model: nn.Module, ps: PatchSet, pairs: np.ndarray, batch: int = 512) -> np.ndarray:

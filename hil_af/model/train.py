@@ -191,8 +191,15 @@ def export_onnx(model: nn.Module, path: Path, size: int) -> None:
     model.eval()
     dummy = torch.zeros(2, N_CHANNELS, size, size)
     tmp = path.with_name(path.name + ".tmp")
-    torch.onnx.export(model, (dummy,), str(tmp), input_names=["x"], output_names=["logits"],
-                      dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    import warnings
+
+    with warnings.catch_warnings():  # the legacy exporter's deprecation and constant-folding notes: known, harmless
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message=r"(?s).*legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", message=r"(?s).*Constant folding")
+        torch.onnx.export(model, (dummy,), str(tmp), input_names=["x"], output_names=["logits"],
+                          dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
     tmp.replace(path)
 
 

@@ -4,7 +4,7 @@ For every stack, every RoI with gt and every start slice k of n:
 ``pe``  = step-1 prediction from the frame at k;
 ``pe2`` = step-2 prediction from the frame at the slice ``pe`` chose.
 Scored against gt: fraction with error = 0, <= 1, <= 2, <= 4, MAE and RMSE (slices).
-This is the model's own check (the lead's ``hil-af eval`` runs the full
+This is the model's own check (``hil-af eval`` runs the full
 controller); usage: ``python -m hil_af.model.validate --stacks DIR [--model DIR] [--json PATH]``.
 """
 
