@@ -406,12 +406,7 @@ def test_every_relative_link_resolves_inside_the_repository(doc):
 OUTSIDE = re.compile(r"\.\./shared|(?<![\w/])shared/(CLI|focal-stack-format|DESIGN)|DESIGN\.md")
 
 
-# Docs whose owner is rewriting them; strict, so the entry must go once the doc is fixed.
-OUTSIDE_PENDING = {"model.md": "docs/model.md:23 cites shared/focal-stack-format.md; its owner fixes it (issue 16)"}
-
-
-@pytest.mark.parametrize("doc", [pytest.param(d, marks=pytest.mark.xfail(reason=OUTSIDE_PENDING[d.name], strict=True))
-                                 if d.name in OUTSIDE_PENDING else d for d in DOCS], ids=lambda p: p.name)
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_docs_do_not_point_outside_the_clone(doc):
     hits = [f"{doc.name}:{i}: {line.strip()}" for i, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1)
             if OUTSIDE.search(line)]
