@@ -29,15 +29,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import sys
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from .drivers.base import Rig
 from .errors import BadInput, DeviceError
 from .frames import DualPixelFrame, grid_rois, validate_rois
+from .progress import bar as progress_bar
 from .stacks import FocalStack
 
 DEFAULT_GRID = (3, 4)
@@ -166,13 +165,6 @@ def _slice_positions(rig: Rig, n_slices: int | None) -> np.ndarray:
     return pos
 
 
-def _show_progress(progress: bool) -> bool:
-    try:
-        return bool(progress) and sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 def _uint16_offset(left: np.ndarray, right: np.ndarray, hint: Any) -> int | None:
     """Black level B that stores black-subtracted views losslessly as uint16 (views + B in
     0..65535, all integer-valued): the source's own black level ``hint`` when it fits, else the
@@ -210,7 +202,7 @@ def sweep(
     rig: Rig,
     n_slices: int | None = None,
     rois: RoiSpec = None,
-    progress: bool = True,
+    progress: bool | None = None,
     *,
     scene: str | None = None,
     source: str = "hil-af sweep",
@@ -228,7 +220,7 @@ def sweep(
     actual = np.full(n, np.nan)
     first: DualPixelFrame | None = None
     white = []
-    bar = tqdm(positions, desc=f"sweep {rig.name}", unit="slice", disable=not _show_progress(progress), file=sys.stderr, leave=False)
+    bar = progress_bar(positions, progress, desc=f"sweep {rig.name}", unit="slice", leave=False)
     try:
         for k, p in enumerate(bar):
             rig.lens.move_to(float(p))

@@ -1,4 +1,4 @@
-"""``hil-af``: the command line of shared/CLI.md.
+"""``hil-af``: the command line (docs/cli.md).
 
 Each command lives in ``hil_af.commands.<module>`` with two functions:
 ``add_arguments(parser)`` and ``run(args) -> int``; they are imported only
@@ -23,7 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "drivers": ("drivers", "list the driver URL schemes"),
     "focus": ("focus", "run one autofocus cycle on a rig"),
     "capture-stack": ("capture_stack", "sweep the lens and write one focal stack"),
-    "disparity": ("disparity", "classical PDAF disparity per grid cell of a frame file"),
+    "capture-frame": ("capture_frame", "capture one dual-pixel frame into a frame file"),
+    "disparity": ("disparity", "classical PDAF disparity per grid cell of a frame file (or one slice of a stack)"),
     "calibrate": ("calibrate", "capture sweeps, fit and report disparity calibrations, flat fields"),
     "train": ("train", "train the step-1/step-2 position-encoded AF models (needs [train])"),
     "eval": ("evaluate", "the paper's evaluation protocol over focal stacks"),
@@ -34,8 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # usage errors: one line, exit 2
-        self.exit(2, f"hil-af: error: {message}\n")
+    def error(self, message: str):  # usage errors: one line naming the (sub)command, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +88,9 @@ def _json_default(o: Any):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help(sys.stderr)  # no command: the usage and the command list, as a usage error
+        return 2
     args = parser.parse_args(argv)
     if getattr(args, "_missing", False):
         print(f"hil-af: error: command {args.command!r} is not available in this build", file=sys.stderr)
@@ -107,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hil-af {args.command}: error: file not found: {e.filename}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"hil-af {args.command}: interrupted", file=sys.stderr)
+        hint = getattr(args, "_interrupt_hint", None)
+        print(f"hil-af {args.command}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 130
 
 

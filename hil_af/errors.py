@@ -1,6 +1,6 @@
 """Exception types shared by the whole package.
 
-The CLI maps them to exit codes (shared/CLI.md): ``BadInput`` and its
+The CLI maps them to exit codes (docs/cli.md): ``BadInput`` and its
 subclasses exit 2, ``DeviceError`` and ``FocusFailed`` exit 1.
 """
 

@@ -137,7 +137,7 @@ def metrics(errors: Sequence[int] | np.ndarray, captures: Sequence[int] | np.nda
 def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibration: str | None = None,
              global_calibration: str | None = None, zncc_calibration: str | None = None, model_dir: str | None = None,
              flatfield: str | None = None, threads: int = 1, start_stride: int = 1,
-             progress: bool = False, centre_radius: float = 0.35, memoise: bool = True) -> dict:
+             progress: bool | None = False, centre_radius: float = 0.35, memoise: bool = True) -> dict:
     """Run the protocol for every method on the same stacks; returns the ``eval --json`` object.
 
     start_stride: use every k-th start slice (1 = all, the paper's protocol).
@@ -172,10 +172,10 @@ def evaluate(stacks: Iterable[str | Path], methods: Sequence[str], *, calibratio
     n_stacks = n_rois = 0
     files = list(stacks)
     bar = None
-    if progress:
-        from tqdm import tqdm
+    if progress is not False:
+        from .progress import bar as progress_bar
 
-        bar = tqdm(total=len(files) * len(methods), desc="eval", unit="stack-method")
+        bar = progress_bar(None, progress, total=len(files) * len(methods), desc="eval", unit="stack-method")
     for path in files:
         rig = open_rig(f"replay://{Path(path).resolve()}", clock=SimClock())
         with rig:
@@ -250,7 +250,10 @@ def format_table(result: dict) -> str:
     """A text table like the paper's (fractions as percentages); ms/step is the per-step cost on a rig,
     eval throughput (work shared across samples) follows the table."""
     head = f"{'method':<12} {'=0':>6} {'<=1':>6} {'<=2':>6} {'<=4':>6} {'MAE':>6} {'RMSE':>6} {'capt':>5} {'moves':>5} {'ms/step':>8} {'failed':>6}"
-    lines = [f"{result['stacks']} stacks, {result['rois']} RoIs, {result['samples']} samples per method", head]
+    from .text import plural
+
+    lines = [f"{plural(result['stacks'], 'stack')}, {plural(result['rois'], 'RoI')}, "
+             f"{plural(result['samples'], 'sample')} per method", head]
     for m, b in result["methods"].items():
         lines.append(
             f"{m:<12} {100 * b['exact']:6.1f} {100 * b['le1']:6.1f} {100 * b['le2']:6.1f} {100 * b['le4']:6.1f} "

@@ -77,7 +77,9 @@ def _read_png(path: Path) -> np.ndarray:
     try:
         from PIL import Image
     except ImportError:
-        raise BadInput("reading Learning-to-Autofocus PNGs needs Pillow: pip install 'hil-af[l2af]'") from None
+        from .text import install_hint
+
+        raise BadInput(f"reading Learning-to-Autofocus PNGs needs Pillow, the [l2af] extra: {install_hint('l2af')}") from None
     if not path.exists():
         raise FormatError(f"{path}: missing (expected by the Learning-to-Autofocus layout)")
     try:

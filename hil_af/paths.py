@@ -33,4 +33,8 @@ def rig_profile_path(name_or_path: str) -> Path:
     if cand.exists():
         return cand
     known = sorted(q.stem for q in rigs_dir().glob("*.toml")) if rigs_dir().exists() else []
-    raise BadInput(f"rig profile {name_or_path!r} not found (looked in {rigs_dir()}; known: {', '.join(known) or 'none'})")
+    hint = ""
+    if ":" in name_or_path and "://" not in name_or_path:  # e.g. sim:/?seed=1 or sim:?seed=1
+        scheme = name_or_path.split(":", 1)[0]
+        hint = f"; a driver URL needs scheme://..., e.g. {scheme}://?seed=1 or replay://stack.npz (hil-af drivers lists the schemes)"
+    raise BadInput(f"rig profile {name_or_path!r} not found (looked in {rigs_dir()}; known: {', '.join(known) or 'none'}){hint}")

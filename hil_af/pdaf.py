@@ -3,7 +3,7 @@
 Pure functions on arrays, vectorised over RoIs: ``left`` and ``right`` are
 float [P, h, w] patches (black level subtracted, DN) of the same RoIs.
 
-Sign convention (shared/CLI.md): the disparity is positive when the right
+Sign convention (docs/cli.md): the disparity is positive when the right
 view is shifted to the right of the left view, i.e. ``right(x) ~ left(x - d)``.
 Units: pixels of the views, along x (the dual-pixel split is horizontal).
 

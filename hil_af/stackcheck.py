@@ -1,4 +1,4 @@
-"""The rule checks of shared/focal-stack-format.md (version 1), shared by the
+"""The rule checks of the focal-stack format (docs/formats.md, version 1), shared by the
 readers and writers of ``hil_af.stacks``.
 
 Each check raises ``FormatError("<where>: <rule>")`` where ``where`` names the

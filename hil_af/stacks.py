@@ -1,4 +1,4 @@
-"""Focal-stack and frame files (shared/focal-stack-format.md, version 1).
+"""Focal-stack and frame files (docs/formats.md, version 1).
 
 A focal stack is one ``.npz`` holding one lens sweep of one static scene:
 ``left``/``right`` [n, H, W] raw views (uint16 or float32, black level NOT

@@ -3,7 +3,7 @@
 Each RoI holds its own random texture, blurred by a Gaussian whose sigma grows
 with |k - gt| (slices); the two views are shifted against each other by
 ``shift_px_per_slice * (k - gt)`` pixels, so both contrast and disparity
-carry the truth.  Written exactly per shared/focal-stack-format.md.
+carry the truth.  Written exactly per docs/formats.md.
 """
 
 from __future__ import annotations

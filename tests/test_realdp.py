@@ -1,4 +1,4 @@
-"""Real Pixel 4 dual-pixel captures (../shared/realdp, Xin et al. ICCV 2021).
+"""Real Pixel 4 dual-pixel captures (Xin et al. ICCV 2021; where they are found: tests/_data.py).
 
 Protocol (as the folder's README, plus one rule): the 1008 x 1344 views are
 cut into 9 x 12 cells of 112 x 112 px; a cell counts when its ground-truth
@@ -12,7 +12,7 @@ Measured (hil_af.pdaf xcorr, max_shift 16):
   with the realdp flat field:      0.848, 0.853, 0.663, 0.799 (mean 0.791)
   README's plain ZNCC baseline:   |-0.68|, |-0.70|, |-0.54|, |-0.72|
 The correlation is positive here because hil-af's sign convention
-(shared/CLI.md: positive when the right view is shifted to the right) gives
+(docs/cli.md: positive when the right view is shifted to the right) gives
 positive disparities on these scenes (about +4..+8 px); the README's baseline
 used the opposite sign.
 Flat field (16 x 24 knots from flatfield.npz): the left/right ratio of the
@@ -22,15 +22,14 @@ std 0.0012 (0.998..1.008).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-REALDP = Path(__file__).resolve().parents[2] / "shared" / "realdp"
+from _data import REALDP
+
 SCENES = ("001", "002", "003", "004")
 pytestmark = pytest.mark.skipif(not (REALDP / "001.npz").exists(),
-                                reason=f"real dual-pixel captures not found at {REALDP} (the shared/realdp folder beside the repo)")
+                                reason=f"real dual-pixel captures not found at {REALDP} (set HIL_AF_REALDP to their folder)")
 
 MIN_SPEARMAN = (0.79, 0.82, 0.58, 0.76)  # a little below what we measure (docstring); all beat the README baseline
 CELL = 112

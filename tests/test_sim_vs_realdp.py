@@ -1,4 +1,4 @@
-"""The domain-randomised simulator covers what real dual-pixel captures look like (../shared/realdp:
+"""The domain-randomised simulator covers what real dual-pixel captures look like (tests/_data.py says where they are found:
 Pixel 4 scenes and a white-sheet flat field, Xin et al. ICCV 2021).
 
 Measured (docs/sim.md, "Real optics"; benchmarks/realdp_vs_sim.py draws the figure):
@@ -16,14 +16,13 @@ Measured (docs/sim.md, "Real optics"; benchmarks/realdp_vs_sim.py draws the figu
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-REALDP = Path(__file__).resolve().parents[2] / "shared" / "realdp"
+from _data import REALDP
+
 pytestmark = pytest.mark.skipif(not (REALDP / "001.npz").exists(),
-                                reason=f"real dual-pixel captures not found at {REALDP} (the shared/realdp folder beside the repo)")
+                                reason=f"real dual-pixel captures not found at {REALDP} (set HIL_AF_REALDP to their folder)")
 
 
 def _family_range(key: str) -> tuple[float, float]:

@@ -15,7 +15,8 @@ from hil_af.errors import BadInput, FormatError
 from hil_af.frames import DualPixelFrame
 from hil_af.stacks import FocalStack, load_frame, load_stack, save_frame, save_stack
 
-REALDP = Path(__file__).parents[2] / "shared" / "realdp"
+from _data import REALDP
+
 DROP = object()  # marks a key to leave out
 
 
@@ -257,7 +258,7 @@ def test_frame_rules(tmp_path, over, rule):
 def test_real_pixel4_frame_loads():
     path = REALDP / "001.npz"
     if not path.exists():
-        pytest.skip(f"real dual-pixel captures not found at {REALDP} (shared/realdp is outside the repo)")
+        pytest.skip(f"real dual-pixel captures not found at {REALDP} (set HIL_AF_REALDP to their folder)")
     f = load_frame(path)
     assert f.shape == (1008, 1344) and f.sensor_hw == (1512, 2016) and f.origin == (252, 336)
     assert f.white_level == 16383 - 1024

@@ -1,7 +1,7 @@
 """Calibration captures: one lens sweep per scene/target, resumable.
 
 ``capture_sweeps(rig, out_dir, n_scenes)`` writes ``out_dir/sweep_0000.npz``,
-``sweep_0001.npz``, ... (focal stacks, shared/focal-stack-format.md), each
+``sweep_0001.npz``, ... (focal stacks, docs/formats.md), each
 atomically (``hil_af.stacks.save_stack``: temp file + rename), and after each
 one rewrites ``out_dir/manifest.json`` (atomically) with what is done.  A run
 killed at any moment therefore leaves finished sweeps, a manifest that lists
@@ -28,20 +28,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from tqdm import tqdm
-
 from ..atomic import atomic_write_text, remove_stale_temps
 from ..errors import BadInput, FormatError
+from ..progress import bar as progress_bar
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "hil-af-calibration-sweeps"
-
-
-def _isatty() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def sweep_name(i: int) -> str:
@@ -112,7 +104,7 @@ def _write_manifest(out_dir: Path, m: dict[str, Any]) -> None:
 
 
 def capture_sweeps(rig, out_dir: str | os.PathLike, n_scenes: int, *, n_slices: int | None = None,
-                   rois=None, resume: bool = False, prompt: bool = True, progress: bool = True,
+                   rois=None, resume: bool = False, prompt: bool = True, progress: bool | None = None,
                    input_fn: Callable[[], str] | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Capture ``n_scenes`` sweeps of ``rig`` into ``out_dir`` (see the module docstring); returns the manifest."""
     from ..capture import sweep
@@ -164,8 +156,7 @@ def capture_sweeps(rig, out_dir: str | os.PathLike, n_scenes: int, *, n_slices: 
     if len(todo) < n_scenes:
         say(f"{n_scenes - len(todo)} of {n_scenes} sweeps already done in {out}")
     ask = input_fn or (lambda: input())
-    bar = tqdm(total=n_scenes, initial=n_scenes - len(todo), desc="calibration sweeps", unit="sweep",
-               disable=not (progress and _isatty()), file=sys.stderr)
+    bar = progress_bar(None, progress, total=n_scenes, initial=n_scenes - len(todo), desc="calibration sweeps", unit="sweep")
     try:
         for i in todo:
             if rig.change_scene is not None:

@@ -95,17 +95,16 @@ def in_focus_positions(stack) -> np.ndarray:
 
 def measure_stacks(paths: Sequence[str | os.PathLike], *, method: str = DEFAULT_METHOD,
                    max_shift: float = DEFAULT_MAX_SHIFT, refine: str = "upsample", flatfield=None,
-                   progress: bool = False) -> Samples:
+                   progress: bool | None = False) -> Samples:
     """Disparity and defocus of every RoI in every slice of the focal stacks at ``paths``."""
-    from tqdm import tqdm
-
+    from ..progress import bar
     from ..stacks import load_stack
 
     if not paths:
         raise BadInput("no focal stacks to fit")
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("stack", "roi", "cx", "cy", "lp", "defocus", "d", "c")}
     spacings, units, hw = [], set(), set()
-    for s, path in enumerate(tqdm(list(paths), desc="measure", unit="stack", disable=not progress, leave=False)):
+    for s, path in enumerate(bar(list(paths), progress, desc="measure", unit="stack", leave=False)):
         st = load_stack(path)
         hw.add(st.sensor_hw)
         units.add(str(st.meta.get("lens_units", "native")))

@@ -23,6 +23,9 @@ import numpy as np
 
 from ..errors import BadInput
 
+# residual plots show +-this many px; points beyond are drawn on the edge and counted
+RESIDUAL_CLIP_PX = 3.0
+
 
 def _mpl():
     try:
@@ -31,7 +34,9 @@ def _mpl():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise BadInput("hil-af calibrate report needs matplotlib: pip install 'hil-af[report]'") from None
+        from ..text import install_hint
+
+        raise BadInput(f"hil-af calibrate report needs matplotlib, the [report] extra: {install_hint('report')}") from None
     return plt
 
 
@@ -77,9 +82,10 @@ def write_report(cal: dict[str, Any], out_dir: str | os.PathLike, *, cal_path: s
         ax.set_xlabel(f"defocus ({units})", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("disparity (px)", fontsize=8)
-    axes[0, 0].legend(fontsize=6, loc="best")
+    axes[0, 0].legend(fontsize=6, loc="upper right")
     fig.suptitle(f"disparity vs defocus per cell ({cal['kind']}; shaded band: fitted range |d| <= {limit:g} px)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    _confidence_colorbar(fig, cax=fig.add_axes((0.92, 0.15, 0.015, 0.7)))
     files.append(out / "fits.png")
     fig.savefig(files[-1], dpi=90)
     plt.close(fig)
@@ -108,18 +114,32 @@ def write_report(cal: dict[str, Any], out_dir: str | os.PathLike, *, cal_path: s
 
     # -- residuals ---------------------------------------------------------------
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    clip = RESIDUAL_CLIP_PX
+    n_clipped = n_res = 0
     if x.size:
         ok = (cid >= 0) & (cid < len(cells))
         res = d[ok] - (g_all[cid[ok]] * x[ok] + o_all[cid[ok]])
         inr = np.abs(d[ok]) <= limit
-        axes[0].scatter(x[ok][inr], res[inr], s=4, c=conf[ok][inr], cmap="viridis", vmin=0, vmax=1, linewidths=0)
-        axes[0].scatter(x[ok][~inr], res[~inr], s=4, c="0.7", linewidths=0, label="outside the fitted range")
-        axes[0].set_ylim(-3, 3)
-        axes[0].legend(fontsize=7)
-        axes[1].hist(np.clip(res[inr], -3, 3), bins=60, color="tab:blue")
+        far = np.abs(res) > clip
+        n_clipped, n_res = int(far.sum()), int(res.size)
+        shown = np.clip(res, -clip, clip)  # points beyond the axis are drawn on its edge, as triangles
+        for sel, marker in ((~far, "o"), (far, "^")):
+            axes[0].scatter(x[ok][inr & sel], shown[inr & sel], s=4 if marker == "o" else 14, marker=marker,
+                            c=conf[ok][inr & sel], cmap="viridis", vmin=0, vmax=1, linewidths=0)
+            axes[0].scatter(x[ok][~inr & sel], shown[~inr & sel], s=4 if marker == "o" else 14, marker=marker, c="0.7",
+                            linewidths=0, label="outside the fitted range" if marker == "o" else None)
+        if n_clipped:
+            axes[0].scatter([], [], s=14, marker="^", c="k", label=f"{n_clipped} beyond +-{clip:g} px, drawn at the edge")
+        axes[0].set_ylim(-1.05 * clip, 1.05 * clip)
+        axes[0].legend(fontsize=7, loc="upper left")  # "best" searches every point: slow, and warns
+        n_hist = int((far & inr).sum())
+        axes[1].hist(shown[inr], bins=60, color="tab:blue")
+        if n_hist:
+            axes[1].set_title(f"the two outer bins also hold the {n_hist} residuals beyond +-{clip:g} px", fontsize=8)
+    _confidence_colorbar(fig, ax=axes[0])
     axes[0].axhline(0, color="k", lw=0.6)
     axes[0].set_xlabel(f"defocus ({units})")
-    axes[0].set_ylabel("disparity residual (px)")
+    axes[0].set_ylabel(f"disparity residual (px, clipped to +-{clip:g})")
     axes[1].set_xlabel("residual (px), points in the fitted range")
     axes[1].set_ylabel("count")
     fig.suptitle("residuals against each cell's fit", fontsize=10)
@@ -129,11 +149,23 @@ def write_report(cal: dict[str, Any], out_dir: str | os.PathLike, *, cal_path: s
     plt.close(fig)
 
     files.append(out / "index.html")
-    files[-1].write_text(_html(cal, cal_path, [f.name for f in files[:-1]]), encoding="utf-8")
+    note = (f"{n_clipped} of {n_res} residuals lie beyond +-{clip:g} px: residuals.png draws them on the edge "
+            "of its axis (triangles) and in the outer bins of its histogram." if n_clipped else
+            f"All {n_res} residuals lie within +-{clip:g} px.")
+    files[-1].write_text(_html(cal, cal_path, [f.name for f in files[:-1]], note), encoding="utf-8")
     return files
 
 
-def _html(cal: dict[str, Any], cal_path: str | None, images: list[str]) -> str:
+def _confidence_colorbar(fig, *, cax=None, ax=None) -> None:
+    """The colour scale of the scatter points, estimator confidence 0..1 (viridis), in ``cax`` or beside ``ax``."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    sm = ScalarMappable(norm=Normalize(0, 1), cmap="viridis")
+    fig.colorbar(sm, cax=cax, ax=ax, fraction=0.046, label="estimator confidence")
+
+
+def _html(cal: dict[str, Any], cal_path: str | None, images: list[str], residual_note: str = "") -> str:
     e = html.escape
     units = cal["lens_units"]
     gf = cal["global_fit"]
@@ -158,7 +190,8 @@ Estimator: {e(est['method'])}, max shift {est['max_shift_px']:g} px, min confide
 fitted range |disparity| &lt;= {cal.get('disparity_limit_px', est['max_shift_px']):g} px.<br>
 Flat field: {ff_text}<br>
 Global fit: DCC {gf['dcc_units_per_px']:.4g} {e(units)}/px, offset {gf['offset_px']:+.3f} px,
-residual RMS {gf['residual_rms_px']:.3f} px, n {gf['n_points']}, R<sup>2</sup> {gf['r2']:.3f}.</p>
+residual RMS {gf['residual_rms_px']:.3f} px, n {gf['n_points']}, R<sup>2</sup> {gf['r2']:.3f}.<br>
+Points are coloured by the estimator's confidence (colour bar: 0..1). {e(residual_note)}</p>
 <h2>Cells</h2>
 <table><tr><th>row</th><th>col</th><th>DCC ({e(units)}/px)</th><th>gain (px/slice)</th><th>offset (px)</th>
 <th>residual RMS (px)</th><th>n</th><th>R<sup>2</sup></th><th>borrowed from</th></tr>

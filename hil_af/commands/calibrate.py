@@ -1,4 +1,4 @@
-"""``hil-af calibrate capture|fit|report|flatfield|lensmap``: PDAF and lens-map calibration (shared/CLI.md).
+"""``hil-af calibrate capture|fit|report|flatfield|lensmap``: PDAF and lens-map calibration (docs/cli.md, docs/pdaf-calibration.md, docs/contrast-af.md).
 
 - ``capture RIG --out DIR [--scenes N] [--slices N] [--rois grid:RxC] [--resume] [--no-prompt]``:
   one lens sweep per scene into DIR/sweep_NNNN.npz (atomic), DIR/manifest.json; safe to kill and resume.
@@ -20,6 +20,8 @@ from pathlib import Path
 
 from ..cli import add_json_option, emit_json
 from ..errors import BadInput
+from ..progress import add_progress_option
+from ..text import plural
 
 
 def _grid(text: str) -> tuple[int, int]:
@@ -32,7 +34,11 @@ def add_arguments(p) -> None:
     sub = p.add_subparsers(dest="calibrate_command", metavar="SUBCOMMAND")
     sub.required = True
 
-    c = sub.add_parser("capture", help="lens sweeps over several scenes/targets into a folder (resumable)")
+    h = "lens sweeps over several scenes/targets into a folder (resumable)"
+    c = sub.add_parser("capture", help=h, description=(
+        f"{h[0].upper()}{h[1:]}: one focal stack per scene, DIR/sweep_NNNN.npz, and DIR/manifest.json. "
+        "On the simulator each scene is a new seeded scene; on a real rig it asks for the next target "
+        "(Enter) unless --no-prompt. Safe to interrupt: rerun with --resume to finish."))
     c.add_argument("rig", metavar="RIG", help="rig URL (sim://...) or rig profile TOML")
     c.add_argument("--out", required=True, metavar="DIR", help="folder for sweep_NNNN.npz + manifest.json")
     c.add_argument("--scenes", type=int, default=8, metavar="N", help="number of scenes/targets (default 8)")
@@ -43,14 +49,18 @@ def add_arguments(p) -> None:
     c.add_argument("--no-prompt", action="store_true", help="real rigs: do not wait for Enter between targets")
     c.add_argument("--clock", choices=("system", "sim"), default="system",
                    help="rig clock: system (real time) or sim (virtual time, simulated rigs)")
-    c.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_option(c)
     add_json_option(c)
-    c.set_defaults(_sub=_capture)
+    c.set_defaults(_sub=_capture, _interrupt_hint="the finished sweeps are kept: run the same command with --resume to finish")
 
-    f = sub.add_parser("fit", help="fit per-block disparity vs defocus (DCC + offset) into CAL.json")
+    h = "fit per-block disparity vs defocus (DCC + offset) into CAL.json"
+    f = sub.add_parser("fit", help=h, description=(
+        f"{h[0].upper()}{h[1:]}: measures the PDAF disparity of every RoI in every slice of the stacks and fits, "
+        "per cell of a grid over the sensor (or once with --global), disparity = gain x defocus + offset. "
+        "The file records its kind (per-position or global); eval, focus and serve take it with --calibration."))
     f.add_argument("--stacks", required=True, metavar="DIR", help="folder of focal stacks (e.g. from calibrate capture)")
-    f.add_argument("--out", required=True, metavar="CAL.json")
-    f.add_argument("--grid", default="3x4", help="cells over the full sensor as RxC (default 3x4)")
+    f.add_argument("--out", required=True, metavar="CAL.json", help="calibration file to write")
+    f.add_argument("--grid", default="3x4", metavar="RxC", help="cells over the full sensor as RxC (default 3x4)")
     f.add_argument("--global", dest="global_fit", action="store_true", help="one relation for the whole sensor")
     f.add_argument("--flatfield", metavar="FLAT.npz", help="flat field applied before measuring (recorded in CAL.json)")
     f.add_argument("--method", default=None, help="PDAF estimator: xcorr (default), zncc, ssd")
@@ -60,27 +70,34 @@ def add_arguments(p) -> None:
     f.add_argument("--min-confidence", type=float, default=None, help="drop measurements below this confidence (default 0.2)")
     f.add_argument("--disparity-limit", type=float, default=None, metavar="PX",
                    help="fit only |disparity| <= PX (default 0.17 x max shift = 2 px: the near-focus range)")
-    f.add_argument("--no-progress", action="store_true")
+    add_progress_option(f)
     add_json_option(f)
     f.set_defaults(_sub=_fit)
 
-    r = sub.add_parser("report", help="PNG plots and index.html of a CAL.json (needs matplotlib)")
-    r.add_argument("calibration", metavar="CAL.json")
-    r.add_argument("--out", required=True, metavar="DIR")
+    h = "PNG plots and index.html of a CAL.json (needs matplotlib)"
+    r = sub.add_parser("report", help=h, description=(
+        f"{h[0].upper()}{h[1:]}: disparity vs defocus per cell with the fitted lines, the fitted gain and offset "
+        "maps over the sensor, and the residuals."))
+    r.add_argument("calibration", metavar="CAL.json", help="calibration file (from calibrate fit)")
+    r.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs and index.html")
     r.add_argument("--stacks", default=None, metavar="DIR", help="recompute every point from these stacks (default: CAL.json's subsample)")
     add_json_option(r)
     r.set_defaults(_sub=_report)
 
-    w = sub.add_parser("flatfield", help="per-view gain maps (SPC) from a white target")
+    h = "per-view gain maps (SPC) from a white target"
+    w = sub.add_parser("flatfield", help=h, description=(
+        f"{h[0].upper()}{h[1:]}: captured from RIG (the simulator shows its white scene; a real rig asks for a "
+        "uniformly lit white target) or read from a frame file, smoothed on a knot grid, written as FLAT.npz."))
     w.add_argument("rig", nargs="?", metavar="RIG", help="rig to capture the white target with (sim: its white scene)")
     w.add_argument("--frame", metavar="WHITE.npz", help="use this frame file of a white target instead of a rig")
-    w.add_argument("--out", required=True, metavar="FLAT.npz")
-    w.add_argument("--grid", default=None, help="knot grid RxC (default 16x24)")
-    w.add_argument("--lens", default=None, metavar="URL")
+    w.add_argument("--out", required=True, metavar="FLAT.npz", help="flat-field file to write")
+    w.add_argument("--grid", default=None, metavar="RxC", help="knot grid RxC (default 16x24)")
+    w.add_argument("--lens", default=None, metavar="URL", help="lens URL (when RIG is a frame source only)")
     w.add_argument("--frames", type=int, default=4, help="frames averaged from the rig (default 4)")
     w.add_argument("--seed", type=int, default=0, help="sim: seed of the white scene")
     w.add_argument("--no-prompt", action="store_true", help="real rigs: do not wait for Enter before capturing")
-    w.add_argument("--clock", choices=("system", "sim"), default="system")
+    w.add_argument("--clock", choices=("system", "sim"), default="system",
+                   help="rig clock: system (real time) or sim (virtual time, simulated rigs)")
     add_json_option(w)
     w.set_defaults(_sub=_flatfield)
 
@@ -108,12 +125,12 @@ def _capture(args) -> int:
     clock = SimClock() if args.clock == "sim" else None
     with open_rig(args.rig, lens=args.lens, clock=clock) as rig:
         man = capture_sweeps(rig, args.out, args.scenes, n_slices=args.slices, rois=lambda hw: grid_rois(hw, rows, cols),
-                             resume=args.resume, prompt=not args.no_prompt, progress=not args.no_progress)
+                             resume=args.resume, prompt=not args.no_prompt, progress=args.progress)
     summary = {"out": str(args.out), "scenes": args.scenes, "done": sorted(man["done"])}
     if args.json:
         emit_json(summary, args.json)
     else:
-        print(f"{len(man['done'])} sweeps in {args.out}")
+        print(f"{plural(len(man['done']), 'sweep')} in {args.out}")
     return 0
 
 
@@ -141,7 +158,7 @@ def _fit(args) -> int:
         rel = os.path.relpath(Path(args.flatfield).resolve(), Path(args.out).resolve().parent)
         ff_rec = {"path": rel, "sha256": file_sha256(args.flatfield)}
     samples = F.measure_stacks(files, method=method, max_shift=max_shift, refine=args.refine, flatfield=ff,
-                               progress=not args.no_progress)
+                               progress=args.progress)
     kw = {}
     if args.min_confidence is not None:
         kw["min_confidence"] = args.min_confidence
@@ -157,8 +174,8 @@ def _fit(args) -> int:
                    "cells": [{k: c[k] for k in ("row", "col", "dcc_units_per_px", "offset_px", "residual_rms_px", "n_points", "r2", "borrowed")}
                              for c in cal["cells"]]}, args.json)
     else:
-        print(f"wrote {path}: {cal['kind']} {cal['grid'][0]}x{cal['grid'][1]} from {len(files)} stacks "
-              f"({cal['stacks']['used']}/{cal['stacks']['measurements']} measurements used, {n_borrowed} borrowed cells); "
+        print(f"wrote {path}: {cal['kind']} {cal['grid'][0]}x{cal['grid'][1]} from {plural(len(files), 'stack')} "
+              f"({cal['stacks']['used']}/{cal['stacks']['measurements']} measurements used, {plural(n_borrowed, 'borrowed cell')}); "
               f"global DCC {gf['dcc_units_per_px']:.4g} {cal['lens_units']}/px, offset {gf['offset_px']:+.3f} px, "
               f"residual RMS {gf['residual_rms_px']:.3f} px")
     return 0
@@ -192,7 +209,7 @@ def _report(args) -> int:
     if args.json:
         emit_json({"out": str(args.out), "files": [str(f) for f in files]}, args.json)
     else:
-        print(f"wrote {len(files)} files into {args.out}: open {files[-1]}")
+        print(f"wrote {plural(len(files), 'file')} into {args.out}: open {files[-1]}")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Sweeps the lens of RIG through N focus slices, labels each RoI's in-focus
 slice (the rig's truth where it knows it, else the contrast peak) and writes
-one focal stack (shared/focal-stack-format.md) atomically.  Prints a one-line
+one focal stack (docs/formats.md) atomically.  Prints a one-line
 summary, or with ``--json`` an object: ``path``, ``slices``, ``view_hw``,
 ``sensor_hw``, ``origin``, ``dtype``, ``lens_positions`` ([first, last],
 native units), ``lens_units``, ``rois``, ``gt_index``, ``gt_known``,
@@ -16,6 +16,7 @@ import time
 
 from ..cli import add_json_option, emit_json
 from ..errors import BadInput
+from ..progress import add_progress_option
 
 _GRID = re.compile(r"^grid:(\d+)x(\d+)$")
 
@@ -40,7 +41,7 @@ def add_arguments(p) -> None:
     p.add_argument("--scene", default=None, metavar="LABEL", help="free scene label stored in meta")
     p.add_argument("--clock", choices=("system", "sim"), default="system",
                    help="rig clock: system (real time), or sim (virtual time: simulated rigs, tests)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(p)
     p.add_argument("--uncompressed", action="store_true", help="numpy.savez instead of savez_compressed")
     add_json_option(p)
 
@@ -58,7 +59,7 @@ def run(args) -> int:
     t0 = time.monotonic()
     clock = SimClock() if args.clock == "sim" else None
     with open_rig(args.rig, lens=args.lens, clock=clock) as rig:
-        stack = sweep(rig, args.slices, rois=lambda hw: grid_rois(hw, rows, cols), progress=not args.no_progress,
+        stack = sweep(rig, args.slices, rois=lambda hw: grid_rois(hw, rows, cols), progress=args.progress,
                       scene=args.scene, source="hil-af capture-stack")
     path = save_stack(args.out, stack, compressed=not args.uncompressed)
     elapsed = time.monotonic() - t0

@@ -1,9 +1,10 @@
-"""``hil-af disparity FRAME.npz [--grid RxC] [--method M] [--flatfield FLAT.npz] [--json]``.
+"""``hil-af disparity FRAME.npz [--slice K] [--grid RxC] [--method M] [--flatfield FLAT.npz] [--json]``.
 
-Classical PDAF on one frame file (shared/focal-stack-format.md): the view is
+Classical PDAF on one frame file (docs/formats.md; ``hil-af capture-frame``
+makes one), or on slice K of a focal stack with ``--slice K``: the view is
 cut into a R x C grid of equal cells, and each cell's disparity (pixels;
 positive when the right view is shifted to the right of the left view) and
-confidence (0..1) are estimated by ``hil_af.pdaf``.  JSON (shared/CLI.md):
+confidence (0..1) are estimated by ``hil_af.pdaf``.  JSON (docs/cli.md):
 ``{"cells": [{"row", "col", "x", "y", "w", "h", "disparity_px", "confidence"}, ...]}``
 with x, y, w, h in view pixels.
 """
@@ -40,9 +41,39 @@ def cell_rois(view_hw: tuple[int, int], rows: int, cols: int) -> np.ndarray:
     return np.array([(ox + c * cw, oy + r * ch, cw, ch) for r in range(rows) for c in range(cols)], dtype=np.int32)
 
 
+def _load(path: str, k: int | None):
+    """The frame to measure: the frame file at ``path``, or slice ``k`` of the focal stack there."""
+    from ..stacks import load_frame, load_stack
+
+    if k is not None:
+        try:
+            stack = load_stack(path)
+        except BadInput:
+            try:
+                load_frame(path)
+            except BadInput:
+                raise  # neither: the stack reader's error says what is wrong
+            raise BadInput(f"{path} is a frame file, not a focal stack: drop --slice") from None
+        if not -stack.n <= k < stack.n:
+            raise BadInput(f"--slice {k}: {path} has {stack.n} slices (0..{stack.n - 1})")
+        return stack.frame(k)
+    try:
+        return load_frame(path)
+    except BadInput as e:
+        try:
+            n = load_stack(path).n
+        except BadInput:
+            raise e from None
+        raise BadInput(f"{path} is a focal stack of {n} slices, not a frame file: add --slice K (0..{n - 1}) "
+                       "to measure one slice") from None
+
+
 def add_arguments(p) -> None:
-    p.add_argument("frame", metavar="FRAME.npz", help="a frame file (shared/focal-stack-format.md)")
-    p.add_argument("--grid", default="3x4", help="cells as RxC (default 3x4)")
+    p.add_argument("frame", metavar="FRAME.npz",
+                   help="a frame file (docs/formats.md; hil-af capture-frame writes one), or a focal stack with --slice")
+    p.add_argument("--slice", type=int, default=None, metavar="K",
+                   help="FRAME.npz is a focal stack: measure its slice K (0 = the first; negative counts from the end)")
+    p.add_argument("--grid", default="3x4", metavar="RxC", help="cells as RxC (default 3x4)")
     p.add_argument("--method", default="xcorr", choices=METHODS, help="estimator (default xcorr)")
     p.add_argument("--max-shift", type=float, default=None, metavar="PX",
                    help=f"largest |disparity| searched, px (default {DEFAULT_MAX_SHIFT:g}, at most a quarter of the cell width)")
@@ -51,10 +82,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..stacks import load_frame
-
     rows, cols = parse_grid(args.grid)
-    frame = load_frame(args.frame)
+    frame = _load(args.frame, args.slice)
     if args.flatfield:
         from ..calibration.flatfield import load_flatfield
 
@@ -72,9 +101,10 @@ def run(args) -> int:
                       "disparity_px": round(float(res.disparity_px[i]), 4), "confidence": round(float(res.confidence[i]), 4)})
     if args.json:
         emit_json({"cells": cells, "method": args.method, "max_shift_px": max_shift,
-                   "flatfield": args.flatfield, "frame": str(args.frame)}, args.json)
+                   "flatfield": args.flatfield, "frame": str(args.frame), "slice": args.slice}, args.json)
     else:
-        print(f"{args.frame}: {rows}x{cols} cells, method {args.method}, disparity px (confidence)")
+        which = f" slice {args.slice}" if args.slice is not None else ""
+        print(f"{args.frame}{which}: {rows}x{cols} cells, method {args.method}, disparity px (confidence)")
         for r in range(rows):
             print("  ".join(f"{c['disparity_px']:+7.2f} ({c['confidence']:.2f})" for c in cells[r * cols:(r + 1) * cols]))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..cli import add_json_option, emit_json
 from ..errors import BadInput
+from ..text import plural
 
 
 def add_arguments(p) -> None:
@@ -42,5 +43,5 @@ def run(args) -> int:
         emit_json({k: [str(p) for p in v] for k, v in res.items()}, args.json)
     else:
         kept = f" (kept {len(res['kept'])} already there)" if res["kept"] else ""
-        print(f"wrote {len(res['written'])} focal stacks to {args.out}{kept}")
+        print(f"wrote {plural(len(res['written']), 'focal stack')} to {args.out}{kept}")
     return 0

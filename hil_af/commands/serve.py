@@ -1,6 +1,6 @@
 """``hil-af serve RIG --socket PATH``: the AF daemon (systemd ``Type=notify``).
 
-JSON lines over a Unix socket (protocol: shared/CLI.md and
+JSON lines over a Unix socket (protocol: docs/cli.md, docs/daemon.md and
 ``hil_af.daemon.protocol``).  Exit codes: 0 after a clean stop (SIGTERM),
 2 on bad input (rig URL, socket path, mode, missing model/calibration),
 1 when a device fails while opening.  Logs go to stderr (the journal).
@@ -36,7 +36,8 @@ def add_arguments(p) -> None:
                    help="continuous-AF loop period when frames come faster (default: 0.05 s)")
     p.add_argument("--clock", choices=("system", "sim"), default="system",
                    help="rig clock: system (real time), or sim (virtual time: simulated rigs in tests and soaks)")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                   help="least severe log messages written to stderr (default: info)")
 
 
 def run(args) -> int:

@@ -33,7 +33,7 @@ class Limits:
 
 @dataclass
 class FocusResult:
-    """What one focus cycle did; ``to_json`` gives the keys of shared/CLI.md.
+    """What one focus cycle did; ``to_json`` gives the keys of docs/cli.md.
 
     captures: frames the method exposed to decide (retries included);
     verify_frames: the frame after the final move that checks the lens got there;

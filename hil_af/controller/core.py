@@ -97,7 +97,7 @@ class Estimators:
 class Controller:
     """Autofocus on one rig.
 
-    method: default AF method (shared/CLI.md). calibration / global_calibration:
+    method: default AF method (docs/cli.md). calibration / global_calibration:
     CAL.json paths for pdaf / pdaf-global (default: the rig profile's
     [calibration] per_position / global); zncc_calibration: for zncc2
     ([calibration] zncc). model_dir: ONNX models (default:

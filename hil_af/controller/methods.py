@@ -1,4 +1,4 @@
-"""The AF methods of shared/CLI.md, each a function of a ``FocusSession``.
+"""The AF methods of docs/cli.md, each a function of a ``FocusSession``.
 
 Every method returns a ``MethodOutcome`` (final target in native units and a
 confidence in [0, 1]) or raises ``FocusFailed`` with the reason.  Estimators

@@ -1,4 +1,4 @@
-"""The ``hil-af serve`` socket protocol (shared/CLI.md): one JSON object per line each way.
+"""The ``hil-af serve`` socket protocol (docs/daemon.md): one JSON object per line each way.
 
 Requests::
 
