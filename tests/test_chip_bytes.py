@@ -125,7 +125,22 @@ def test_dw9714_power_word_position_word_and_pd_bit(slew):
     assert w[-1] == bytes([0x80, 0x00])
 
 
-@pytest.mark.parametrize("name,top", [("dw9807", 1023), ("dw9817", 1023), ("ak7375", 4095), ("dw9714", 1023)])
+def test_ad5398_position_word_and_power_down_bit():
+    """Kills: AD5398 position word not ``code << 4`` (no slew bits), power-down word without
+    bit 15 set.  From the AD5398 datasheet: a 16-bit word, PD in bit 15 (1 = power down),
+    D[9:0] in bits 13..4, bits 3..0 unused (Linux drivers/media/i2c/ad5398_vcm.c writes
+    ``focus << 4``).  Linux drivers/regulator/ad5398.c names bit 15 CURRENT_EN (the opposite
+    sense); the datasheet decides."""
+    lens, bus = open_chip(CHIPS["ad5398"])
+    lens.move_to(0x3C5)
+    assert bus.writes()[-1] == bytes([0x3C, 0x50])
+    lens.move_to(0x001)
+    assert bus.writes()[-1] == bytes([0x00, 0x10])
+    lens.close()
+    assert bus.writes()[-1][0] & 0x80  # PD: powered down
+
+
+@pytest.mark.parametrize("name,top", [("dw9807", 1023), ("dw9817", 1023), ("ak7375", 4095), ("dw9714", 1023), ("ad5398", 1023)])
 def test_code_range_of_every_chip(name, top):
     """Kills: code_max changed (DW98xx/DW9714 10-bit DACs, AK7375 12-bit: kernel *_MAX_FOCUS_POS)."""
     from hil_af.errors import BadInput
@@ -144,7 +159,7 @@ def test_every_chip_in_the_table_is_covered_here():
     DW9714 word layout (PD bit 15, D[9:0] in bits 13..4, S[3:0]), PD = 1 powers down;
     note that Linux drivers/regulator/ad5398.c calls bit 15 CURRENT_EN (set = enabled),
     the opposite sense: decide from the datasheet, not from either driver."""
-    tested = {"dw9807", "dw9817", "ak7375", "dw9714"}
+    tested = {"dw9807", "dw9817", "ak7375", "dw9714", "ad5398"}
     assert set(CHIPS) <= tested, f"chips without literal-byte tests: {sorted(set(CHIPS) - tested)}"
 
 

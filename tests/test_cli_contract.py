@@ -61,7 +61,7 @@ def test_every_option_has_help():
 def test_calibrate_subcommands_have_descriptions():
     calibrate = dict(_walk(build_parser()))[("hil-af", "calibrate")]
     subs = next(a for a in calibrate._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subs.choices) == {"capture", "fit", "report", "flatfield"}
+    assert set(subs.choices) == {"capture", "fit", "report", "flatfield", "lensmap"}
     for name, p in subs.choices.items():
         assert p.description and len(p.description) > 60, name
 

@@ -148,7 +148,7 @@ def validate_tuning(doc: Any) -> None:
 def tuning_with_map(knots: list[float], base: dict | None = None, target: str = "bcm2835") -> dict:
     """``base`` (a libcamera tuning, version 2.0) with rpi.af's map set to ``knots``; rpi.af is added
     (CDAF only, ``CDAF_ONLY_AF``) when the base has none.  Without ``base``: a file with rpi.af alone."""
-    doc = copy.deepcopy(base) if base is not None else {"version": 2.0, "target": target, "algorithms": []}
+    doc: dict[str, Any] = copy.deepcopy(base) if base is not None else {"version": 2.0, "target": target, "algorithms": []}
     if doc.get("version", 1.0) < 2.0 or not isinstance(doc.get("algorithms"), list):
         raise FormatError("base tuning file must be version 2.0 with an \"algorithms\" list "
                           "(convert older ones with libcamera's convert_tuning.py)")

@@ -19,7 +19,10 @@ from ..errors import BadInput
 
 
 def add_parser(sub) -> None:
-    m = sub.add_parser("lensmap", help="fit the dioptres -> lens code map and write libcamera's rpi.af map")
+    m = sub.add_parser("lensmap", help="fit the dioptres -> lens code map and write libcamera's rpi.af map", description=(
+        "Sweep the lens in front of a chart at each given distance, find each contrast peak, fit lens code = "
+        "a + b x dioptres, and write a libcamera tuning file whose rpi.af map holds it (so LensPosition means "
+        "dioptres in any libcamera app). docs/contrast-af.md."))
     m.add_argument("rig", metavar="RIG", help="rig URL or profile (sim://... places its chart itself)")
     m.add_argument("--distances", required=True, metavar="M,M,...", help="chart distances in metres (inf allowed)")
     m.add_argument("--out", required=True, metavar="TUNING.json", help="libcamera tuning file to write")
@@ -28,7 +31,8 @@ def add_parser(sub) -> None:
     m.add_argument("--steps", type=int, default=64, help="lens positions per sweep (default 64)")
     m.add_argument("--lens", metavar="URL", help="lens URL when RIG is a frame source only")
     m.add_argument("--no-prompt", action="store_true", help="real rigs: do not wait for Enter between distances")
-    m.add_argument("--clock", choices=("system", "sim"), default="system")
+    m.add_argument("--clock", choices=("system", "sim"), default="system",
+                   help="rig clock: system (real time), or sim (virtual time: simulated rigs, tests)")
     add_json_option(m)
     m.set_defaults(_sub=run)
 

@@ -58,7 +58,7 @@ def add_arguments(p) -> None:
                    help="autocast dtype; auto: bf16 (fp16 where bf16 is unsupported) on CUDA, fp32 on CPU")
     g.add_argument("--window", type=int, default=2, help="stacks each data worker holds in memory (default 2)")
     g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per rank (default 0)")
-    g.add_argument("--resume", action="store_true", help="continue from MODEL_DIR/checkpoint.pt (implies --stream)")
+    g.add_argument("--resume", action="store_true", help="continue from MODEL_DIR/checkpoint.npz (implies --stream)")
     g.add_argument("--checkpoint-every", type=int, default=50, metavar="STEPS",
                    help="checkpoint every STEPS optimizer steps and at each epoch end (default 50)")
     # --- end issue 17

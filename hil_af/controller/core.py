@@ -203,7 +203,7 @@ class Controller:
             trace=session.trace,
         )
         result.compute_ms_per_step = 1000 * session.compute_s / max(session.compute_steps, 1)  # type: ignore[attr-defined]
-        result.compute_steps = session.compute_steps  # type: ignore[attr-defined]  (estimator steps timed)
+        result.compute_steps = session.compute_steps  # type: ignore[attr-defined]  # estimator steps timed
         self.state = state
         self.last = result
         if state == AFState.FOCUSED:

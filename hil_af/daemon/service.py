@@ -287,6 +287,7 @@ class AFService:
     def _focus_locked(self, roi, method, req: Request | None = None) -> dict[str, Any]:
         rois = None if roi is None else np.asarray([roi], dtype=np.int64)
         opts = {} if req is None else {"timeout_s": req.timeout, "af_range": req.range, "start": req.start}
+        opts = {k: v for k, v in opts.items() if v is not None}  # only what the request set
         res = self.controller.focus(rois=rois, method=method, **opts)
         self._count_result(res)
         self._refresh_status()

@@ -202,6 +202,8 @@ def fake_picamera2_fom_module(rig, *, platform: str = "vc4", stats_output: bool 
                 md[name] = blob
             if "LensPosition" in self.controls:
                 md["LensPosition"] = float(min(max(float(self.controls["LensPosition"]), d_lo), d_hi))
+            else:  # af.cpp sets a default lens position at start and reports it from the first frame on
+                md["LensPosition"] = float(min(max(float(lm.to_dioptres(rig.lens.position)), d_lo), d_hi))
             return md
 
         def capture_metadata(self, wait: Any = None, signal_function: Any = None) -> Any:

@@ -17,14 +17,14 @@ runs under ``torchrun`` (``RANK``/``WORLD_SIZE`` in the environment), when
 * the recipe is train.py's: step 1 (T = 1), then step 2 from step 1 (T = 0.5)
   on samples relabelled by the frozen step-1 model; AdamW, warm-up + cosine
   (``train._lr_at``), ordinal soft-label CE, the same augmentation;
-* only rank 0 writes: ``MODEL/checkpoint.pt`` (every ``--checkpoint-every``
+* only rank 0 writes: ``MODEL/checkpoint.npz`` (every ``--checkpoint-every``
   steps and at each epoch end: model, optimizer, position; plain state dicts
-  and numbers, read back with ``torch.load(weights_only=True)``), then the
+  and numbers, read back from an npz + JSON structure with allow_pickle=False), then the
   ONNX files (exported from an fp32 CPU copy, so they are the same whatever
   device or precision trained them), weights.npz and card.json (with a
   ``distributed`` section: world_size, backend, device, precision, throughput);
   the checkpoint is removed when the model is written;
-* ``--resume``: continue from MODEL/checkpoint.pt at the step it was written
+* ``--resume``: continue from MODEL/checkpoint.npz at the step it was written
   (mid-epoch too: the data order is a function of (seed, epoch, rank, step));
 * ``--device cpu|cuda|auto``, ``--precision auto|fp32|bf16|fp16``: autocast
   on CUDA (bf16 where supported, else fp16 with a GradScaler); fp32 on CPU by
@@ -56,7 +56,7 @@ from .nets import build, count_macs, count_params
 from .streaming import StackIndex, StreamingPairs, iter_windows, window_bytes
 from .train import FLATFIELD, WEIGHTS, TrainConfig, _lr_at, evaluate_pairs, export_onnx, load_weights, onnx_max_abs_diff, save_weights
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = "checkpoint.npz"
 
 
 @dataclass
@@ -238,18 +238,55 @@ def two_step_stream(ctx: Ctx, model1: nn.Module, model2: nn.Module, index: Stack
     return {k: {**{q: v[q] for q in keys}, "samples": v["pairs"]} for k, v in (("step1", s1), ("pe2", s2))}
 
 
+def _flatten(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """``obj`` as JSON-able structure; tensors go to ``arrays`` (numpy, loaded with allow_pickle=False)."""
+    if isinstance(obj, torch.Tensor):
+        key = f"a{len(arrays)}"
+        t = obj.detach().cpu()
+        arrays[key] = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+        return {"__t__": key, "dtype": str(t.dtype).removeprefix("torch.")}
+    if isinstance(obj, dict):
+        return {"__d__": [[k, _flatten(v, arrays)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return {"__l__": [_flatten(v, arrays) for v in obj], "tuple": isinstance(obj, tuple)}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise FormatError(f"checkpoint: cannot store a {type(obj).__name__}")
+
+
+def _unflatten(node: Any, arrays: Any) -> Any:
+    if isinstance(node, dict) and "__t__" in node:
+        t = torch.from_numpy(np.array(arrays[node["__t__"]]))
+        return t.to(getattr(torch, node["dtype"]))
+    if isinstance(node, dict) and "__d__" in node:
+        return {k: _unflatten(v, arrays) for k, v in node["__d__"]}
+    if isinstance(node, dict) and "__l__" in node:
+        items = [_unflatten(v, arrays) for v in node["__l__"]]
+        return tuple(items) if node.get("tuple") else items
+    return node
+
+
 def _save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
+    """State dicts and numbers as an npz (tensors) plus a JSON structure: no pickle anywhere."""
+    arrays: dict[str, np.ndarray] = {}
+    structure = json.dumps(_flatten(obj, arrays))
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as f:
+        np.savez(f, __structure__=np.array(structure), **arrays)  # type: ignore[arg-type]
     os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint written by this module: state dicts and numbers only (``weights_only=True``)."""
+    """A checkpoint written by this module (npz + JSON structure, read with allow_pickle=False)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with np.load(path, allow_pickle=False) as z:
+            structure = json.loads(str(z["__structure__"]))
+            out = _unflatten(structure, {k: z[k] for k in z.files if k != "__structure__"})
     except Exception as e:
         raise FormatError(f"{path}: not a readable hil-af checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(out, dict):
+        raise FormatError(f"{path}: not a hil-af checkpoint (no top-level table)")
+    return out
 
 
 def _fingerprint(cfg: TrainConfig, n: int) -> str:

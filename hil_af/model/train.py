@@ -294,7 +294,7 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
     val_step2 = evaluate_pairs(model2, va, va2, cfg.T2) if va and va2 is not None else None
     after = {"step1": scored(model, None), "pe2": scored(model, model2)} if va is not None else None
     kept = "trained"
-    if before is not None and after is not None and after["pe2"]["mae"] > before["pe2"]["mae"]:
+    if init is not None and before is not None and after is not None and after["pe2"]["mae"] > before["pe2"]["mae"]:
         load_weights(model, Path(init) / WEIGHTS, "step1")  # fine-tuning did not help on held-out sweeps
         load_weights(model2, Path(init) / WEIGHTS, "step2")
         kept = "init"

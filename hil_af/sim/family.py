@@ -74,7 +74,7 @@ def draw_params(base: SimParams, table: dict[str, Any], seed: int, slice_dioptre
         u = float(rng.uniform())
         drawn[key] = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))) if log else lo + u * (hi - lo)
     plain = {k: v for k, v in drawn.items() if k not in DERIVED}
-    p = replace(base, **plain)
+    p = replace(base, **plain)  # type: ignore[arg-type]  # every key is a float field (parse_family)
     extra: dict[str, float] = {}
     if "blur_per_disparity" in drawn:
         extra["blur_px_per_dioptre"] = drawn["blur_per_disparity"] * p.disparity_px_per_dioptre
@@ -82,6 +82,6 @@ def draw_params(base: SimParams, table: dict[str, Any], seed: int, slice_dioptre
     for axis in ("x", "y"):
         if f"disparity_offset_{axis}_slices" in drawn:
             extra[f"disparity_offset_{axis}_px"] = drawn[f"disparity_offset_{axis}_slices"] * px_per_slice
-    p = replace(p, **extra)
+    p = replace(p, **extra)  # type: ignore[arg-type]
     p.validate(f"{where} (seed {seed})")
     return p

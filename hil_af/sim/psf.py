@@ -239,12 +239,12 @@ def half_aperture_otfs(defocus_dioptres: float, disparity: float, p: SimParams, 
     arr = np.zeros(fft_shape)
     idx = np.arange(n) - c
     arr[np.ix_(idx % fh, idx % fw)] = k
-    fx, gauss, mirror = _freq((int(fh), int(fw)), float(p.base_blur_sigma_px))
+    fxr, gauss, mirror = _freq((int(fh), int(fw)), float(p.base_blur_sigma_px))
     FL = np.fft.rfft2(arr)
     FL *= gauss
     FR = np.conj(FL[mirror])  # mirror in x
     shift_l = -0.5 * disparity - cx  # move the left centroid from cx to -disparity/2; right mirrors
-    ramp = np.exp(-2j * np.pi * fx * shift_l)
+    ramp = np.exp(-2j * np.pi * fxr * shift_l)
     FL *= ramp
     FR *= np.conj(ramp)
     return FL, FR

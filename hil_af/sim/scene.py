@@ -138,8 +138,8 @@ def texture_noise(rng: np.random.Generator, shape: tuple[int, int], beta: tuple[
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.rfftfreq(w)[None, :]
     f = np.hypot(fy, fx)
-    beta = rng.uniform(*beta)
-    filt = np.where((f > 0.01) & (f < 0.4), 1.0 / np.maximum(f, 1e-3) ** beta, 0.0)
+    b = float(rng.uniform(*beta))
+    filt = np.where((f > 0.01) & (f < 0.4), 1.0 / np.maximum(f, 1e-3) ** b, 0.0)
     n = np.fft.irfft2(spec * filt, s=shape)
     n = (n - n.mean()) / (n.std() + 1e-12)
     c = rng.uniform(0.15, 0.25)
@@ -228,7 +228,9 @@ def _occluders(rng: np.random.Generator, hw: tuple[int, int], pad: int, ys: np.n
     rows, cols = GRID
     shape = (H + 2 * pad, W + 2 * pad)
     occ_of_cell = -np.ones(GRID, dtype=np.int64)
-    masks, texs, dioptres = [], [], []
+    masks: list[np.ndarray] = []
+    texs: list[np.ndarray] = []
+    dioptres: list[float] = []
     near, far = depth_range_m
     for r in range(rows):
         for c in range(cols):
