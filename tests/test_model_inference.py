@@ -196,4 +196,7 @@ def test_shipped_card_matches_its_files():
     assert card["params"] <= 600_000 and card["flops"] <= 50_000_000
     for key, fname in card["files"].items():
         assert sha256(d / fname) == card["sha256"][key], f"{fname} differs from card.json (stale card?)"
-    assert card["eval"]["profile"] != "sim-default"  # evaluated on a profile it was not trained on
+    trained_on = {src.split("profile=")[1].split("&")[0] for src in card["data"]["sources"]}
+    assert trained_on == {"domain-random"}  # pretrained on the camera family only
+    assert card["eval"]["profile"] not in trained_on  # evaluated on cameras held out of pretraining
+    assert {"sim-pixel", "sim-catseye"} <= set(card["eval_heldout"]["cameras"])
