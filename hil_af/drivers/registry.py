@@ -136,7 +136,7 @@ def _entry(url: DriverURL) -> DriverEntry:
     _load()
     entry = _REGISTRY.get(url.scheme)
     if entry is None:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
+        known = ", ".join([*sorted(_REGISTRY), "spy+<lens URL>"]) if _REGISTRY else "none"
         raise UnknownScheme(f"unknown driver scheme {url.scheme!r} in {url.raw!r}; known schemes: {known}")
     return entry
 

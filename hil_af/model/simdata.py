@@ -63,7 +63,7 @@ def parse_seeds(spec: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
+    from ..progress import bar
 
     ap = argparse.ArgumentParser(prog="python -m hil_af.model.simdata", description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         grid = (r, c)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for s in tqdm(parse_seeds(a.seeds), desc=f"sim stacks {a.profile}", unit="stack"):
+    for s in bar(parse_seeds(a.seeds), desc=f"sim stacks {a.profile}", unit="stack"):
         p = out / f"{a.profile}-s{s}.npz"
         if not p.exists():
             make_stack(p, a.profile, s, a.slices, grid, a.scene)

@@ -144,6 +144,8 @@ def fit(model: nn.Module, ps: PatchSet, pairs: np.ndarray, val: PatchSet | None,
     ``on_epoch(epoch)`` after each epoch returns True to stop early."""
     from tqdm import tqdm
 
+    from ..progress import bar as progress_bar  # a bar on a terminal only: none in pipes and logs
+
     per_epoch = len(pairs) if not cfg.max_samples_per_epoch else min(len(pairs), cfg.max_samples_per_epoch)
     steps_per_epoch = max(1, per_epoch // cfg.batch)
     total = steps_per_epoch * epochs
@@ -154,7 +156,7 @@ def fit(model: nn.Module, ps: PatchSet, pairs: np.ndarray, val: PatchSet | None,
         order = rng.permutation(len(pairs))[: steps_per_epoch * cfg.batch]
         t0 = time.perf_counter()
         run_loss = 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"{label} epoch {ep + 1}/{epochs}", unit="batch", leave=False)
+        bar = progress_bar(range(steps_per_epoch), desc=f"{label} epoch {ep + 1}/{epochs}", unit="batch", leave=False)
         for b in bar:
             sel = pairs[order[b * cfg.batch : (b + 1) * cfg.batch]]
             x, y = ps.batch(sel, rng, cfg.noise, cfg.jitter)
@@ -221,7 +223,6 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
     """Train step 1 and step 2 from the stacks in ``stacks_dir``; write the model to ``out_dir``.
 
     Returns the card dict (also written as out_dir/card.json)."""
-    from tqdm import tqdm
 
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -244,7 +245,9 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
 
         ff = load_flatfield(cfg.flatfield)
     n_bins = int(init_card["n_slices"]) if init_card is not None else None
-    ps = load_patchset(paths, enc, progress=lambda it: tqdm(it, desc="reading stacks", unit="stack", leave=False),
+    from ..progress import bar as progress_bar
+
+    ps = load_patchset(paths, enc, progress=lambda it: progress_bar(it, desc="reading stacks", unit="stack", leave=False),
                        flatfield=ff, n_bins=n_bins)
     tr, va, val_ids = (fine_tune_split if init is not None else split_by_stack)(ps, cfg.val_frac, cfg.seed)
 
