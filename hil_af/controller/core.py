@@ -82,7 +82,9 @@ class Estimators:
                 raise BadInput(f"method pdaf{'-global' if global_fit else ''} needs {which}")
             from ..calibration.predict import PdafPredictor
 
-            self._pdaf[global_fit] = PdafPredictor.from_file(path, flatfield_path=self.c.flatfield)
+            # zncc2 is the plain reference: the flat field its calibration recorded (none), not the rig's
+            ff = None if global_fit == "zncc" else self.c.flatfield
+            self._pdaf[global_fit] = PdafPredictor.from_file(path, flatfield_path=ff)
         return self._pdaf[global_fit]
 
     def view_hw(self) -> tuple[int, int]:
