@@ -70,24 +70,30 @@ def flatfield():
     return fit_flatfield(load_frame(REALDP / "flatfield.npz"))
 
 
-def _scene_scores(flat=None) -> tuple[list[float], list[float]]:
+def _scene_cells(s: str, flat=None):
+    """(frame, cell RoIs, classical estimate, median gt per cell, usable-cell mask) of scene ``s``."""
     from hil_af.frames import grid_rois
     from hil_af.pdaf import estimate_rois
     from hil_af.stacks import load_frame
 
+    fr = load_frame(REALDP / f"{s}.npz")
+    if flat is not None:
+        fr = flat.apply(fr)
+    gt = np.load(REALDP / f"{s}_gt.npz", allow_pickle=False)["defocus"].astype(np.float64)
+    H, W = fr.shape
+    rois = grid_rois((H, W), H // CELL, W // CELL, size=CELL)
+    res = estimate_rois(fr.left, fr.right, rois, method="xcorr", max_shift=MAX_SHIFT, white_level=fr.white_level)
+    g = np.array([np.median(gt[y:y + h, x:x + w]) for x, y, w, h in rois])
+    gs = np.array([gt[y:y + h, x:x + w].std() for x, y, w, h in rois])
+    keep = (gs <= 4) & (g > 0) & (res.confidence >= MIN_CONF)
+    assert keep.sum() >= 30, f"scene {s}: only {keep.sum()} usable cells"
+    return fr, rois, res, g, keep
+
+
+def _scene_scores(flat=None) -> tuple[list[float], list[float]]:
     scores, medians = [], []
     for s in SCENES:
-        fr = load_frame(REALDP / f"{s}.npz")
-        if flat is not None:
-            fr = flat.apply(fr)
-        gt = np.load(REALDP / f"{s}_gt.npz", allow_pickle=False)["defocus"].astype(np.float64)
-        H, W = fr.shape
-        rois = grid_rois((H, W), H // CELL, W // CELL, size=CELL)
-        res = estimate_rois(fr.left, fr.right, rois, method="xcorr", max_shift=MAX_SHIFT, white_level=fr.white_level)
-        g = np.array([np.median(gt[y:y + h, x:x + w]) for x, y, w, h in rois])
-        gs = np.array([gt[y:y + h, x:x + w].std() for x, y, w, h in rois])
-        keep = (gs <= 4) & (g > 0) & (res.confidence >= MIN_CONF)
-        assert keep.sum() >= 30, f"scene {s}: only {keep.sum()} usable cells"
+        _, _, res, g, keep = _scene_cells(s, flat)
         scores.append(spearman(res.disparity_px[keep], g[keep]))
         medians.append(float(np.median(res.disparity_px[keep])))
     return scores, medians
@@ -128,23 +134,13 @@ def test_flatfield_does_not_worsen_the_ordering(flatfield, plain_scores):
 def _model_scores(model_dir) -> tuple[list[float], list[float]]:
     """Per scene: |Spearman| of the PE model's single-frame defocus (hil_af.model.defocus, lens-PE
     chosen to leave the fewest cells at the range ends) and of the classical disparity."""
-    from hil_af.frames import grid_rois
     from hil_af.model.defocus import relative_defocus
     from hil_af.model.inference import PEPredictor
-    from hil_af.pdaf import estimate_rois
-    from hil_af.stacks import load_frame
 
     pred = PEPredictor(model_dir)
     model, classical = [], []
     for s in SCENES:
-        fr = load_frame(REALDP / f"{s}.npz")
-        gt = np.load(REALDP / f"{s}_gt.npz", allow_pickle=False)["defocus"].astype(np.float64)
-        H, W = fr.shape
-        rois = grid_rois((H, W), H // CELL, W // CELL, size=CELL)
-        res = estimate_rois(fr.left, fr.right, rois, method="xcorr", max_shift=MAX_SHIFT, white_level=fr.white_level)
-        g = np.array([np.median(gt[y:y + h, x:x + w]) for x, y, w, h in rois])
-        gs = np.array([gt[y:y + h, x:x + w].std() for x, y, w, h in rois])
-        keep = (gs <= 4) & (g > 0) & (res.confidence >= MIN_CONF)
+        fr, rois, res, g, keep = _scene_cells(s)
         d, _ = relative_defocus(pred, fr, rois)
         model.append(abs(spearman(d[keep], g[keep])))
         classical.append(abs(spearman(res.disparity_px[keep], g[keep])))
