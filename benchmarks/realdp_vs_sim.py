@@ -1,4 +1,4 @@
-"""Figure for docs/sim.md: real Pixel 4 dual-pixel cells (../shared/realdp) next to the domain-random
+"""Figure for docs/sim.md: real Pixel 4 dual-pixel cells (Xin et al., ICCV 2021; HIL_AF_REALDP) next to the domain-random
 simulator and the held-out sim cameras.
 
 Left: the correlation peak between the two half-aperture views (how alike the half-PSFs are) against
@@ -17,7 +17,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-REALDP = ROOT.parent / "shared" / "realdp"
+import os  # noqa: E402
+
+REALDP = Path(os.environ.get("HIL_AF_REALDP") or ROOT.parent / "shared" / "realdp")  # as tests/_data.py
 
 
 def main(argv: list[str] | None = None) -> int:

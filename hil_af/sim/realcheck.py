@@ -5,7 +5,7 @@
   that reproduce it (least squares on log ratios over the field x of each band).
 - ``disparity_peak_cells``: per RoI, the PDAF disparity (xcorr, px) and its normalised
   correlation peak (how alike the two half-aperture images are) for confident RoIs; binned
-  by |disparity| in ``peak_by_bin``.  Real: ../shared/realdp Pixel 4 cells; sim: cameras of a
+  by |disparity| in ``peak_by_bin``.  Real: the Pixel 4 cells of Xin et al. (ICCV 2021) the tests use; sim: cameras of a
   profile at several lens positions.
 """
 
