@@ -93,6 +93,13 @@ def decode(logits: np.ndarray, m: int | None = None) -> PEPrediction:
                         argmax=p.argmax(axis=1).astype(np.int64))
 
 
+def decoded_bins(logits: np.ndarray) -> np.ndarray:
+    """The decoded model bin int64 [B] of logits [B, n]: the rounded softmax mean (``decode``'s
+    ``index`` on the model's own n bins).  Training uses it for where step 1 leaves the lens."""
+    p = softmax(np.asarray(logits, dtype=np.float64)).astype(np.float64)
+    return np.clip(np.rint(p @ np.arange(p.shape[1], dtype=np.float64)), 0, p.shape[1] - 1).astype(np.int64)
+
+
 def read_card(model_dir: Path) -> dict[str, Any]:
     """card.json of ``model_dir``; BadInput if missing, FormatError if unreadable or incomplete."""
     path = Path(model_dir) / CARD

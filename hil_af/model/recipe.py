@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .dataset import PatchSet
+from .inference import decoded_bins
 
 # what --init changes unless given explicitly (hil-af train --init MODEL_DIR --stacks SWEEPS --out DIR)
 FINE_TUNE: dict[str, Any] = {"epochs": 20, "epochs2": 10, "lr": 2e-3, "lr2": 8e-4, "batch": 64, "val_frac": 0.25,
@@ -30,13 +31,14 @@ FINE_TUNE: dict[str, Any] = {"epochs": 20, "epochs2": 10, "lr": 2e-3, "lr2": 8e-
 
 
 def predict_bins(model: nn.Module, ps: PatchSet, pairs: np.ndarray, batch: int = 512) -> np.ndarray:
-    """argmax model bin of every (row, slice) pair (eval mode, no augmentation)."""
+    """The decoded model bin (rounded softmax mean, as the controller decodes) of every (row, slice)
+    pair (eval mode, no augmentation)."""
     model.eval()
     out = np.empty(len(pairs), dtype=np.int64)
     with torch.no_grad():
         for i in range(0, len(pairs), batch):
             x, _ = ps.batch(pairs[i : i + batch])
-            out[i : i + batch] = model(torch.from_numpy(x)).argmax(1).numpy()
+            out[i : i + batch] = decoded_bins(model(torch.from_numpy(x)).numpy())
     return out
 
 
