@@ -11,7 +11,18 @@ import numpy as np
 import pytest
 
 from hil_af.errors import BadInput
-from hil_af.rawdecode import FORMATS, pack_raw10, pack_raw12, packed_row_bytes, split_views, unpack, unpack_float
+from hil_af.rawdecode import (
+    FORMATS,
+    cfa_reduce,
+    decode_raw,
+    pack_raw10,
+    pack_raw12,
+    packed_row_bytes,
+    split_views,
+    unpack,
+    unpack_float,
+    unpack_raw10,
+)
 
 
 # ---------------------------------------------------------------- packed row sizes
@@ -59,7 +70,7 @@ def test_pack_raw12_bytes_at_the_ends_of_the_range():
 
 @pytest.mark.parametrize("pack,top", [(pack_raw10, 1023), (pack_raw12, 4095)])
 def test_packers_reject_what_is_not_a_2d_integer_image_in_range(pack, top):
-    msg = rf"{pack.__name__}: expected a 2-D integer image with values 0\.\.{top}"
+    msg = rf"^{pack.__name__}: expected a 2-D integer image with values 0\.\.{top}"
     for bad in (np.zeros(4, np.uint16),                  # 1-D
                 np.zeros((2, 4), np.float32),            # float, though in range
                 np.full((2, 4), top + 1, np.uint16),     # one over the top
@@ -71,7 +82,7 @@ def test_packers_reject_what_is_not_a_2d_integer_image_in_range(pack, top):
 @pytest.mark.parametrize("pack,row", [(pack_raw10, 5), (pack_raw12, 6)])
 def test_packers_reject_a_stride_shorter_than_the_packed_row(pack, row):
     img = np.zeros((2, 4), np.uint16)
-    with pytest.raises(BadInput, match=rf"{pack.__name__}: stride {row - 1} < packed row {row} bytes"):
+    with pytest.raises(BadInput, match=rf"^{pack.__name__}: stride {row - 1} < packed row {row} bytes"):
         pack(img, row - 1)
 
 
@@ -117,3 +128,111 @@ def test_split_views_rejections():
             split_views(np.zeros(shape), "planes")
     with pytest.raises(BadInput, match=r"layout 'columns': expected a 2-D image, got \[2, 4, 4\]"):
         split_views(np.zeros((2, 4, 4)), "columns")
+
+
+# ---------------------------------------------------------------- sizes, strides and buffers that are refused
+
+
+@pytest.mark.parametrize("bad", [5.5, True, "5"])
+def test_stride_must_be_a_positive_integer_not_a_float_bool_or_string(bad):
+    with pytest.raises(BadInput, match=rf"RAW10 4x2: stride must be a positive integer, got {bad!r}"):
+        unpack_raw10(bytes(10), 4, 2, stride=bad)
+
+
+@pytest.mark.parametrize("w,h,name", [(4.0, 2, "width"), (True, 2, "width"), (4, 0, "height"), (4, 2.0, "height")])
+def test_width_and_height_must_be_positive_integers(w, h, name):
+    with pytest.raises(BadInput, match=rf"RAW10 {w}x{h}: {name} must be a positive integer, got {h if name == 'height' else w!r}"):
+        unpack_raw10(bytes(10), w, h)
+
+
+def test_byte_buffer_rejections_say_what_was_expected_and_what_came():
+    with pytest.raises(BadInput, match=r"RAW10 4x2: expected a bytes-like buffer or numpy array, got str"):
+        unpack_raw10("not bytes", 4, 2)
+    with pytest.raises(BadInput, match=r"RAW10 4x2: expected a \[2, 5\] byte array \(height, stride\), got \[3, 5\]"):
+        unpack_raw10(np.zeros((3, 5), np.uint8), 4, 2)
+    with pytest.raises(BadInput, match=r"RAW10 4x2: expected a 1-D or 2-D buffer, got 3-D \[1, 2, 5\]"):
+        unpack_raw10(np.zeros((1, 2, 5), np.uint8), 4, 2)
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(BadInput, match=r"unknown raw format 'RAW14' \(known: RAW10, RAW12, U16, FLOAT\)"):
+        unpack(bytes(10), 4, 2, "RAW14")
+    with pytest.raises(BadInput, match=r"unknown dual-pixel layout 'diagonal' \(known: columns, rows, halves, planes\)"):
+        decode_raw(bytes(10), 4, 2, layout="diagonal")
+    with pytest.raises(BadInput, match=r"unknown colour filter 'RGBW' \(known: RGGB, GRBG, GBRG, BGGR, mono\)"):
+        cfa_reduce(np.zeros((4, 4)), "RGBW")
+    with pytest.raises(BadInput, match=r"unknown plane 'blue' \(known: luma, green\)"):
+        cfa_reduce(np.zeros((4, 4)), "RGGB", "blue")
+
+
+# ---------------------------------------------------------------- colour filter reduction, cell by cell
+
+# where the two greens of a 2x2 cell sit, from each order's name (row 0 then row 1)
+GREENS = {"RGGB": ((0, 1), (1, 0)), "BGGR": ((0, 1), (1, 0)), "GRBG": ((0, 0), (1, 1)), "GBRG": ((0, 0), (1, 1))}
+
+
+@pytest.mark.parametrize("cfa", sorted(GREENS))
+def test_cfa_reduce_cell_by_cell(cfa):
+    view = np.random.default_rng(5).integers(0, 1024, (6, 8)).astype(np.uint16)
+    luma, green = cfa_reduce(view, cfa, "luma"), cfa_reduce(view, cfa, "green")
+    assert luma.dtype == green.dtype == np.float32 and luma.shape == green.shape == (3, 4)
+    for i in range(3):
+        for j in range(4):
+            cell = view[2 * i: 2 * i + 2, 2 * j: 2 * j + 2].astype(float)
+            assert luma[i, j] == pytest.approx(cell.mean())
+            (a, b), (c, d) = GREENS[cfa]
+            assert green[i, j] == pytest.approx((cell[a, b] + cell[c, d]) / 2)
+
+
+def test_cfa_mono_and_none_keep_the_view_as_float32():
+    view = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    for cfa in (None, "mono"):
+        out = cfa_reduce(view, cfa)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out, view)
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (4, 3), (3, 3)])
+def test_cfa_needs_even_sides(shape):
+    h, w = shape
+    with pytest.raises(BadInput, match=rf"cfa RGGB: a Bayer view needs even sides, got {h}x{w}"):
+        cfa_reduce(np.zeros(shape), "RGGB")
+
+
+def test_decode_raw_reduces_both_views_with_the_plane_asked_for():
+    raw = np.random.default_rng(2).integers(0, 1024, (8, 16)).astype(np.uint16)
+    f = decode_raw(pack_raw10(raw), 16, 8, layout="columns", cfa="GRBG", plane="green")
+    for got, view in ((f.left, raw[:, 0::2]), (f.right, raw[:, 1::2])):
+        np.testing.assert_allclose(got, 0.5 * (view[0::2, 0::2] + view[1::2, 1::2].astype(np.float32)))
+
+
+# ---------------------------------------------------------------- white level, black level, metadata
+
+
+@pytest.mark.parametrize("where", ["left", "right"])
+def test_float_white_level_defaults_to_the_brightest_pixel_of_either_view(where):
+    img = np.full((2, 8), 10.0, np.float32)
+    img[1, 2 if where == "left" else 5] = 250.0  # columns layout: even columns left, odd right
+    f = decode_raw(img, 8, 2, fmt="FLOAT", black_level=10)
+    assert f.white_level == pytest.approx(240.0)
+
+
+def test_white_level_must_exceed_black_level_and_the_float_hint():
+    with pytest.raises(BadInput, match=r"RAW10/columns: white_level 1023\.0 must exceed black_level 1023\.0$"):
+        decode_raw(bytes(10), 4, 2, black_level=1023)  # equal is refused too
+    with pytest.raises(BadInput, match=r"FLOAT/columns: white_level 0\.0 must exceed black_level 0\.0 \(FLOAT data: pass white_level=\)$"):
+        decode_raw(np.zeros((2, 8), np.float32), 8, 2, fmt="FLOAT")
+    with pytest.raises(BadInput, match=r"FLOAT/columns: white_level 1\.0 must exceed black_level 2\.0$"):
+        decode_raw(np.zeros((2, 8), np.float32), 8, 2, fmt="FLOAT", white_level=1, black_level=2)
+    with pytest.raises(BadInput, match=r"RAW10/rows: white_level must be a number, got 'high'"):
+        decode_raw(bytes(10), 4, 2, layout="rows", white_level="high")
+    with pytest.raises(BadInput, match=r"RAW10/columns: black_level must be a number, got 'dark'"):
+        decode_raw(bytes(10), 4, 2, black_level="dark")
+
+
+def test_decode_raw_metadata_names_format_layout_black_level_and_cfa():
+    f = decode_raw(pack_raw12(np.zeros((4, 8), np.uint16)), 8, 4, fmt="raw12", layout="rows", black_level=64,
+                   cfa="BGGR", metadata={"sensor": "x"})
+    assert f.metadata == {"raw_format": "RAW12", "layout": "rows", "black_level": 64.0, "cfa": "BGGR", "sensor": "x"}
+    g = decode_raw(pack_raw10(np.zeros((2, 4), np.uint16)), 4, 2)
+    assert g.metadata == {"raw_format": "RAW10", "layout": "columns", "black_level": 0.0, "cfa": "mono"}
