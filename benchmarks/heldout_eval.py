@@ -46,7 +46,8 @@ def calibrations(data: Path, cam: str) -> dict[str, str]:
     return out
 
 
-def run(data: Path, cams: list[str], models: dict[str, str], fine_tune: bool, classical: bool, stride: int) -> dict:
+def run(data: Path, cams: list[str], models: dict[str, str], fine_tune: bool, classical: bool, stride: int,
+        zero_shot: bool = True) -> dict:
     res: dict = {}
     for cam in cams:
         tests = stack_files(data / f"{cam}-test")
@@ -59,8 +60,9 @@ def run(data: Path, cams: list[str], models: dict[str, str], fine_tune: bool, cl
             r.update({m: ev["methods"][m] for m in CLASSICAL})
             print(f"{cam} classical {time.perf_counter() - t:.0f} s", file=sys.stderr)
         for name, mdir in models.items():
-            ev = evaluate(tests, ["pe2"], model_dir=mdir, start_stride=stride)
-            r[f"pe2:{name}:zero-shot"] = ev["methods"]["pe2"]
+            if zero_shot:
+                ev = evaluate(tests, ["pe2"], model_dir=mdir, start_stride=stride)
+                r[f"pe2:{name}:zero-shot"] = ev["methods"]["pe2"]
             if fine_tune:
                 ft = data / "ft" / cam / name
                 if not (ft / "card.json").exists():
@@ -85,12 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", action="append", required=True, metavar="NAME=DIR", help="model to evaluate (repeatable)")
     ap.add_argument("--no-fine-tune", action="store_true", help="zero-shot only")
     ap.add_argument("--no-classical", action="store_true", help="skip pdaf / pdaf-global / zncc2")
+    ap.add_argument("--no-zero-shot", action="store_true", help="skip the zero-shot evaluation (fine-tuned only)")
     ap.add_argument("--start-stride", type=int, default=1, help="every k-th start slice (1: the full protocol)")
     ap.add_argument("--out", required=True, help="results JSON")
     a = ap.parse_args(argv)
     models = dict(m.split("=", 1) for m in a.model)
     cams = a.camera or ["sim-pixel", "sim-catseye", "sim-wide"]
-    res = run(Path(a.data), cams, models, not a.no_fine_tune, not a.no_classical, a.start_stride)
+    res = run(Path(a.data), cams, models, not a.no_fine_tune, not a.no_classical, a.start_stride, not a.no_zero_shot)
     out = Path(a.out)
     old = json.loads(out.read_text()) if out.exists() else {}
     for cam, block in res.items():

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import BadInput
 from ..stacks import stack_files
 from .encoding import N_CHANNELS, EncodingConfig, _fit_axis, fit_patch, normalise_views
+from .inference import decoded_bins
 
 
 def find_stacks(stacks_dir: str | Path) -> list[Path]:
@@ -261,7 +262,8 @@ def fine_tune_split(ps: PatchSet, val_frac: float, seed: int) -> tuple[PatchSet,
 def step2_pairs(ps: PatchSet, predict_fn: Callable[[np.ndarray], np.ndarray], batch: int = 512,
                 pairs: np.ndarray | None = None) -> np.ndarray:
     """Step-2 samples: for every (roi r, start slice k) of ``pairs`` (default: all), (r, p1)
-    where p1 = the slice of r's stack nearest the argmax bin of the step-1 model on the
+    where p1 = the slice of r's stack nearest the decoded bin (the rounded softmax mean, as the
+    controller decodes: hil_af.model.inference.decode) of the step-1 model on the
     encoding of (r, k) (the slice the lens moves to).
     ``predict_fn(x [B,5,S,S]) -> logits [B, n]``."""
     pairs = ps.all_pairs() if pairs is None else np.asarray(pairs, dtype=np.int64)
@@ -269,7 +271,7 @@ def step2_pairs(ps: PatchSet, predict_fn: Callable[[np.ndarray], np.ndarray], ba
     for i in range(0, len(pairs), batch):
         sel = pairs[i : i + batch]
         x, _ = ps.batch(sel)
-        pred = np.asarray(predict_fn(x)).argmax(axis=1)
+        pred = decoded_bins(np.asarray(predict_fn(x)))  # the controller's decode (inference.decode)
         out[i : i + batch, 0] = sel[:, 0]
         out[i : i + batch, 1] = ps.to_stack_slice(sel[:, 0], pred)  # where step 1 leaves the lens
     return out

@@ -30,7 +30,7 @@ def relative_defocus(predictor: PEPredictor, frame: DualPixelFrame, rois: Any, k
     best = None
     for kk in range(0, n, 4):
         pred = predictor.predict(frame, rois, kk, n)
-        ends = int(np.sum((pred.index == 0) | (pred.index == n - 1)))
+        ends = int(np.sum((pred.argmax == 0) | (pred.argmax == n - 1)))  # the mode at an end: saturated
         key = (ends, abs(kk - (n - 1) / 2))
         if best is None or key < best[0]:
             best = (key, kk, pred)
