@@ -48,7 +48,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "controller": (["hil_af/controller/*"],
                    ["tests/test_controller.py", "tests/test_focus_methods.py", "tests/test_protocol_regressions.py"]),
     "pdaf": (["hil_af/pdaf.py"], ["tests/test_pdaf.py", "tests/test_protocol_regressions.py"]),
-    "rawdecode": (["hil_af/rawdecode.py"], ["tests/test_rawdecode.py"]),
+    "rawdecode": (["hil_af/rawdecode.py"], ["tests/test_rawdecode.py", "tests/test_rawdecode_edges.py"]),
     "vcm": (["hil_af/drivers/vcm_chips.py", "hil_af/drivers/i2c_vcm.py"],
             ["tests/test_hw_i2c.py", "tests/test_chip_bytes.py"]),
     "calibration": (["hil_af/calibration/fit.py", "hil_af/calibration/predict.py"],
@@ -113,8 +113,9 @@ def parse_results(dst: Path) -> dict:
             "other": sorted(f"{k} ({v})" for k, v in status.items() if v not in ("killed", "survived", "not checked"))}
 
 
-def run_group(group: str, budget_s: float) -> dict:
-    modules, tests = GROUPS[group]
+def run_group(group: str, budget_s: float, tests: list[str] | None = None) -> dict:
+    modules, default_tests = GROUPS[group]
+    tests = tests or default_tests
     dst = scratch_copy(group)
     write_config(dst, modules, tests, fast=group != "model")  # slow tests (training) only for the model
     t0 = time.monotonic()
@@ -197,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--list", action="store_true", help="print the groups with their modules and tests, and exit")
     ap.add_argument("--report", action="store_true", help="only summarise the scratch folders of an earlier run")
+    ap.add_argument("--tests", nargs="+", metavar="TEST",
+                    help="test files / node ids to run instead of the group's list (e.g. fewer, faster ones)")
     a = ap.parse_args(argv)
     if a.list:
         for g, (mods, tests) in GROUPS.items():
@@ -218,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         elif a.report:
             continue
         else:
-            r = run_chip_tables(a.budget_s) if g == CHIP_TABLES else run_group(g, a.budget_s)
+            r = run_chip_tables(a.budget_s) if g == CHIP_TABLES else run_group(g, a.budget_s, a.tests)
         results.append(r)
         c = r["counts"]
         tested = c.get("killed", 0) + c.get("survived", 0) + c.get("timeout", 0)

@@ -329,7 +329,7 @@ def decode_raw(
     else:
         white = _number(white_level, f"{fmt}/{layout}: white_level")
     if white <= black:
-        hint = " (FLOAT data: pass white_level=)" if white_level is None else ""
+        hint = " (FLOAT data: pass white_level=)" if white_level is None and fmt == "FLOAT" else ""
         raise BadInput(f"{fmt}/{layout}: white_level {white} must exceed black_level {black}{hint}")
     lf = cfa_reduce(left, cfa, plane)
     rf = cfa_reduce(right, cfa, plane)

@@ -168,3 +168,64 @@ def test_every_chip_answers_at_0x0c(name):
     """Kills: a chip's default address changed (all four answer at 7-bit 0x0c: the kernel device
     trees' ``reg = <0x0c>``, e.g. Raspberry Pi's imx708 overlay ``dw9817@c``)."""
     assert CHIPS[name].default_addr == 0x0C
+
+
+# ---------------------------------------------------------------- timing and ramp facts of the kernel drivers
+# (found surviving by the chip-tables mutation group, benchmarks/mutation.py; docs/mutation.md)
+
+
+class TimedBus(RecordingBus):
+    """A RecordingBus that also notes the (virtual) time of every write."""
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+        self.times: list[float] = []
+
+    def write(self, addr: int, data: bytes) -> None:
+        super().write(addr, data)
+        self.times.append(self.clock.monotonic())
+
+
+def open_timed(chip):
+    clock = SimClock()
+    bus = TimedBus(clock)
+    return I2CVcm(bus, ADDR, chip, clock=clock), bus, clock
+
+
+def test_ak7375_moves_the_lens_in_steps_of_at_most_64_codes():
+    """Kills: AK7375 ramp step 64 -> anything larger.  ak7375.c: ``AK7375_CTRL_STEPS 64``, the
+    "minimum granularity of lens movement": resume ramps up from 0 and suspend ramps down to 0 in
+    steps of 64 codes, 1 ms apart (``AK7375_CTRL_DELAY_US 1000``)."""
+    lens, bus = open_chip(CHIPS["ak7375"])
+    lens.move_to(640)  # the first move after power-up is ramped from 0, as ak7375_vcm_resume
+    lens.close()       # and parking is ramped down to 0, as ak7375_vcm_suspend
+    codes = [((w[1] << 8) | w[2]) >> 4 for w in bus.writes() if len(w) == 3 and w[0] == 0x00]
+    assert 640 in codes and codes[-1] == 0
+    steps = [abs(b - a) for a, b in zip([0] + codes, codes)]
+    assert max(steps) == 64, steps  # 640 -> 0 and 0 -> 640 both take ten 64-code steps
+    assert len(codes) >= 2 * 640 // 64
+
+
+@pytest.mark.parametrize("name", ["dw9807", "dw9817", "ak7375", "dw9714", "ad5398"])
+def test_close_returns_right_after_the_power_down_write(name):
+    """Kills: a wait added after the power-down write (0.0 s -> anything).  None of the kernel
+    drivers waits after it: dw9807_vcm_suspend and ak7375_vcm_suspend return right after the
+    CTL / CONT standby write, dw9714 after the PD word (then only the regulator goes off)."""
+    lens, bus, clock = open_timed(CHIPS[name])
+    lens.move_to(300)
+    lens.close()
+    assert bus.writes()[-1][0] in (0x02, 0x80)  # the power-down write was the last one
+    assert clock.monotonic() == bus.times[-1]
+
+
+@pytest.mark.parametrize("slew", [0, 0xD])
+def test_dw9714_waits_12_to_14_ms_after_power_up(slew):
+    """Kills: the DW9714 power-up wait changed (0.012 s).  The DW9714 datasheet: "wait 12 ms after
+    power on: the offset calibration of the internal amplifier is operating"; Linux dw9714.c
+    (``media: dw9714: Fix powerup sequence``) sleeps ``usleep_range(12000, 14000)``."""
+    lens, bus, clock = open_timed(dw9714(slew))
+    assert bus.writes() == [bytes([0x00, slew])]
+    assert 0.012 <= clock.monotonic() - bus.times[0] <= 0.014
+    lens.move_to(100)
+    assert bus.times[1] - bus.times[0] >= 0.012  # no position word during the calibration
