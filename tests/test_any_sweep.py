@@ -95,6 +95,6 @@ def test_training_mixes_sweep_lengths_with_labels_as_fractions(tmp_path):
     assert set(np.round(y[ps.n_rows[pairs[:, 0]] == 13], 3)) == {12.0, 24.0, 36.0, 48.0}
     # step 2 starts where step 1 leaves the lens: a model that always says bin 48 sends every pair
     # to the last slice of ITS OWN sweep
-    always_last = lambda xb: np.tile(np.eye(49)[48], (len(xb), 1))  # noqa: E731
+    always_last = lambda xb: np.tile(30.0 * np.eye(49)[48], (len(xb), 1))  # noqa: E731  (logits: all mass on bin 48)
     p2 = step2_pairs(ps, always_last)
     np.testing.assert_array_equal(p2[:, 1], ps.n_rows[p2[:, 0]] - 1)

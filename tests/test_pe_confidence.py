@@ -74,9 +74,10 @@ def test_controller_reports_failed_below_the_cards_threshold_only(tmp_path, caps
 
 
 def test_training_fits_the_threshold_on_held_out_pairs(tmp_path):
-    """A stand-in network (at the torch boundary) that is sharp and right on two RoIs and flat and
-    10 slices wrong on the other two: the fitted threshold must sit just above the flat ones'
-    confidence, keeping exactly the right half."""
+    """A stand-in network (at the torch boundary) that is sharp and right on two RoIs and broad and
+    10 slices wrong on the other two: the fitted threshold must sit just above the broad ones'
+    confidence (the softmax mass within +-1 slice of the rounded mean, docs/model.md), keeping exactly
+    the right half."""
     torch = pytest.importorskip("torch")
     from torch import nn
 
@@ -84,27 +85,36 @@ def test_training_fits_the_threshold_on_held_out_pairs(tmp_path):
     from hil_af.model.dataset import load_patchset
     from hil_af.model.encoding import EncodingConfig
 
-    n, gts, size = 25, (5, 9, 14, 19), 64
+    n, gts, size, sigma = 25, (5, 9, 14, 19), 64, 3.0
     for s in range(2):
         make_stack(tmp_path / f"s{s}.npz", n=n, gts=gts, size=size, seed=s)
     ps = load_patchset(sorted(tmp_path.glob("*.npz")), EncodingConfig(size=size))
     W = len(gts) * (size + 8) + 8
     centres = torch.tensor([2.0 * (8 + i * (size + 8) + size / 2) / W - 1 for i in range(len(gts))])
+    j = torch.arange(n, dtype=torch.float32)
 
     class StandIn(nn.Module):
         def forward(self, x):
             i = (x[:, 2].mean(dim=(1, 2))[:, None] - centres[None, :]).abs().argmin(1)
             g = torch.tensor(gts)[i]
-            good = i < 2
-            out = torch.zeros(len(x), n)
+            good = i >= 2
+            out = -0.5 * ((j[None, :] - (g[:, None] + 10)) / sigma) ** 2  # broad, centred 10 slices off
+            sharp = torch.full((n,), -30.0)
+            out[good] = sharp
             out[good, g[good]] = 12.0
-            out[~good, (g[~good] + 10) % n] = 1.0
             return out
 
+    def broad_conf(b):  # the documented confidence of the broad distribution centred at b
+        p = np.exp(-0.5 * ((np.arange(n) - b) / sigma) ** 2)
+        p /= p.sum()
+        k = int(np.rint(p @ np.arange(n)))
+        assert abs(k - b) <= 1  # its decoded slice is ~10 slices from the truth: a gross error
+        return p[max(k - 1, 0):k + 2].sum()
+
+    worst = max(broad_conf(g + 10) for g in gts[:2])
     pairs = ps.all_pairs()
     block = recipe.confidence_thresholds(StandIn(), StandIn(), ps, pairs)
-    flat_conf = (np.e + 2) / (np.e + n - 1)  # softmax mass within +-1 of the peak of a flat logit vector with one bump
     for m in ("pe", "pe2"):
-        assert flat_conf < block[m]["min_confidence"] <= flat_conf + 0.02, block
+        assert worst < block[m]["min_confidence"] <= worst + 0.02, (worst, block)
         assert block[m]["kept_fraction"] == 0.5 and block[m]["outlier_fraction"] == 0.0
     assert block["samples"] == len(pairs) == 2 * len(gts) * n
