@@ -102,12 +102,15 @@ def test_slice_index_and_position_change_the_input(model_dir):
     assert not np.array_equal(c[0], c[1])  # RoI-PE reaches the network
 
 
-def test_decode_confidence_is_mass_within_one_slice():
-    logits = np.log(np.array([[0.05, 0.1, 0.6, 0.2, 0.05], [0.2, 0.2, 0.2, 0.2, 0.2], [0.7, 0.2, 0.05, 0.03, 0.02]]))
+def test_decode_moves_to_the_rounded_mean_and_confidence_is_mass_within_one_slice_of_it():
+    logits = np.log(np.array([[0.05, 0.1, 0.6, 0.2, 0.05], [0.2, 0.2, 0.2, 0.2, 0.2], [0.7, 0.2, 0.05, 0.03, 0.02],
+                              [0.45, 0.0001, 0.0001, 0.0998, 0.45]]))
     d = decode(logits)
-    assert d.index.tolist() == [2, 0, 0]
-    np.testing.assert_allclose(d.confidence, [0.9, 0.4, 0.9], atol=1e-6)
-    np.testing.assert_allclose(d.expected[0], 0.1 + 1.2 + 0.6 + 0.2, atol=1e-6)
+    # means 2.1, 2.0, 0.47, 2.2 (the last a two-peaked distribution: the mean sits between the peaks)
+    np.testing.assert_allclose(d.expected, [2.1, 2.0, 0.47, 0.0001 + 0.0002 + 0.2994 + 1.8], atol=1e-6)
+    assert d.index.tolist() == [2, 2, 0, 2]
+    assert d.argmax.tolist() == [2, 0, 0, 0]  # the mode (first of equal maxima)
+    np.testing.assert_allclose(d.confidence, [0.9, 0.6, 0.9, 0.1], atol=1e-3)  # the two-peaked one is not trusted
 
 
 def test_unservable_sweep_lengths_and_bad_patches_are_bad_input(model_dir):

@@ -92,6 +92,8 @@ def test_fine_tuning_defaults_hold_out_sweeps_and_report_the_change(stacks, base
     before, after = card["val"]["two_step_before"]["pe2"], card["val"]["two_step"]["pe2"]
     assert f"two-step MAE {before['mae']:.2f} -> {after['mae']:.2f}" in line
     assert card["val"]["kept"] in ("trained", "init")
+    ctl = card["controller"]  # pe / pe2 thresholds fitted on the held-out sweep's pairs
+    assert ctl["samples"] == card["data"]["val_pairs"] and 0.02 <= ctl["pe2"]["min_confidence"] <= 0.5
     if card["val"]["kept"] == "init":  # never worse than the init model on the held-out sweeps
         a = np.load(out / "weights.npz")
         b = np.load(base_model / "weights.npz")

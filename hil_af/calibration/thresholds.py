@@ -32,14 +32,14 @@ MIN_KEPT = 0.2  # the threshold must keep at least this fraction of the measurem
 GRID = np.round(np.arange(0.02, 0.501, 0.02), 2)
 
 
-def controller_thresholds(defocus: np.ndarray, predicted: np.ndarray, confidence: np.ndarray, near: np.ndarray,
-                          slice_spacing: float) -> dict[str, Any]:
-    """The ``controller`` block from per-measurement true defocus, predicted defocus (native units),
-    confidence, and ``near`` (bool: within the fitted near-focus range)."""
-    err = np.abs(np.asarray(predicted, np.float64) - np.asarray(defocus, np.float64)) / float(slice_spacing)
+def choose_min_confidence(err_slices: np.ndarray, confidence: np.ndarray) -> tuple[float, float]:
+    """(threshold, outlier fraction at it) from per-prediction |error| (slices) and confidence: the
+    lowest c of ``GRID`` that keeps at least ``MIN_KEPT`` of the predictions (and 10) with at most
+    ``OUTLIER_FRACTION`` of them off by more than ``OUTLIER_SLICES``; where none does, the c with the
+    fewest outliers if it removes at least a fifth of them, else the grid's lowest (module doc).
+    The fraction is nan when there are too few predictions to judge."""
+    err = np.asarray(err_slices, np.float64)
     conf = np.asarray(confidence, np.float64)
-    ok = np.asarray(near, bool) & np.isfinite(err) & np.isfinite(conf)
-    err, conf = err[ok], conf[ok]
     fracs: list[tuple[float, float]] = []
     for c in GRID:
         keep = conf >= c
@@ -53,6 +53,18 @@ def controller_thresholds(defocus: np.ndarray, predicted: np.ndarray, confidence
         # (errors that confidence does not predict, e.g. a global fit's position bias, keep it lowest)
         best = meets[0] if meets else min(fracs, key=lambda cf: (cf[1], cf[0]))
         chosen, frac = best if (meets or best[1] <= 0.8 * fracs[0][1]) else fracs[0]
+    return chosen, frac
+
+
+def controller_thresholds(defocus: np.ndarray, predicted: np.ndarray, confidence: np.ndarray, near: np.ndarray,
+                          slice_spacing: float) -> dict[str, Any]:
+    """The ``controller`` block from per-measurement true defocus, predicted defocus (native units),
+    confidence, and ``near`` (bool: within the fitted near-focus range)."""
+    err = np.abs(np.asarray(predicted, np.float64) - np.asarray(defocus, np.float64)) / float(slice_spacing)
+    conf = np.asarray(confidence, np.float64)
+    ok = np.asarray(near, bool) & np.isfinite(err) & np.isfinite(conf)
+    err, conf = err[ok], conf[ok]
+    chosen, frac = choose_min_confidence(err, conf)
     close = (conf >= chosen) & (np.abs(np.asarray(defocus, np.float64)[ok]) <= 3 * slice_spacing)
     spread = float(1.4826 * np.median(err[close])) if close.sum() >= 5 else 0.0  # |error| is centred on the truth
     stop = float(np.clip(1.5 * spread, 0.5, 3.0))

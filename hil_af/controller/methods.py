@@ -62,7 +62,8 @@ class MethodOutcome:
 class MethodConfig:
     """Tunables of the methods (dimensionless unless a unit is named)."""
 
-    min_confidence: float = 0.2         # pe/pe2: below this the result is Failed (low confidence; the domain-random model: flat RoIs 0.15, textured 0.25-0.43 at step 2)
+    min_confidence: float | None = None  # pe/pe2: below this the result is Failed; None: the model card's fitted value (pe_min_confidence)
+    pe_default_min_confidence: float = 0.2  # pe/pe2 where the card has no fitted value (older models)
     hybrid_threshold: float = 0.35      # hybrid: step-1 confidence below this -> fallback
     pdaf_min_confidence: float = 0.2    # pdaf: below this the disparity is not trusted
     pdaf_stop_slices: float = 0.5       # pdaf: stop when the predicted move is below this many slices
@@ -94,14 +95,28 @@ def _pe_step(session, predictor, rois, weights):
     return k, conf, frame
 
 
+def pe_min_confidence(ctx, predictor, method: str) -> float:
+    """The confidence below which ``method`` ("pe" or "pe2") reports Failed: MethodConfig.min_confidence
+    when set, else the value fitted on the model's held-out sweeps at training (card ``controller``,
+    hil_af.model.recipe.confidence_thresholds), else MethodConfig.pe_default_min_confidence."""
+    if ctx.config.min_confidence is not None:
+        return float(ctx.config.min_confidence)
+    block = (getattr(predictor, "card", None) or {}).get("controller") or {}
+    value = (block.get(method) or {}).get("min_confidence")
+    return float(value) if value is not None else float(ctx.config.pe_default_min_confidence)
+
+
 def run_pe(session, ctx, rois, weights, two_step: bool) -> MethodOutcome:
-    k, conf, _ = _pe_step(session, ctx.pe(1), rois, weights)
+    predictor = ctx.pe(1)
+    k, conf, _ = _pe_step(session, predictor, rois, weights)
     if two_step:
         session.move_to_slice(int(round(k)))
-        k, conf, _ = _pe_step(session, ctx.pe(2), rois, weights)
-    if conf < ctx.config.min_confidence:
+        predictor = ctx.pe(2)
+        k, conf, _ = _pe_step(session, predictor, rois, weights)
+    floor = pe_min_confidence(ctx, predictor, "pe2" if two_step else "pe")
+    if conf < floor:
         session.move_to_slice(int(round(k)))  # best effort: the lens rests at the model's guess
-        raise FocusFailed(f"low confidence: {conf:.2f} < {ctx.config.min_confidence} (flat, dark or saturated RoI?)")
+        raise FocusFailed(f"low confidence: {conf:.2f} < {floor:.2f} (flat, dark or saturated RoI?)")
     return MethodOutcome(float(session.positions[int(round(k))]), conf)
 
 
@@ -187,7 +202,7 @@ def run_hybrid(session, ctx, rois, weights) -> MethodOutcome:
     if conf >= ctx.config.hybrid_threshold:
         session.move_to_slice(int(round(k)))
         k, conf, frame = _pe_step(session, ctx.pe(2), rois, weights)
-        if conf >= ctx.config.min_confidence:
+        if conf >= pe_min_confidence(ctx, ctx.pe(2), "pe2"):
             return MethodOutcome(float(session.positions[int(round(k))]), conf)
     reasons.append(f"pe2 confidence {conf:.2f}")
     if ctx.has_calibration():

@@ -6,10 +6,10 @@ slices, encoding config; see hil_af.model.card) and ``step1.onnx`` /
 
 ``PEPredictor`` keeps one ``onnxruntime.InferenceSession`` per model for its
 whole life and runs every RoI of a frame as one batch.  Decoding:
-``index`` = argmax of the softmax; ``confidence`` = the softmax mass within
-+-1 slice of the argmax (in [0, 1]; ~1 for a sharp unimodal prediction,
-low for a flat or multimodal one); ``expected`` = the softmax-weighted mean
-slice (sub-slice).
+``expected`` = the softmax-weighted mean slice (sub-slice); ``index`` = it,
+rounded (the slice the controller moves to); ``confidence`` = the softmax
+mass within +-1 slice of ``index`` (in [0, 1]; ~1 for a sharp unimodal
+prediction, low for a flat or multimodal one); ``argmax`` = the mode.
 
 Any sweep length: the model's n output bins cover the swept lens range (bin j
 is the fraction j/(n-1) of it) and its lens-PE input is the fraction of the
@@ -37,13 +37,15 @@ MAX_SWEEP = 4096  # slices; a sweep longer than this is not served (the controll
 
 @dataclass
 class PEPrediction:
-    """Per-RoI decoded prediction: index int64 [P] (slice), confidence float64 [P] in [0, 1],
-    probs float32 [P, n] (softmax), expected float64 [P] (mean slice, sub-slice)."""
+    """Per-RoI decoded prediction: index int64 [P] (the decoded slice: the rounded mean),
+    confidence float64 [P] in [0, 1], probs float32 [P, n] (softmax), expected float64 [P]
+    (mean slice, sub-slice), argmax int64 [P] (the mode)."""
 
     index: np.ndarray
     confidence: np.ndarray
     probs: np.ndarray
     expected: np.ndarray
+    argmax: np.ndarray
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -71,18 +73,24 @@ def rebin(probs: np.ndarray, m: int) -> np.ndarray:
 
 
 def decode(logits: np.ndarray, m: int | None = None) -> PEPrediction:
-    """Logits [P, n] -> PEPrediction over ``m`` sweep slices (default n; see module doc)."""
+    """Logits [P, n] -> PEPrediction over ``m`` sweep slices (default n; see module doc).
+
+    The decoded slice ``index`` is the softmax-weighted mean slice, rounded: the ordinal
+    soft-label loss trains the softmax as a distribution over slices, and its mean is a better
+    estimate of the in-focus slice than its mode (the argmax: kept as ``argmax``); measured in
+    docs/model.md "Decoding".  ``confidence``: the mass within +-1 slice of ``index``."""
     p = softmax(np.asarray(logits, dtype=np.float64))
     if m is not None:
         p = rebin(p, int(m)).astype(np.float32)
     n = p.shape[1]
-    idx = p.argmax(axis=1).astype(np.int64)
+    expected = (p.astype(np.float64) * np.arange(n)[None, :]).sum(axis=1)
+    idx = np.clip(np.rint(expected), 0, n - 1).astype(np.int64)
     cum = np.concatenate([np.zeros((p.shape[0], 1)), np.cumsum(p, axis=1, dtype=np.float64)], axis=1)
     lo = np.clip(idx - 1, 0, n - 1)
     hi = np.clip(idx + 1, 0, n - 1)
     conf = np.clip(cum[np.arange(len(idx)), hi + 1] - cum[np.arange(len(idx)), lo], 0.0, 1.0)
-    expected = (p.astype(np.float64) * np.arange(n)[None, :]).sum(axis=1)
-    return PEPrediction(index=idx, confidence=conf, probs=p, expected=expected)
+    return PEPrediction(index=idx, confidence=conf, probs=p, expected=expected,
+                        argmax=p.argmax(axis=1).astype(np.int64))
 
 
 def read_card(model_dir: Path) -> dict[str, Any]:

@@ -91,3 +91,48 @@ def epoch_hook(stopper: EarlyStop, score_fn: Callable[[], dict[str, float]], mod
     def hook(epoch: int) -> bool:
         return stopper.update(epoch, score_fn(), model)
     return hook
+
+
+def _logits(model: nn.Module, ps: PatchSet, pairs: np.ndarray, batch: int = 512) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(pairs), batch):
+            x, _ = ps.batch(pairs[i : i + batch])
+            out.append(model(torch.from_numpy(x)).numpy())
+    return np.concatenate(out) if out else np.zeros((0, ps.n), np.float32)
+
+
+def _decoded(logits: np.ndarray, n_slices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(slice index, confidence) as inference decodes them on each row's own sweep length."""
+    from .inference import decode
+
+    idx = np.empty(len(logits), np.int64)
+    conf = np.empty(len(logits), np.float64)
+    for m in np.unique(n_slices):
+        sel = n_slices == m
+        d = decode(logits[sel], int(m))
+        idx[sel], conf[sel] = d.index, d.confidence
+    return idx, conf
+
+
+def confidence_thresholds(model1: nn.Module, model2: nn.Module, ps: PatchSet, pairs: np.ndarray) -> dict[str, Any]:
+    """The card's ``controller`` block: the min confidence of ``pe`` (step 1's) and of ``pe2`` (step 2's,
+    at the slice step 1 leaves the lens), each chosen on the held-out pairs by the rule of the
+    PDAF thresholds (hil_af.calibration.thresholds.choose_min_confidence: the lowest confidence
+    above which at most 10 % of the predictions are off by more than 4 slices)."""
+    from ..calibration.thresholds import OUTLIER_FRACTION, OUTLIER_SLICES, choose_min_confidence
+
+    rows = pairs[:, 0]
+    n_s = ps.n_rows[rows]
+    k1, c1 = _decoded(_logits(model1, ps, pairs), n_s)
+    k2, c2 = _decoded(_logits(model2, ps, np.stack([rows, k1], axis=1)), n_s)
+    out: dict[str, Any] = {}
+    for name, k, c in (("pe", k1, c1), ("pe2", k2, c2)):
+        chosen, frac = choose_min_confidence(np.abs(k - ps.gt[rows]), c)
+        out[name] = {"min_confidence": chosen, "outlier_fraction": None if np.isnan(frac) else round(frac, 4),
+                     "kept_fraction": round(float(np.mean(c >= chosen)), 4)}
+    out["samples"] = int(len(rows))
+    out["rule"] = (f"lowest confidence with <= {OUTLIER_FRACTION:.0%} of the held-out predictions off by > "
+                   f"{OUTLIER_SLICES:g} slices (hil_af/model/recipe.py confidence_thresholds)")
+    return out

@@ -302,6 +302,7 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
         load_weights(model2, Path(init) / WEIGHTS, "step2")
         kept = "init"
 
+    controller = recipe.confidence_thresholds(model, model2, va, va_pairs) if va is not None and va_pairs is not None else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     export_onnx(model, out / "step1.onnx", cfg.size)
@@ -337,5 +338,7 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
 
         shutil.copyfile(cfg.flatfield, out / FLATFIELD)
         card["flatfield"] = {"file": FLATFIELD, "sha256": file_sha256(out / FLATFIELD), "from": str(cfg.flatfield)}
+    if controller is not None:  # the confidence below which pe / pe2 report Failed (controller.methods)
+        card["controller"] = controller
     cardmod.write_card(out, card)
     return card
