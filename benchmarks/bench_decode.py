@@ -14,6 +14,22 @@ Bayer one (``cfa=RGGB``, 2x2 cells reduced).  Reports the medians of the
 process's CPU time (``time.process_time``: the figure a dedicated core would
 see, unaffected by other jobs on a shared machine) and their ratio.
 
+``--af-step`` also measures the step THROUGH THE CONTROLLER, as a rig runs it:
+a ``picamera2://`` source (Bayer 2PD, RGGB, on the fake ``picamera2`` module
+at the library boundary) inside a ``FocusSession``, one call of the
+controller's step functions: ``_pdaf_measure`` (capture, exposure and lens
+checks, the per-position calibrated PDAF estimate with its wider second look,
+the confidence gate and the weighted median) and ``_pe_step`` (capture,
+step-1 model on the 12 RoIs in one onnxruntime batch, decision), with the
+session given the RoIs (``RoiFrame``: only they are decoded) or not (whole
+frames, ``Controller(roi_decode=False)``).  The fake camera hands over a
+prepacked frame, copied whole as picamera2's ``make_array`` copies it
+(``CompletedRequest.make_buffer``: ``np.array`` of the mapped buffer), so
+both paths include that copy, as on a rig; its cost is also reported on its
+own line, and so is the whole-frame decode alone.  Medians and bests of
+``--repeat`` interleaved runs: on a loaded machine the best is the closer to
+what a dedicated core would see.
+
 Default frame: 4608 x 2592 (11.9 MP, the IMX708 full sensor), CSI-2 rows padded
 to a 32-byte stride as the Pi's unicam does.  Times are the median of
 ``--repeat`` runs of ``unpack`` (bytes -> uint16 image) and of ``decode_raw``
@@ -81,6 +97,99 @@ def af_step(W: int, H: int, n_rois: int, size: int, repeat: int) -> list[dict]:
     return rows
 
 
+def _step_fn(name: str, session, ctx, rois: np.ndarray, weights: np.ndarray):
+    """One controller AF step (``pdaf``: ``_pdaf_measure``; ``pe``: ``_pe_step``, model step 1) -> its decision."""
+    from hil_af.controller.methods import _pdaf_measure, _pe_step
+
+    def step():
+        session.steps = 0  # a benchmark, not a focus cycle: no step limit
+        if name == "pdaf":
+            return _pdaf_measure(session, ctx, ctx.pdaf(False), rois, weights, "target_position")[1:]
+        return _pe_step(session, ctx.pe(1), rois, weights)[:2]
+
+    return step
+
+
+def controller_step(W: int, H: int, n_rois: int, size: int, repeat: int) -> list[dict]:
+    """Median and best CPU ms of one controller AF step (pdaf, pe) on a picamera2:// RAW10 Bayer 2PD
+    frame, whole-frame vs RoI-only decode (module doc); of the whole-frame decode alone (the ratio
+    ``decode_ratio`` = that / the RoI step, the issue's yardstick); of picamera2's make_array copy."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+    from unittest import mock
+
+    from hil_af.drivers.fakes import fake_picamera2_module
+    from hil_af.paths import REPO_ROOT
+
+    rng = np.random.default_rng(2)
+    vh, vw = H // 2, W // 4
+    tex = rng.integers(100, 900, (vh, vw + 1)).astype(np.uint16)  # L and R: one texture, 1 view px apart
+    img = np.empty((H, W), np.uint16)
+    for k, v in enumerate((tex[:, :vw], tex[:, 1:])):
+        img[:, k::2] = np.repeat(np.repeat(v, 2, axis=0), 2, axis=1)
+    gy, gx = 3, max(1, n_rois // 3)
+    rois = np.array([[int((i % gx + 0.5) * vw / gx) - size // 2, int((i // gx + 0.5) * vh / gy) - size // 2,
+                      size, size] for i in range(n_rois)])
+    weights = np.full(n_rois, 1.0 / n_rois)
+    tmp = Path(tempfile.mkdtemp())  # the rig profile and calibration; removed at the end
+    cal = json.loads((REPO_ROOT / "calibration/examples/sim-default/cal.json").read_text())
+    cal["sensor_hw"] = [vh, vw]  # the example's 3x4 per-position cells, stretched over this sensor
+    cal.pop("flatfield", None)
+    (tmp / "cal.json").write_text(json.dumps(cal))
+    (tmp / "rig.toml").write_text('[rig]\nsource = "picamera2://0?layout=columns&format=SRGGB10_CSI2P"\n'
+                                  'lens = "libcamera-lens://0?units=code"\n'
+                                  '[lens_map]\ndioptres = [0.0, 15.0]\ncodes = [0, 800]\n[sensor]\ndual_pixel = true\n')
+    stride = -(-(-(-W // 4) * 5) // 32) * 32
+    packed = pack_raw10(img, stride)
+    # the fake camera hands over this frame as picamera2's make_array does: a copy of the whole buffer
+    with mock.patch("hil_af.rawdecode.pack_raw10", lambda im, stride=None: np.array(packed)):
+        mod = fake_picamera2_module(raw_size=(W, H), fmt="SRGGB10_CSI2P", cfa=0, image=lambda d, n: img)
+    try:
+        return _controller_rows(mod, tmp, rois, weights, repeat)
+    finally:
+        shutil.rmtree(tmp)
+
+
+def _controller_rows(mod, tmp, rois: np.ndarray, weights: np.ndarray, repeat: int) -> list[dict]:
+    import sys
+    from unittest import mock
+
+    from hil_af.clock import SimClock
+    from hil_af.controller.core import Controller
+    from hil_af.controller.session import FocusSession
+    from hil_af.drivers.registry import open_rig
+
+    n_rois, size = len(rois), int(rois[0, 2])
+    rows = []
+    with mock.patch.dict(sys.modules, {"picamera2": mod}), open_rig(str(tmp / "rig.toml"), clock=SimClock()) as rig:
+        rig.lens.move_to(400.0)
+        buf, md = rig.source._confirmed_request()
+        copy_ms = 1e3 * _median_s(lambda: np.array(buf, dtype=np.uint8), repeat, time.process_time)
+        decode_ms = 1e3 * _median_s(lambda: rig.source._decode(buf, md), repeat, time.process_time)
+        for name in ("pdaf", "pe"):
+            steps, times = {}, {"whole": [], "roi": []}
+            for path, roi_decode in (("whole", False), ("roi", True)):
+                ctl = Controller(rig, method="pdaf", calibration=str(tmp / "cal.json"), roi_decode=roi_decode)
+                session = FocusSession(rig, ctl.limits, ctl.slice_positions(), rois=rois if roi_decode else None)
+                steps[path] = _step_fn(name, session, ctl.estimators, rois, weights)
+            decisions = {path: fn() for path, fn in steps.items()}  # also loads the estimators
+            assert decisions["whole"] == decisions["roi"], decisions  # the same decision either way
+            for _ in range(repeat):  # interleaved: drifting load hits both paths alike
+                for path, fn in steps.items():
+                    t0 = time.process_time()
+                    fn()
+                    times[path].append(1e3 * (time.process_time() - t0))
+            w, r = statistics.median(times["whole"]), statistics.median(times["roi"])
+            wb, rb = min(times["whole"]), min(times["roi"])
+            rows.append({"step": name, "rois": n_rois, "roi_px": size, "whole_ms": round(w, 2), "roi_ms": round(r, 2),
+                         "ratio": round(w / r, 1), "whole_best_ms": round(wb, 2), "roi_best_ms": round(rb, 2),
+                         "best_ratio": round(wb / rb, 1), "decode_ratio": round(decode_ms / r, 1)})
+    rows.append({"step": "whole-frame decode", "ms": round(decode_ms, 2)})
+    rows.append({"step": "make_array copy", "bytes": int(buf.nbytes), "ms": round(copy_ms, 2)})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--width", type=int, default=4608)
@@ -94,13 +203,24 @@ def main() -> None:
     W, H = a.width, a.height
     if a.af_step:
         res = af_step(W, H, a.rois, a.roi, a.repeat)
+        ctl = controller_step(W, H, a.rois, a.roi, a.repeat)
         if a.json:
-            print(json.dumps({"width": W, "height": H, "machine": platform.machine(), "results": res}, indent=2))
+            print(json.dumps({"width": W, "height": H, "machine": platform.machine(), "results": res,
+                              "controller": ctl}, indent=2))
             return
         print(f"AF step on a {W} x {H} RAW10 frame: {a.rois} RoIs of {a.roi} x {a.roi}, median CPU time of {a.repeat}")
         print(f"{'sensor':7} {'whole-frame ms':>15} {'RoI-only ms':>12} {'ratio':>6}")
         for r in res:
             print(f"{r['cfa']:7} {r['whole_ms']:15.2f} {r['roi_ms']:12.2f} {r['ratio']:6.1f}")
+        print("through the controller (picamera2:// Bayer 2PD, FocusSession, one step; capture to decision):")
+        print(f"{'step':5} {'whole-frame ms':>15} {'RoI-only ms':>12} {'ratio':>6} {'best of':>8} {'whole':>7} "
+              f"{'RoI':>6} {'ratio':>6} {'whole decode / RoI':>19}")
+        for r in ctl[:2]:
+            print(f"{r['step']:5} {r['whole_ms']:15.2f} {r['roi_ms']:12.2f} {r['ratio']:6.1f} {a.repeat:8d} "
+                  f"{r['whole_best_ms']:7.2f} {r['roi_best_ms']:6.2f} {r['best_ratio']:6.1f} {r['decode_ratio']:19.1f}")
+        print(f"whole-frame decode alone (picamera2:// capture()'s decode_raw): {ctl[2]['ms']:.2f} ms")
+        print(f"picamera2's make_array copy of the {ctl[3]['bytes'] / 1e6:.1f} MB buffer, in both paths' steps: "
+              f"{ctl[3]['ms']:.2f} ms")
         return
     rng = np.random.default_rng(0)
     rows = []

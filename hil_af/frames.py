@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BadInput
+from .pdaf import crop_patches
 
 
 @dataclass
@@ -73,6 +74,11 @@ class DualPixelFrame:
         if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > W or y + h > H:
             raise BadInput(f"RoI (x={x}, y={y}, w={w}, h={h}) is not inside the {W}x{H} view")
         return self.left[y : y + h, x : x + w], self.right[y : y + h, x : x + w]
+
+    def patches(self, rois: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Left and right patches [P, h, w] of RoIs (x, y, w, h; view pixels) of one size
+        (as ``hil_af.pdaf.crop_patches``; ``hil_af.roiframe.RoiFrame`` has the same method)."""
+        return crop_patches(self.left, self.right, rois)
 
 
 def validate_rois(rois: Any, view_hw: tuple[int, int], what: str = "rois") -> np.ndarray:

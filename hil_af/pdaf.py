@@ -40,6 +40,7 @@ patches give disparity 0 and confidence 0, never an exception or a NaN.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -299,6 +300,14 @@ def estimate_rois(left: np.ndarray, right: np.ndarray, rois: np.ndarray, **kw) -
 
     ``gains``, if given, are full-view gain maps (g_left, g_right) [H, W] and are cropped per RoI.
     """
+    return estimate_windows(lambda sub: crop_patches(left, right, sub), rois, **kw)
+
+
+def estimate_windows(patches: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], rois: np.ndarray,
+                     **kw) -> DisparityResult:
+    """``estimate_rois`` with the patches from ``patches(rois of one size) -> (L, R) [P, h, w]``: a
+    frame's ``patches`` method (``DualPixelFrame``, or ``hil_af.roiframe.RoiFrame``, which decodes
+    only those windows of the raw frame).  RoIs of different sizes are grouped; ``gains`` as there."""
     rois = np.asarray(rois, dtype=np.int64).reshape(-1, 4)
     gains = kw.pop("gains", None)
     P = rois.shape[0]
@@ -310,7 +319,7 @@ def estimate_rois(left: np.ndarray, right: np.ndarray, rois: np.ndarray, **kw) -
         groups.setdefault((int(r[2]), int(r[3])), []).append(i)
     for idx in groups.values():
         sub = rois[idx]
-        L, R = crop_patches(left, right, sub)
+        L, R = patches(sub)
         g = None
         if gains is not None:
             g = crop_patches(gains[0], gains[1], sub)

@@ -40,7 +40,8 @@ import numpy as np
 
 from ..errors import BadInput
 from ..frames import DualPixelFrame, validate_rois
-from ..pdaf import estimate, estimate_rois
+from ..roiframe import RoiFrame
+from ..pdaf import estimate, estimate_windows
 from .flatfield import FlatField, file_sha256, load_flatfield
 from .store import load_calibration, validate
 
@@ -169,8 +170,10 @@ class PdafPredictor:
         return PdafEstimate(target_position=lp - defocus, defocus=defocus, disparity_px=d, confidence=np.clip(conf, 0, 1),
                             in_range=np.abs(d) <= self.limit)
 
-    def predict(self, frame: DualPixelFrame, rois: Any) -> PdafEstimate:
-        """Targets for RoIs (x, y, w, h view pixels, int [P, 4]) of one frame."""
+    def predict(self, frame: DualPixelFrame | RoiFrame, rois: Any) -> PdafEstimate:
+        """Targets for RoIs (x, y, w, h view pixels, int [P, 4]) of one frame: a whole
+        ``DualPixelFrame`` or a ``RoiFrame`` (decoded only where the RoIs, and the wider
+        windows of the second look, are; the same estimate)."""
         if frame.sensor_hw != self.sensor_hw:
             raise BadInput(f"{self.name} is for a {self.sensor_hw} sensor, the frame's sensor_hw is {frame.sensor_hw}")
         if not np.isfinite(frame.lens_position):
@@ -178,8 +181,8 @@ class PdafPredictor:
         rois = validate_rois(rois, frame.shape)
         y0, x0 = frame.origin
         gains = self.flatfield.gains(frame.origin, frame.shape) if self.flatfield is not None else None
-        res = estimate_rois(frame.left, frame.right, rois, method=self.method, max_shift=self.max_shift,
-                            refine=self.refine, white_level=frame.white_level, gains=gains)
+        res = estimate_windows(frame.patches, rois, method=self.method, max_shift=self.max_shift,
+                               refine=self.refine, white_level=frame.white_level, gains=gains)
         d, conf = res.disparity_px.copy(), res.confidence.copy()
         if self.grow > 1:
             d, conf = self._wide_search(frame, rois, gains, d, conf)
@@ -187,7 +190,7 @@ class PdafPredictor:
         cy = y0 + rois[:, 1] + rois[:, 3] / 2.0
         return self._finish(d, conf, cx, cy, frame.lens_position)
 
-    def _wide_search(self, frame: DualPixelFrame, rois: np.ndarray, gains, d: np.ndarray, conf: np.ndarray):
+    def _wide_search(self, frame: DualPixelFrame | RoiFrame, rois: np.ndarray, gains, d: np.ndarray, conf: np.ndarray):
         """Far from focus: re-measure weak or range-edge RoIs in a window ``grow`` times wider with a
         ``grow`` times longer search, and keep that where it is more confident (the disparity there
         exceeds what the RoI itself can hold; the loop re-measures with the RoI once closer)."""
@@ -204,8 +207,8 @@ class PdafPredictor:
         shift = min(self.max_shift * self.grow, (int(bw[:, 2].min()) - 4) // 2)
         if shift <= self.max_shift:
             return d, conf
-        res = estimate_rois(frame.left, frame.right, bw, method=self.method, max_shift=shift, refine=self.refine,
-                            white_level=frame.white_level, gains=gains)
+        res = estimate_windows(frame.patches, bw, method=self.method, max_shift=shift, refine=self.refine,
+                               white_level=frame.white_level, gains=gains)
         better = res.confidence > conf[weak]
         idx = np.flatnonzero(weak)[better]
         d[idx] = res.disparity_px[better]

@@ -15,13 +15,19 @@ import numpy as np
 from ..capture import contrast_curve
 from ..errors import FocusFailed
 from ..frames import DualPixelFrame
+from ..roiframe import RoiFrame
 
 EPS = 1e-6
 
 
-def roi_contrast(frame: DualPixelFrame, rois: np.ndarray) -> np.ndarray:
-    """Focus measure of each RoI (x, y, w, h) of ``frame``, float64 [P] (``capture.contrast_curve``)."""
-    return contrast_curve((frame.left, frame.right), rois)[:, 0]
+def roi_contrast(frame: DualPixelFrame | RoiFrame, rois: np.ndarray) -> np.ndarray:
+    """Focus measure of each RoI (x, y, w, h) of ``frame``, float64 [P] (``capture.contrast_curve``);
+    a ``RoiFrame`` is measured per RoI patch (the measure reads nothing outside the RoI)."""
+    if isinstance(frame, DualPixelFrame):
+        return contrast_curve((frame.left, frame.right), rois)[:, 0]
+    rois = np.asarray(rois).reshape(-1, 4)
+    frame.ensure(rois)  # one decode per RoI size for the windows not decoded yet
+    return np.array([contrast_curve(frame.crop(r), [(0, 0, int(r[2]), int(r[3]))])[0, 0] for r in rois])
 
 
 def parabolic_peak(y_minus: float, y0: float, y_plus: float) -> float:

@@ -22,6 +22,7 @@ from .base import AFState, FocusResult, Limits
 from .focus_stats import frame_contrast
 from .methods import RUNNERS, SESSION_SETTLE, MethodConfig, check_method
 from .request import request_options
+from .roi_path import grab
 from .session import FocusSession
 
 MODES = ("manual", "single", "continuous")
@@ -104,6 +105,9 @@ class Controller:
     [calibration] per_position / global); zncc_calibration: for zncc2
     ([calibration] zncc). model_dir: ONNX models (default:
     the shipped models/). flatfield: FLAT.npz applied before PDAF.
+    roi_decode: decode only the AF windows of each frame where the source can
+    (``roi_path``; the same results, a fraction of the per-frame time); False:
+    whole frames always.
     """
 
     def __init__(self, rig: Rig, method: str = "pe2", limits: Limits | None = None,
@@ -112,8 +116,9 @@ class Controller:
                  config: MethodConfig | None = None, threads: int = 1, n_slices: int | None = None,
                  retrigger_change: float = 0.25, retrigger_frames: int = 3,
                  retrigger_defocus_slices: float = 1.5, zncc_calibration: str | None = None,
-                 hold_slices: float = 1.0):
+                 hold_slices: float = 1.0, roi_decode: bool = True):
         self.rig = rig
+        self.roi_decode = roi_decode
         self.method = check_method(method)
         self.limits = limits or Limits()
         self.config = config or MethodConfig()
@@ -181,7 +186,8 @@ class Controller:
             weights = self.weights
         r, w = self._windows(rois, weights)
         cycle = request_options(self, name, timeout_s, af_range, start)
-        session = FocusSession(self.rig, cycle.limits, cycle.positions, settle=SESSION_SETTLE.get(name, "lens"))
+        session = FocusSession(self.rig, cycle.limits, cycle.positions, settle=SESSION_SETTLE.get(name, "lens"),
+                               rois=r if self.roi_decode else None)
         session.hint = hint  # type: ignore[attr-defined]
         self.state = AFState.SCANNING
         reason = fallback = None
@@ -244,7 +250,7 @@ class Controller:
         if self.last is None:
             return self._continuous_cycle()
         r, w = self._windows(None, None)
-        frame = self.rig.source.capture()
+        frame = grab(self.rig.source, r if self.roi_decode else None)
         c = float(np.dot(w, self.estimators.contrast(frame, r)))
         if self._ref_contrast is None:
             self._ref_contrast = c

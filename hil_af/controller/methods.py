@@ -1,5 +1,9 @@
 """The AF methods of docs/cli.md, each a function of a ``FocusSession``.
 
+Every method reads only its RoIs (and windows around them), so on a source
+that can decode windows alone the session's frames are ``RoiFrame``s
+(``roi_path``), whole ``DualPixelFrame``s elsewhere; the estimators take both.
+
 Every method returns a ``MethodOutcome`` (final target in native units and a
 confidence in [0, 1]) or raises ``FocusFailed`` with the reason.  Estimators
 are pure (``hil_af.pdaf`` via ``PdafPredictor``, the ONNX models via
@@ -39,6 +43,7 @@ from ..errors import BadInput, FocusFailed
 from .cdaf_fast import run_cdaf_fast
 from .libcamera_af import run_cdaf_libcamera
 from .contrast import contrast_search
+from .roi_path import pe_predict
 
 METHODS = ("pe", "pe2", "pdaf", "pdaf-global", "cdaf", "hybrid", "pdaf-loop", "zncc2", "cdaf-libcamera", "cdaf-fast")
 CONTRAST_METHODS = ("cdaf", "cdaf-libcamera", "cdaf-fast")  # the methods that need no dual-pixel views
@@ -84,7 +89,7 @@ def _pe_step(session, predictor, rois, weights):
     frame = session.capture()
     k_now = session.nearest_slice(frame.lens_position if np.isfinite(frame.lens_position) else None)
     with session.compute():
-        pred = predictor.predict(frame, rois, k_now, len(session.positions))
+        pred = pe_predict(predictor, frame, rois, k_now, len(session.positions))
     k, conf = combine(np.asarray(pred.index, dtype=np.float64), weights, pred.confidence)
     session.trace.append({"t": session.elapsed_s(), "predict_slice": k, "confidence": conf, "from_slice": k_now})
     return k, conf, frame

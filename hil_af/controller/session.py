@@ -18,19 +18,30 @@ import numpy as np
 from ..drivers.base import Rig
 from ..errors import DeviceError, DeviceTimeout, FocusFailed
 from ..frames import DualPixelFrame
+from ..roiframe import RoiFrame
 from .af_range import dioptre_map
 from .base import Limits
+from .roi_path import grab
 
 
 BLACK_FRACTION = 0.0025      # mean below this fraction of the white level: a black frame
 SATURATED_FRACTION = 0.5     # more than this fraction of pixels at white: a saturated frame
 
 
-def exposure_problem(frame: DualPixelFrame) -> str:
-    """'' for a usable frame, else what is wrong with its exposure (black or saturated)."""
-    sub = frame.left[::4, ::4]
+def _exposure_samples(frame: DualPixelFrame | RoiFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Every 4th pixel of each view in y and x: the whole views, or a ``RoiFrame``'s RoI patches."""
+    if isinstance(frame, DualPixelFrame):
+        return frame.left[::4, ::4], frame.right[::4, ::4]
+    L, R = frame.roi_views()
+    return np.concatenate([p[::4, ::4].ravel() for p in L]), np.concatenate([p[::4, ::4].ravel() for p in R])
+
+
+def exposure_problem(frame: DualPixelFrame | RoiFrame) -> str:
+    """'' for a usable frame, else what is wrong with its exposure (black or saturated): judged on
+    the whole views, or on the RoIs alone for a ``RoiFrame`` (all an AF step reads)."""
+    sub, right = _exposure_samples(frame)
     white = frame.white_level
-    mean = float(sub.mean()) + float(frame.right[::4, ::4].mean())
+    mean = float(sub.mean()) + float(right.mean())
     mean *= 0.5
     if white and mean < BLACK_FRACTION * white:
         return f"black frame (mean {mean:.1f} DN of {white:g})"
@@ -48,11 +59,14 @@ class FocusSession:
     ``settle_time_s`` after every move; ``"model"`` only as long as the
     actuator's settle model needs for that step (``settle.settle_time_for``);
     ``"frames"`` not at all (the method skips frames itself, as libcamera does).
+    rois: the cycle's RoIs (view pixels, int [P, 4]); given, a source that can decode them alone
+    (``capture_roi_frame``) gives ``RoiFrame``s (``roi_path.grab``), else whole frames.
     """
 
     def __init__(self, rig: Rig, limits: Limits, slice_positions: np.ndarray, capture_retries: int = 2,
-                 settle: str = "lens"):
+                 settle: str = "lens", rois: np.ndarray | None = None):
         self.rig = rig
+        self.rois = None if rois is None else np.asarray(rois)
         self.limits = limits
         self.positions = np.asarray(slice_positions, dtype=np.float64)
         self.capture_retries = capture_retries
@@ -160,7 +174,7 @@ class FocusSession:
             self._check_budget()
             self.captures += 1
             try:
-                self.rig.source.capture()
+                grab(self.rig.source, self.rois)
             except DeviceTimeout:
                 pass
 
@@ -187,8 +201,10 @@ class FocusSession:
         self.verify_frames += self.captures - captures
         self.captures, self.steps = captures, steps
 
-    def capture(self) -> DualPixelFrame:
+    def capture(self) -> DualPixelFrame | RoiFrame:
         """A frame exposed after the lens settled; checks the lens reached its target.
+
+        A ``RoiFrame`` (only the RoIs decoded) where the session has ``rois`` and the source can.
 
         A capture that times out, or a frame that is black or saturated, is
         retried ``capture_retries`` times, then the cycle is Failed with the reason.
@@ -202,7 +218,7 @@ class FocusSession:
         for _ in range(1 + self.capture_retries):
             self.captures += 1
             try:
-                frame = self.rig.source.capture()
+                frame = grab(self.rig.source, self.rois)
             except DeviceTimeout as e:
                 problem = f"capture timed out {1 + self.capture_retries} times: {e}"
                 continue

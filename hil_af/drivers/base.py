@@ -27,6 +27,9 @@ class FrameSource(Protocol):
 
     Sources whose views are a crop of the full view plane also expose
     ``view_hw`` (H, W of the views); otherwise the views are ``sensor_hw``.
+    Sources that can decode windows of a frame alone also expose
+    ``capture_roi_frame(rois) -> hil_af.roiframe.RoiFrame`` (the controller's
+    per-step path, ``hil_af.controller.roi_path``).
     """
 
     @property

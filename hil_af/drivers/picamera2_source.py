@@ -65,6 +65,12 @@ that frame (af.cpp ``fsmooth_``), not a measurement.  ``timestamp_s`` =
 ``sensor_hw`` = the view size.  Picamera2 is imported lazily (it exists only
 on Raspberry Pi OS: ``sudo apt install python3-picamera2``).
 
+The controller's AF steps use ``capture_roi_frame(rois)`` instead (a
+``hil_af.roiframe.RoiFrame``: only the RoIs' raw rows and columns unpacked,
+``hil_af.rawroi``; the same values, lens position and metadata as
+``capture()``'s frame), so a step on a 12 MP frame costs the RoIs' decode,
+not the frame's.
+
 One ``Picamera2`` object per camera is shared by this source and
 ``libcamera-lens://N`` through ``shared_camera(N)`` (a reference-counted cache):
 libcamera lets only one process-wide owner open a camera.
@@ -82,6 +88,7 @@ from ..errors import BadInput, DeviceError, DeviceTimeout
 from ..frames import DualPixelFrame
 from ..rawdecode import LAYOUTS, PLANES, decode_raw
 from ..rawroi import decode_rois
+from ..roiframe import RoiFrame
 from .base import ContextMixin
 from .raw_formats import (  # the format helpers live there; re-exported
     DUAL_PIXEL_MODELS, ORDERS, bayer_order, check_dual_pixel, is_pisp_compressed, raw_format, sensor_cfa, unpacked16,
@@ -277,11 +284,29 @@ class Picamera2Source(ContextMixin):
         patches as ``crop_patches`` on ``capture()``'s views, at a fraction of the decode time
         (``hil_af.rawroi``); the lens confirmation of ``capture`` applies."""
         buf, md = self._confirmed_request()
-        w, h = self.raw_size
-        L, R = decode_rois(buf, w, h // 2 if self.layout == "planes" else h, rois, fmt=self.fmt,
-                           stride=self.stride if self.fmt != "U16" else None, layout=self.layout, cfa=self.cfa,
-                           plane=self.plane, black_level=self._black(md))
+        L, R = self._windows(buf, md, rois)
         return L, R, md
+
+    def capture_roi_frame(self, rois: Any) -> RoiFrame:
+        """One raw request as a ``RoiFrame``: the RoIs (x, y, w, h; view pixels, any sizes) decoded
+        now, any other window decoded from the same buffer when an estimator asks; lens position,
+        timestamp, white level and metadata as ``capture()``'s frame (the controller's AF path)."""
+        buf, md = self._confirmed_request()
+        black, white = float(self._black(md)), self._white()
+        if white <= black:  # as decode_raw
+            raise BadInput(f"picamera2://{self.index}: white level {white} must exceed the black level {black}")
+        fields = self._fields(md)
+        fields["metadata"] = {"raw_format": self.fmt, "layout": self.layout, "black_level": black,
+                              "cfa": self.cfa or "mono", **fields["metadata"]}
+        return RoiFrame(lambda win: self._windows(buf, md, win, black), rois, self.view_hw,
+                        white_level=white - black, **fields)
+
+    def _windows(self, buf: Any, md: dict[str, Any], rois: Any, black: float | None = None) -> tuple[Any, Any]:
+        """Left/right patches [P, h, w] float32 of windows of one size of the raw buffer ``buf``."""
+        w, h = self.raw_size
+        return decode_rois(buf, w, h // 2 if self.layout == "planes" else h, rois, fmt=self.fmt,
+                           stride=self.stride if self.fmt != "U16" else None, layout=self.layout, cfa=self.cfa,
+                           plane=self.plane, black_level=self._black(md) if black is None else black)
 
     def _confirmed_request(self) -> tuple[Any, dict[str, Any]]:
         """The next request whose LensPosition has reached the lens's target (dropping at most
@@ -327,15 +352,8 @@ class Picamera2Source(ContextMixin):
         raise DeviceTimeout(f"picamera2://{self.index}: no frame within {self.timeout_s:g} s in {self.tries} tries "
                             f"(camera stalled? check the ribbon cable and 'dmesg')")
 
-    def _decode(self, buf: Any, md: dict[str, Any]) -> DualPixelFrame:
-        w, h = self.raw_size
-        if self.layout == "planes":
-            h //= 2
-        black = self._black(md)
-        white = self.white if self.white is not None else float(2 ** self.bits - 1)
-        stride = None
-        if self.stride is not None and self.fmt != "U16":
-            stride = self.stride
+    def _fields(self, md: dict[str, Any]) -> dict[str, Any]:
+        """A frame's lens position (native units), timestamp (s) and metadata from the request's."""
         ts = md.get("SensorTimestamp")
         lens = md.get("LensPosition")
         convert = self.shared.lens_to_native
@@ -343,11 +361,20 @@ class Picamera2Source(ContextMixin):
             lens = convert(float(lens))
         keep = {k: md[k] for k in ("ExposureTime", "AnalogueGain", "SensorTimestamp", "FrameDuration", "LensPosition")
                 if k in md}
-        return decode_raw(buf, w, h, fmt=self.fmt, stride=stride, layout=self.layout, black_level=black,
-                          white_level=white, lens_position=float(lens) if lens is not None else math.nan,
-                          timestamp_s=ts / 1e9 if ts is not None else 0.0, cfa=self.cfa, plane=self.plane,
-                          metadata={"source": f"picamera2://{self.index}", "sensor_format": self.fmt_name,
-                                    "sensor_model": self.model, "raw_path": self.raw_path, **keep})
+        return {"lens_position": float(lens) if lens is not None else math.nan,
+                "timestamp_s": ts / 1e9 if ts is not None else 0.0,
+                "metadata": {"source": f"picamera2://{self.index}", "sensor_format": self.fmt_name,
+                             "sensor_model": self.model, "raw_path": self.raw_path, **keep}}
+
+    def _white(self) -> float:
+        return self.white if self.white is not None else float(2 ** self.bits - 1)
+
+    def _decode(self, buf: Any, md: dict[str, Any]) -> DualPixelFrame:
+        w, h = self.raw_size
+        return decode_raw(buf, w, h // 2 if self.layout == "planes" else h, fmt=self.fmt,
+                          stride=self.stride if self.fmt != "U16" else None, layout=self.layout,
+                          black_level=self._black(md), white_level=self._white(), cfa=self.cfa, plane=self.plane,
+                          **self._fields(md))
 
     def close(self) -> None:
         if not self._closed:
