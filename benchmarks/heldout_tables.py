@@ -48,16 +48,34 @@ def seed_table(res: dict, groups: dict[str, list[str]], cams: list[str]) -> str:
     return "\n".join(out)
 
 
+def variants_table(res: dict, names: list[str], labels: dict[str, str] | None = None) -> str:
+    """One row per (model, camera): zero-shot and fine-tuned pe2 MAE and <=1 (``-`` where not run)."""
+    labels = labels or {}
+    out = ["| camera | model | zero-shot MAE | zero-shot <=1 % | fine-tuned MAE | fine-tuned <=1 % |", "|---|---|---|---|---|---|"]
+    for cam in res:
+        for n in names:
+            cells = []
+            for mode in ("zero-shot", "fine-tuned"):
+                b = res[cam].get(f"pe2:{n}:{mode}")
+                cells += [f"{b['mae']:.2f}", f"{100 * b['le1']:.1f}"] if b else ["-", "-"]
+            if any(c != "-" for c in cells):
+                out.append(f"| `{cam}` | {labels.get(n, n)} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results")
     ap.add_argument("--model", default="main")
     ap.add_argument("--seeds", action="append", default=[], metavar="GROUP=N1,N2,N3")
+    ap.add_argument("--variants", default=None, metavar="N1,N2,...", help="a side-by-side table of these models")
     a = ap.parse_args(argv)
     res = json.loads(open(a.results).read())
     for cam in res:
         print(f"\n`{cam}`:\n")
         print(camera_table(res, cam, a.model))
+    if a.variants:
+        print("\n" + variants_table(res, a.variants.split(",")))
     if a.seeds:
         groups = {g: n.split(",") for g, n in (s.split("=", 1) for s in a.seeds)}
         print("\n" + seed_table(res, groups, list(res)))
