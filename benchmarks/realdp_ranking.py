@@ -42,19 +42,13 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def scene(s: str, pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(median gt per usable cell, classical disparity px, model defocus slices) of scene ``s``."""
-    from hil_af.frames import grid_rois
     from hil_af.model.defocus import relative_defocus
-    from hil_af.pdaf import estimate_rois
+    from hil_af.sim.realcheck import graded_cells
     from hil_af.stacks import load_frame
 
     fr = load_frame(REALDP / f"{s}.npz")
     gt = np.load(REALDP / f"{s}_gt.npz", allow_pickle=False)["defocus"].astype(np.float64)
-    H, W = fr.shape
-    rois = grid_rois((H, W), H // CELL, W // CELL, size=CELL)
-    res = estimate_rois(fr.left, fr.right, rois, method="xcorr", max_shift=MAX_SHIFT, white_level=fr.white_level)
-    g = np.array([np.median(gt[y:y + h, x:x + w]) for x, y, w, h in rois])
-    gs = np.array([gt[y:y + h, x:x + w].std() for x, y, w, h in rois])
-    keep = (gs <= 4) & (g > 0) & (res.confidence >= MIN_CONF)
+    rois, res, g, keep = graded_cells(fr, gt, CELL, MAX_SHIFT, MIN_CONF)
     d, _ = relative_defocus(pred, fr, rois)
     return g[keep], res.disparity_px[keep], d[keep]
 

@@ -72,20 +72,14 @@ def flatfield():
 
 def _scene_cells(s: str, flat=None):
     """(frame, cell RoIs, classical estimate, median gt per cell, usable-cell mask) of scene ``s``."""
-    from hil_af.frames import grid_rois
-    from hil_af.pdaf import estimate_rois
+    from hil_af.sim.realcheck import graded_cells
     from hil_af.stacks import load_frame
 
     fr = load_frame(REALDP / f"{s}.npz")
     if flat is not None:
         fr = flat.apply(fr)
     gt = np.load(REALDP / f"{s}_gt.npz", allow_pickle=False)["defocus"].astype(np.float64)
-    H, W = fr.shape
-    rois = grid_rois((H, W), H // CELL, W // CELL, size=CELL)
-    res = estimate_rois(fr.left, fr.right, rois, method="xcorr", max_shift=MAX_SHIFT, white_level=fr.white_level)
-    g = np.array([np.median(gt[y:y + h, x:x + w]) for x, y, w, h in rois])
-    gs = np.array([gt[y:y + h, x:x + w].std() for x, y, w, h in rois])
-    keep = (gs <= 4) & (g > 0) & (res.confidence >= MIN_CONF)
+    rois, res, g, keep = graded_cells(fr, gt, CELL, MAX_SHIFT, MIN_CONF)
     assert keep.sum() >= 30, f"scene {s}: only {keep.sum()} usable cells"
     return fr, rois, res, g, keep
 

@@ -80,3 +80,18 @@ def sim_cells(profile: str, cameras: range, codes=(100, 250, 400, 550, 700, 850)
                 rig.clock.sleep(0.3)
                 out.append(disparity_peak_cells(rig.source.capture()))
     return np.concatenate(out) if out else np.zeros((0, 2))
+
+
+def graded_cells(frame: DualPixelFrame, gt_defocus: np.ndarray, cell: int = 112, max_shift: float = 16.0,
+                 min_confidence: float = 0.5):
+    """Cells of a real capture with a ground-truth defocus map (the Xin et al. captures): a grid of
+    ``cell`` px RoIs, the classical xcorr estimate of each, the median ground truth per cell, and the
+    usable cells (ground truth uniform within the cell: std <= 4 of its 0..255 scale, non-zero, and
+    PDAF confidence >= ``min_confidence``).  Returns (rois int32 [P, 4], estimate, median gt [P], keep [P])."""
+    H, W = frame.shape
+    rois = grid_rois((H, W), H // cell, W // cell, size=cell)
+    res = estimate_rois(frame.left, frame.right, rois, method="xcorr", max_shift=max_shift, white_level=frame.white_level)
+    g = np.array([np.median(gt_defocus[y:y + h, x:x + w]) for x, y, w, h in rois])
+    gs = np.array([gt_defocus[y:y + h, x:x + w].std() for x, y, w, h in rois])
+    keep = (gs <= 4) & (g > 0) & (res.confidence >= min_confidence)
+    return rois, res, g, keep
