@@ -347,3 +347,21 @@ def test_ms_per_step_is_timed_on_cycles_that_share_no_work(model_stack, monkeypa
         assert set(batches) == {1} and m["timed_steps"] == len(batches) == 3 * N_MODEL
     assert m["eval_cycles_per_s"] > 0 and m["eval_ms_per_step_shared"] > 0 and m["compute_ms_per_step"] > 0
     assert "eval throughput: pe" in format_table(r)
+
+
+def test_step2_pairs_take_the_controllers_decode_not_the_argmax(tmp_path):
+    """Kills: step-2 training pairs at the argmax of step 1 while the controller moves the lens to the
+    rounded softmax mean (docs/model.md "Decoding")."""
+    from hil_af.model.dataset import load_patchset, step2_pairs
+    from hil_af.model.encoding import EncodingConfig
+
+    n = 7
+    ps = load_patchset([make_stack(tmp_path / "s.npz", n=n, gts=(1, 3, 5), size=64, seed=2)], EncodingConfig())
+
+    def two_peaks(x):  # 60 % of the mass at bin 0, 40 % at bin 6: argmax 0, mean 2.4 -> slice 2
+        p = np.full((x.shape[0], n), 1e-9)
+        p[:, 0], p[:, n - 1] = 0.6, 0.4
+        return np.log(p).astype(np.float32)
+
+    out = step2_pairs(ps, two_peaks)
+    assert np.all(out[:, 1] == 2)
