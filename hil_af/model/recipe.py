@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .dataset import PatchSet
-from .inference import decoded_bins
+from .inference import decode, decoded_bins
 
 # what --init changes unless given explicitly (hil-af train --init MODEL_DIR --stacks SWEEPS --out DIR)
 FINE_TUNE: dict[str, Any] = {"epochs": 20, "epochs2": 10, "lr": 2e-3, "lr2": 8e-4, "batch": 64, "val_frac": 0.25,
@@ -33,13 +33,7 @@ FINE_TUNE: dict[str, Any] = {"epochs": 20, "epochs2": 10, "lr": 2e-3, "lr2": 8e-
 def predict_bins(model: nn.Module, ps: PatchSet, pairs: np.ndarray, batch: int = 512) -> np.ndarray:
     """The decoded model bin (rounded softmax mean, as the controller decodes) of every (row, slice)
     pair (eval mode, no augmentation)."""
-    model.eval()
-    out = np.empty(len(pairs), dtype=np.int64)
-    with torch.no_grad():
-        for i in range(0, len(pairs), batch):
-            x, _ = ps.batch(pairs[i : i + batch])
-            out[i : i + batch] = decoded_bins(model(torch.from_numpy(x)).numpy())
-    return out
+    return decoded_bins(_logits(model, ps, pairs, batch))
 
 
 def two_step(model1: nn.Module, model2: nn.Module | None, ps: PatchSet, pairs: np.ndarray) -> dict[str, float]:
@@ -96,6 +90,7 @@ def epoch_hook(stopper: EarlyStop, score_fn: Callable[[], dict[str, float]], mod
 
 
 def _logits(model: nn.Module, ps: PatchSet, pairs: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Logits [len(pairs), n] of every (row, slice) pair (eval mode, no augmentation)."""
     model.eval()
     out = []
     with torch.no_grad():
@@ -107,8 +102,6 @@ def _logits(model: nn.Module, ps: PatchSet, pairs: np.ndarray, batch: int = 512)
 
 def _decoded(logits: np.ndarray, n_slices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(slice index, confidence) as inference decodes them on each row's own sweep length."""
-    from .inference import decode
-
     idx = np.empty(len(logits), np.int64)
     conf = np.empty(len(logits), np.float64)
     for m in np.unique(n_slices):
