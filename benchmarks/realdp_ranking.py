@@ -25,21 +25,6 @@ SCENES = ("001", "002", "003", "004")
 CELL, MAX_SHIFT, MIN_CONF = 112, 16, 0.5  # as tests/test_realdp.py
 
 
-def rankdata(a: np.ndarray) -> np.ndarray:
-    """Ranks (0-based) with ties averaged (as tests/test_realdp.py)."""
-    a = np.asarray(a, dtype=np.float64)
-    ranks = np.empty(a.size)
-    ranks[np.argsort(a, kind="stable")] = np.arange(a.size)
-    _, inv, counts = np.unique(a, return_inverse=True, return_counts=True)
-    sums = np.zeros(counts.size)
-    np.add.at(sums, inv, ranks)
-    return (sums / counts)[inv]
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
-
-
 def scene(s: str, pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(median gt per usable cell, classical disparity px, model defocus slices) of scene ``s``."""
     from hil_af.model.defocus import relative_defocus
@@ -60,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
 
     from hil_af.model.inference import PEPredictor
+    from hil_af.sim.realcheck import spearman
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(ROOT / "models"))

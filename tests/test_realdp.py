@@ -37,23 +37,7 @@ MAX_SHIFT = 16
 MIN_CONF = 0.5
 
 
-def rankdata(a: np.ndarray) -> np.ndarray:
-    """Ranks (0-based) with ties averaged, numpy only."""
-    a = np.asarray(a, dtype=np.float64)
-    order = np.argsort(a, kind="stable")
-    ranks = np.empty(a.size)
-    ranks[order] = np.arange(a.size)
-    _, inv, counts = np.unique(a, return_inverse=True, return_counts=True)
-    sums = np.zeros(counts.size)
-    np.add.at(sums, inv, ranks)
-    return (sums / counts)[inv]
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = rankdata(a), rankdata(b)
-    ra -= ra.mean()
-    rb -= rb.mean()
-    return float((ra * rb).sum() / np.sqrt((ra * ra).sum() * (rb * rb).sum()))
+from hil_af.sim.realcheck import rankdata, spearman  # noqa: E402
 
 
 def test_rank_correlation_helper():

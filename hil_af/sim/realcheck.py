@@ -95,3 +95,23 @@ def graded_cells(frame: DualPixelFrame, gt_defocus: np.ndarray, cell: int = 112,
     gs = np.array([gt_defocus[y:y + h, x:x + w].std() for x, y, w, h in rois])
     keep = (gs <= 4) & (g > 0) & (res.confidence >= min_confidence)
     return rois, res, g, keep
+
+
+def rankdata(a: np.ndarray) -> np.ndarray:
+    """Ranks (0-based) with ties averaged, numpy only."""
+    a = np.asarray(a, dtype=np.float64)
+    order = np.argsort(a, kind="stable")
+    ranks = np.empty(a.size)
+    ranks[order] = np.arange(a.size)
+    _, inv, counts = np.unique(a, return_inverse=True, return_counts=True)
+    sums = np.zeros(counts.size)
+    np.add.at(sums, inv, ranks)
+    return (sums / counts)[inv]
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of a and b (ties averaged)."""
+    ra, rb = rankdata(a), rankdata(b)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    return float((ra * rb).sum() / np.sqrt((ra * ra).sum() * (rb * rb).sum()))
