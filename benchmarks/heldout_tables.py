@@ -44,7 +44,9 @@ def seed_table(res: dict, groups: dict[str, list[str]], cams: list[str]) -> str:
                         cells.append("-")
                         continue
                     v = np.array(v) * (100 if k == "le1" else 1)
-                    cells.append(f"{v.mean():.2f} ({v.min():.2f}..{v.max():.2f})" if k == "mae" else f"{v.mean():.1f} ({v.min():.1f}..{v.max():.1f})")
+                    few = "" if len(v) == len(names) else f", {len(v)} of {len(names)} seeds"
+                    cells.append(f"{v.mean():.2f} ({v.min():.2f}..{v.max():.2f}{few})" if k == "mae"
+                                 else f"{v.mean():.1f} ({v.min():.1f}..{v.max():.1f}{few})")
             out.append(f"| {g} ({len(names)} seeds) | {cam} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
