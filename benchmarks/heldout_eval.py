@@ -47,7 +47,7 @@ def calibrations(data: Path, cam: str) -> dict[str, str]:
 
 
 def run(data: Path, cams: list[str], models: dict[str, str], fine_tune: bool, classical: bool, stride: int,
-        zero_shot: bool = True) -> dict:
+        zero_shot: bool = True, ft_threads: int | None = None) -> dict:
     res: dict = {}
     for cam in cams:
         tests = stack_files(data / f"{cam}-test")
@@ -66,7 +66,8 @@ def run(data: Path, cams: list[str], models: dict[str, str], fine_tune: bool, cl
             if fine_tune:
                 ft = data / "ft" / cam / name
                 if not (ft / "card.json").exists():
-                    rc = cli(["train", "--init", mdir, "--stacks", str(data / f"{cam}-sweeps"), "--out", str(ft)])
+                    threads = ["--threads", str(ft_threads)] if ft_threads else []  # CPU threads only: the recipe is unchanged
+                    rc = cli(["train", "--init", mdir, "--stacks", str(data / f"{cam}-sweeps"), "--out", str(ft), *threads])
                     if rc != 0:
                         raise SystemExit(f"fine-tune {name} on {cam}: exit {rc}")
                 card = json.loads((ft / "card.json").read_text())
@@ -89,11 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-classical", action="store_true", help="skip pdaf / pdaf-global / zncc2")
     ap.add_argument("--no-zero-shot", action="store_true", help="skip the zero-shot evaluation (fine-tuned only)")
     ap.add_argument("--start-stride", type=int, default=1, help="every k-th start slice (1: the full protocol)")
+    ap.add_argument("--ft-threads", type=int, default=None, help="torch CPU threads of each fine-tune (default: train's)")
     ap.add_argument("--out", required=True, help="results JSON")
     a = ap.parse_args(argv)
     models = dict(m.split("=", 1) for m in a.model)
     cams = a.camera or ["sim-pixel", "sim-catseye", "sim-wide"]
-    res = run(Path(a.data), cams, models, not a.no_fine_tune, not a.no_classical, a.start_stride, not a.no_zero_shot)
+    res = run(Path(a.data), cams, models, not a.no_fine_tune, not a.no_classical, a.start_stride, not a.no_zero_shot,
+              a.ft_threads)
     out = Path(a.out)
     old = json.loads(out.read_text()) if out.exists() else {}
     for cam, block in res.items():

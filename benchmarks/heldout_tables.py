@@ -1,6 +1,7 @@
 """Markdown tables from benchmarks/heldout_eval.py results (README, docs/model.md, models/MODEL_CARD.md).
 
-``python benchmarks/heldout_tables.py RESULTS.json [--seeds main=dr-s0,dr-s1,dr-s2 --seeds ablation=...]``
+``python benchmarks/heldout_tables.py RESULTS.json [--model NAME] [--variants N1,N2 [--label N1=TEXT]]
+[--seeds main=dr-s0,dr-s1,dr-s2 --seeds ablation=...]``
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def seed_table(res: dict, groups: dict[str, list[str]], cams: list[str]) -> str:
                         cells.append("-")
                         continue
                     v = np.array(v) * (100 if k == "le1" else 1)
-                    cells.append(f"{v.mean():.2f} ({v.min():.2f}..{v.max():.2f})" if k == "mae" else f"{v.mean():.1f} ({v.min():.1f}..{v.max():.1f})")
+                    few = "" if len(v) == len(names) else f", {len(v)} of {len(names)} seeds"
+                    cells.append(f"{v.mean():.2f} ({v.min():.2f}..{v.max():.2f}{few})" if k == "mae"
+                                 else f"{v.mean():.1f} ({v.min():.1f}..{v.max():.1f}{few})")
             out.append(f"| {g} ({len(names)} seeds) | {cam} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -69,13 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="main")
     ap.add_argument("--seeds", action="append", default=[], metavar="GROUP=N1,N2,N3")
     ap.add_argument("--variants", default=None, metavar="N1,N2,...", help="a side-by-side table of these models")
+    ap.add_argument("--label", action="append", default=[], metavar="NAME=TEXT", help="row label of a model in --variants")
     a = ap.parse_args(argv)
     res = json.loads(open(a.results).read())
     for cam in res:
         print(f"\n`{cam}`:\n")
         print(camera_table(res, cam, a.model))
     if a.variants:
-        print("\n" + variants_table(res, a.variants.split(",")))
+        labels = dict(item.split("=", 1) for item in a.label)
+        print("\n" + variants_table(res, a.variants.split(","), labels))
     if a.seeds:
         groups = {g: n.split(",") for g, n in (s.split("=", 1) for s in a.seeds)}
         print("\n" + seed_table(res, groups, list(res)))

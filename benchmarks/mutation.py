@@ -1,6 +1,7 @@
 """Mutation testing of hil-af's core modules with mutmut, one module at a time.
 
-    python benchmarks/mutation.py [GROUP ...] [--budget-s S] [--list]
+    python benchmarks/mutation.py [GROUP ...] [--budget-s S] [--list] [--tests T ...]
+                                  [--mutants PATTERN ...] [--resume]
 
 Needs the ``mutation`` extra (``pip install -e '.[mutation]'``: mutmut 3).
 For each group (default: all, in the order below) the repository is copied
@@ -18,6 +19,14 @@ mutmut mutates code inside functions only; the module-level chip tables in
 hil_af/drivers/vcm_chips.py are covered by the extra group ``chip-tables``,
 which changes every integer/bytes literal of each ``VcmChip(...)`` table
 (and of the ``dw9714`` power steps) one at a time and runs the chip tests.
+
+A group too slow for one sitting can be run in parts: ``--mutants`` passes
+fnmatch patterns of mutant names to ``mutmut run`` (e.g.
+``'hil_af.pdaf.x__parabola*'``; with patterns, mutmut re-tests those mutants
+even if they have a result), and ``--resume`` keeps the scratch folder and its
+earlier results instead of starting afresh, so that a run cut short by its
+budget continues where it stopped (mutmut skips mutants that have a result).
+Without ``--resume`` the scratch folder is copied anew and every mutant is run.
 
 This does not run in CI: a full pass takes the better part of an hour on two
 cores (docs/mutation.md has the figures and every surviving mutant).
@@ -47,7 +56,9 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                                                   "test_eval_command_json_keys")]),
     "controller": (["hil_af/controller/*"],
                    ["tests/test_controller.py", "tests/test_focus_methods.py", "tests/test_protocol_regressions.py"]),
-    "pdaf": (["hil_af/pdaf.py"], ["tests/test_pdaf.py", "tests/test_protocol_regressions.py"]),
+    # test_pdaf_units: small hand-made patches, seconds per mutant; test_pdaf.py's statistical checks on
+    # 64x64 patches took ~8 min a pass on the loaded machine (add them with --tests for a full run)
+    "pdaf": (["hil_af/pdaf.py"], ["tests/test_pdaf_units.py"]),
     "rawdecode": (["hil_af/rawdecode.py"], ["tests/test_rawdecode.py", "tests/test_rawdecode_edges.py"]),
     "vcm": (["hil_af/drivers/vcm_chips.py", "hil_af/drivers/i2c_vcm.py"],
             ["tests/test_hw_i2c.py", "tests/test_chip_bytes.py"]),
@@ -60,9 +71,11 @@ CHIP_TABLES = "chip-tables"
 COPY = ["hil_af", "tests", "calibration", "models", "drivers", "scripts", "systemd", "docs", "README.md", "pyproject.toml"]
 
 
-def scratch_copy(group: str) -> Path:
+def scratch_copy(group: str, resume: bool = False) -> Path:
     base = Path(os.environ.get("HIL_AF_MUTATION_DIR", "/tmp/hil-af-mutation"))
     dst = base / group
+    if resume and (dst / "mutants").is_dir():
+        return dst
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
@@ -113,15 +126,19 @@ def parse_results(dst: Path) -> dict:
             "other": sorted(f"{k} ({v})" for k, v in status.items() if v not in ("killed", "survived", "not checked"))}
 
 
-def run_group(group: str, budget_s: float, tests: list[str] | None = None) -> dict:
+def run_group(group: str, budget_s: float, tests: list[str] | None = None, mutants: list[str] | None = None,
+              resume: bool = False) -> dict:
     modules, default_tests = GROUPS[group]
     tests = tests or default_tests
-    dst = scratch_copy(group)
-    write_config(dst, modules, tests, fast=group != "model")  # slow tests (training) only for the model
+    resumed = resume and (Path(os.environ.get("HIL_AF_MUTATION_DIR", "/tmp/hil-af-mutation")) / group / "mutants").is_dir()
+    dst = scratch_copy(group, resume)
+    if not resumed:
+        write_config(dst, modules, tests, fast=group != "model")  # slow tests (training) only for the model
     t0 = time.monotonic()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(dst), os.environ.get("PYTHONPATH", "")) if p))
     try:
-        proc = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1"], cwd=dst, env=env,
+        proc = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1", *(mutants or [])],
+                              cwd=dst, env=env,
                               timeout=budget_s, capture_output=True, text=True)
         complete = proc.returncode == 0
         if not complete:
@@ -200,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", action="store_true", help="only summarise the scratch folders of an earlier run")
     ap.add_argument("--tests", nargs="+", metavar="TEST",
                     help="test files / node ids to run instead of the group's list (e.g. fewer, faster ones)")
+    ap.add_argument("--mutants", nargs="+", metavar="PATTERN",
+                    help="only these mutants (fnmatch patterns of mutmut's names, e.g. 'hil_af.pdaf.x__parabola*')")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the scratch folder and its earlier results (continue a run cut short by its budget)")
     a = ap.parse_args(argv)
     if a.list:
         for g, (mods, tests) in GROUPS.items():
@@ -221,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         elif a.report:
             continue
         else:
-            r = run_chip_tables(a.budget_s) if g == CHIP_TABLES else run_group(g, a.budget_s, a.tests)
+            r = run_chip_tables(a.budget_s) if g == CHIP_TABLES else run_group(g, a.budget_s, a.tests, a.mutants, a.resume)
         results.append(r)
         c = r["counts"]
         tested = c.get("killed", 0) + c.get("survived", 0) + c.get("timeout", 0)

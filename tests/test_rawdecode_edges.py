@@ -22,6 +22,8 @@ from hil_af.rawdecode import (
     unpack,
     unpack_float,
     unpack_raw10,
+    unpack_raw12,
+    unpack_u16,
 )
 
 
@@ -236,3 +238,83 @@ def test_decode_raw_metadata_names_format_layout_black_level_and_cfa():
     assert f.metadata == {"raw_format": "RAW12", "layout": "rows", "black_level": 64.0, "cfa": "BGGR", "sensor": "x"}
     g = decode_raw(pack_raw10(np.zeros((2, 4), np.uint16)), 4, 2)
     assert g.metadata == {"raw_format": "RAW10", "layout": "columns", "black_level": 0.0, "cfa": "mono"}
+
+
+# ---------------------------------------------------------------- third batch (survivors of the 2026-11-30 full run)
+# Every message is anchored at its start: the format and size prefix ("RAW10 0x2:") is what tells the
+# user which buffer of a frame was refused.
+
+
+def test_unpack_defaults_to_csi2_raw10():
+    img = np.array([[1, 2, 1021, 1022], [512, 0, 1023, 3]], np.uint16)
+    np.testing.assert_array_equal(unpack(pack_raw10(img), 4, 2), img)  # no fmt: RAW10, the documented default
+
+
+@pytest.mark.parametrize("fmt,unpacker", [("RAW10", unpack_raw10), ("RAW12", unpack_raw12), ("U16", unpack_u16)])
+def test_size_and_stride_messages_start_with_the_format_and_size(fmt, unpacker):
+    with pytest.raises(BadInput, match=rf"^{fmt} 0x2: width must be a positive integer, got 0$"):
+        unpacker(bytes(40), 0, 2)
+    with pytest.raises(BadInput, match=rf"^{fmt} 4x2: stride must be a positive integer, got 0$"):
+        unpacker(bytes(40), 4, 2, stride=0)
+
+
+def test_u16_uint16_arrays_1d_with_and_without_padding():
+    vals = np.arange(10, dtype=np.uint16)
+    np.testing.assert_array_equal(unpack_u16(vals[:8], 4, 2), [[0, 1, 2, 3], [4, 5, 6, 7]])
+    np.testing.assert_array_equal(unpack_u16(vals, 4, 2, stride=5), [[0, 1, 2, 3], [5, 6, 7, 8]])
+    with pytest.raises(BadInput, match=r"^U16 4x2: expected 2 rows x 4 pixels = 8 uint16, got 7$"):
+        unpack_u16(vals[:7], 4, 2)
+    with pytest.raises(BadInput, match=r"^U16 4x2: expected a 1-D or 2-D buffer, got 3-D \[1, 2, 4\]$"):
+        unpack_u16(np.zeros((1, 2, 4), np.uint16), 4, 2)
+
+
+def test_u16_from_bytes_is_uint16_little_endian():
+    out = unpack_u16(bytes([0x01, 0x02, 0xFF, 0xFF, 0x00, 0x80, 0x34, 0x12]), 2, 2)
+    assert out.dtype == np.uint16  # the documented result type, whatever the buffer type
+    assert out.tolist() == [[0x0201, 0xFFFF], [0x8000, 0x1234]]
+
+
+def test_u16_uint8_rows_must_hold_whole_pixels_and_match_the_stride():
+    # a 2-D uint8 buffer gives its row length in bytes; 5 bytes is two and a half 16-bit pixels
+    with pytest.raises(BadInput, match=r"^U16 2x2: a uint8 row of 5 bytes is not a whole number of 16-bit pixels$"):
+        unpack_u16(np.zeros((2, 5), np.uint8), 2, 2)
+    # a stride given in pixels must agree with the array's row: 3 pixels = 6 bytes, the rows have 8
+    with pytest.raises(BadInput, match=r"^U16 2x2: expected a \[2, 6\] byte array \(height, stride\), got \[2, 8\]$"):
+        unpack_u16(np.zeros((2, 8), np.uint8), 2, 2, stride=3)
+    with pytest.raises(BadInput, match=r"^U16 4x2: expected 2 rows x 8 bytes = 16 bytes, got 15$"):
+        unpack_u16(bytes(15), 4, 2)
+
+
+def test_float_3d_and_short_stride_rejections():
+    with pytest.raises(BadInput, match=r"^FLOAT 8x2: expected a 1-D or 2-D array, got 3-D \[1, 2, 8\]$"):
+        unpack_float(np.zeros((1, 2, 8), np.float32), 8, 2)
+    with pytest.raises(BadInput, match=r"^FLOAT 8x2: stride 6 pixels is less than the width 8$"):
+        unpack_float(np.zeros((2, 6), np.float32), 8, 2)
+
+
+def test_negative_black_level_is_refused_by_name():
+    with pytest.raises(BadInput, match=r"^RAW10/columns: black_level must be >= 0, got -1\.0$"):
+        decode_raw(bytes(10), 4, 2, black_level=-1)
+
+
+def test_planes_pair_of_padded_byte_buffers_uses_the_stride():
+    # two views of 4x2 RAW10, each row padded from 5 to 7 bytes, passed as flat bytes with stride=7
+    L = np.array([[1, 2, 3, 4], [5, 6, 7, 8]], np.uint16)
+    R = L + 100
+    f = decode_raw((pack_raw10(L, 7).tobytes(), pack_raw10(R, 7).tobytes()), 4, 2, layout="planes", stride=7)
+    np.testing.assert_array_equal(f.left, L)
+    np.testing.assert_array_equal(f.right, R)
+
+
+def test_planes_rejections_name_the_layout():
+    with pytest.raises(BadInput, match=r"^RAW10/planes: width must be a positive integer, got 0$"):
+        decode_raw(bytes(10), 0, 2, layout="planes")
+    with pytest.raises(BadInput, match=r"^layout 'planes': expected an array \[2, H, stride\], got \[3, 2, 5\]$"):
+        decode_raw(np.zeros((3, 2, 5), np.uint8), 4, 2, layout="planes")
+
+
+def test_decode_raw_passes_the_timestamp_and_lens_position_through():
+    buf = pack_raw10(np.zeros((2, 4), np.uint16))
+    f = decode_raw(buf, 4, 2, timestamp_s=12.5, lens_position=300)
+    assert f.timestamp_s == 12.5 and f.lens_position == 300.0
+    assert decode_raw(buf, 4, 2).timestamp_s == 0.0  # no clock given: 0.0, DualPixelFrame's own default

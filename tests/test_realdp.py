@@ -126,18 +126,19 @@ def _model_scores(model_dir) -> tuple[list[float], list[float]]:
 
 
 def test_shipped_model_ranks_real_cells_by_defocus():
-    """Measured with the shipped domain-random model (3+2 epochs, then 12+4 continued; docs/model.md):
-    |Spearman| 0.222 / 0.250 / 0.006 / 0.016 (mean 0.124) against the classical estimator's 0.835 /
-    0.837 / 0.622 / 0.797 (mean 0.773); the 3+2-epoch model it was continued from scored 0.471 /
+    """Measured with the shipped model (mcunet-plain, domain-random, 3+2 epochs; models/MODEL_CARD.md):
+    |Spearman| 0.503 / 0.586 / 0.275 / 0.340 (mean 0.426) against the classical estimator's 0.835 /
+    0.837 / 0.622 / 0.797 (mean 0.773).  The correlation-stem model shipped before it
+    (models/mcunet-corr) scored 0.222 / 0.250 / 0.006 / 0.016, its 3+2-epoch first stage 0.471 /
     0.489 / 0.040 / 0.147.  The model does NOT rank real Pixel 4 cells as well as classical PDAF:
-    these cells sit at 4-10 px of disparity with more blur per pixel of disparity than the
-    domain-random family renders there (docs/sim.md, "Real optics"); its estimates saturate at the
-    range ends and their sign flips (benchmarks/realdp_ranking.py, docs/img/realdp-ranking.png), and
-    without a sweep there is nothing to fine-tune on.  This test pins the measured figure (the two
-    scenes above chance stay there) and the gap (when a model closes it, the last assertion fails
-    and the README's statement must change)."""
+    its response to a known disparity on real texture saturates beyond ~1 px and moves by 3-8
+    slices with the texture at a fixed disparity (benchmarks/realdp_probe.py), and these cells sit
+    at 4-10 px; without a sweep there is nothing to fine-tune on.  This test pins the measured
+    figure (all four scenes above chance, the first two near 0.5) and the gap (when a model closes
+    it, the last assertion fails and the README's statement must change)."""
     from hil_af.paths import models_dir
 
     model, classical = _model_scores(models_dir())
-    assert np.mean(model[:2]) >= 0.2, model
-    assert np.mean(model) < np.mean(classical) - 0.4, (model, classical)
+    assert np.mean(model[:2]) >= 0.45, model
+    assert min(model) >= 0.2, model
+    assert np.mean(model) < np.mean(classical) - 0.25, (model, classical)
