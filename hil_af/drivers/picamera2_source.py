@@ -69,19 +69,11 @@ The controller's AF steps use ``capture_roi_frame(rois)`` instead (a
 ``hil_af.roiframe.RoiFrame``: only the RoIs' raw rows and columns unpacked,
 ``hil_af.rawroi``; the same values, lens position and metadata as
 ``capture()``'s frame), so a step on a 12 MP frame costs the RoIs' decode,
-not the frame's.  Nor does it copy the buffer: ``capture()`` takes
-``request.make_array("raw")``, which in picamera2 (request.py
-``CompletedRequest.make_array``) is ``np.copy`` of the whole mapped buffer
-(15 MB at 4608x2592 RAW10), so that the frame outlives the request; the RoI
-path instead reads the windows inside ``with MappedArray(request, "raw")``
-(``.array``: a uint8 [height, stride] view of the mmap'd dmabuf, no copy,
-usable only inside the context: the legacy allocator unmaps it at exit, the
-DMA one keeps the mapping but the camera writes a later frame into the
-buffer once the request is released).  The decoded windows are new arrays.
-The request of the latest ``RoiFrame`` is held (so that an estimator's
-later window, PDAF's wider second look, reads the same buffer) and released
-at the source's next capture or ``close()``: of the raw stream's two
-buffers, the camera keeps streaming into the other meanwhile.
+not the frame's.  Nor does it copy the buffer (``capture()``'s
+``make_array`` is picamera2's ``np.copy`` of all 15 MB): it reads the windows
+inside ``with MappedArray(request, "raw")``, a view of the mmap'd dmabuf
+valid only in the context, and holds the request until the next capture or
+``close()`` so that a later window reads the same buffer (docs/hardware.md).
 
 One ``Picamera2`` object per camera is shared by this source,
 ``libcamera-lens://N`` and ``picamera2-fom://N`` through ``shared_camera(N)``
