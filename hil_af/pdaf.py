@@ -153,6 +153,18 @@ def _taper_window(m: int) -> np.ndarray:
     return w
 
 
+def _window_sums(a: np.ndarray, taper: np.ndarray) -> np.ndarray:
+    """sum_x taper(x) a(x + j) along the last axis for j = 0 .. w - m (the shifted windows of
+    length m = len(taper) inside a): [..., w - m + 1].  A box taper (_TUKEY 0) by running sums."""
+    m = taper.size
+    if np.all(taper == 1.0):
+        c = np.cumsum(a, axis=-1)
+        out = c[..., m - 1:].copy()
+        out[..., 1:] -= c[..., :-m]
+        return out
+    return np.einsum("...jx,x->...j", np.lib.stride_tricks.sliding_window_view(a, m, axis=-1), taper)
+
+
 def _xcorr(L: np.ndarray, R: np.ndarray, S: int, refine: str):
     """Windowed normalised cross-correlation along x, by FFT, rows summed.
 
@@ -162,22 +174,24 @@ def _xcorr(L: np.ndarray, R: np.ndarray, S: int, refine: str):
     """
     P, h, w = L.shape
     m = w - 2 * S
+    taper = _taper_window(m)
     win = np.zeros(w)
-    win[S:S + m] = _taper_window(m)
+    win[S:S + m] = taper
     sw = win.sum()
     Lm = L - ((L * win).sum(axis=2, keepdims=True) / sw)
     Lc = Lm * win  # weighted, zero weighted mean per row
     eL = (Lc * Lm).sum(axis=2).sum(axis=1)  # [P]
     n = 1 << int(np.ceil(np.log2(w + S + 1)))
     FR = np.fft.rfft(R, n=n, axis=2)
-    FR2 = np.fft.rfft(R * R, n=n, axis=2)
+    R2 = (R * R).sum(axis=1)  # [P, w]: the second moments are summed over rows
     FW = np.conj(np.fft.rfft(win, n=n))
     X = (np.conj(np.fft.rfft(Lc, n=n, axis=2)) * FR).sum(axis=1)  # [P, K]: sum_rows sum_x Lc(x) R(x+s)
-    FRs = FR  # per-row first moments are needed row by row (mean is per row, per shift)
     shifts = np.arange(-S, S + 1)
     num = np.fft.irfft(X, n=n, axis=1)[:, shifts % n]
-    m1 = np.fft.irfft(FW[None, None, :] * FRs, n=n, axis=2)[:, :, shifts % n]  # [P, h, 2S+1]
-    m2 = np.fft.irfft((FW[None, None, :] * FR2).sum(axis=1), n=n, axis=1)[:, shifts % n]
+    # the shifted windows' weighted first moments per row and second moments: R(x + s) for x in the
+    # template's columns S .. S+m-1 stays inside 0 .. w-1, so shift s is window j = s + S of R
+    m1 = _window_sums(R, taper)  # [P, h, 2S+1]
+    m2 = _window_sums(R2, taper)  # [P, 2S+1]
     eR = m2 - (m1 * m1).sum(axis=1) / sw
     score = num / np.sqrt(np.maximum(eL[:, None] * eR, _EPS))
     i0 = np.argmax(score, axis=1)
@@ -189,16 +203,17 @@ def _xcorr(L: np.ndarray, R: np.ndarray, S: int, refine: str):
         # evaluate the band-limited correlation on a fine grid around the integer peak
         t = np.linspace(-1.0, 1.0, 21)
         K = X.shape[1]
+        k = np.arange(K)
         wk = np.full(K, 2.0)
         wk[0] = 1.0
         if n % 2 == 0:
             wk[-1] = 1.0
-        s = shifts[i][:, None] + t[None, :]  # [P, T]
-        ph = np.exp(2j * np.pi * s[:, :, None] * np.arange(K)[None, None, :] / n) * (wk / n)  # [P, T, K]
-        taper = np.exp(-0.5 * (np.arange(K) / (n * _TAPER)) ** 2)  # low-pass: noise robustness
-        numf = np.real(np.einsum("pk,ptk->pt", X * taper, ph))
-        m1f = np.real(np.einsum("phk,ptk->pht", FW[None, None, :] * FRs, ph))
-        m2f = np.real(np.einsum("pk,ptk->pt", (FW[None, :] * FR2.sum(axis=1)), ph))
+        # e^(2 pi i (shift + t) k / n) (wk / n) [P, T, K], as the product of its shift and t factors
+        ph = np.exp(2j * np.pi * shifts[i][:, None, None] * k / n) * (np.exp(2j * np.pi * t[:, None] * k / n) * (wk / n))
+        taper_f = np.exp(-0.5 * (k / (n * _TAPER)) ** 2)  # low-pass: noise robustness
+        numf = np.real(np.einsum("pk,ptk->pt", X * taper_f, ph))
+        m1f = np.real(np.einsum("phk,ptk->pht", FW[None, None, :] * FR, ph))
+        m2f = np.real(np.einsum("pk,ptk->pt", FW[None, :] * np.fft.rfft(R2, n=n, axis=1), ph))
         fine = numf / np.sqrt(np.maximum(eL[:, None] * (m2f - (m1f * m1f).sum(axis=1) / sw), _EPS))
         j = np.clip(np.argmax(fine, axis=1), 1, len(t) - 2)
         offf = _parabola(fine[rows, j - 1], fine[rows, j], fine[rows, j + 1])

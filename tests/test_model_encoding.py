@@ -144,3 +144,20 @@ def test_config_roundtrip_and_validation():
         EncodingConfig(fit="stretch")
     with pytest.raises(BadInput, match="lacks"):
         EncodingConfig.from_dict({"size": 64})
+
+
+@pytest.mark.parametrize("fit", ["crop", "area"])
+def test_encode_fitted_planes_are_pe_planes_of_each_roi(fit):
+    """The batch's RoI-PE and lens-PE channels, filled at once, are pe_planes / lens_pe_value per RoI."""
+    rng = np.random.default_rng(2)
+    rois = np.array([[0, 0, 64, 64], [37, 11, 20, 90], [300, 200, 100, 16], [5, 170, 64, 32]])
+    cfg = EncodingConfig(size=32, fit=fit)
+    ks = np.array([0, 7, 48, 20])
+    x = encode_fitted(rng.normal(100, 5, (4, 32, 32)), rng.normal(100, 5, (4, 32, 32)), rois, (256, 384), ks, 49, cfg)
+    for b, roi in enumerate(rois):
+        px, py = pe_planes(roi, (256, 384), 32, fit)
+        np.testing.assert_array_equal(x[b, 2], px)
+        np.testing.assert_array_equal(x[b, 3], py)
+        assert np.all(x[b, 4] == np.float32(lens_pe_value(int(ks[b]), 49)))
+    with pytest.raises(BadInput, match="slice index 49 is outside"):
+        encode_fitted(np.zeros((1, 32, 32)), np.zeros((1, 32, 32)), rois[:1], (256, 384), 49, 49, cfg)

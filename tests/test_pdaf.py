@@ -214,3 +214,15 @@ def test_disparity_command_bad_inputs_exit_2(tmp_path, capsys):
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
     assert main(["disparity", str(tmp_path / "bad.npz")]) == 2
     assert "bad.npz" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("taper", [np.ones(9), 0.5 - 0.5 * np.cos(2 * np.pi * (np.arange(9) + 0.5) / 9)])
+def test_window_sums_are_the_shifted_windows_weighted_sums(taper):
+    """xcorr's shifted-window moments: running sums for the box taper, a sliding dot product otherwise."""
+    from hil_af.pdaf import _window_sums
+
+    a = np.random.default_rng(4).normal(size=(3, 5, 20))
+    got = _window_sums(a, taper)
+    want = np.stack([(a[..., j:j + 9] * taper).sum(axis=-1) for j in range(20 - 9 + 1)], axis=-1)
+    assert got.shape == (3, 5, 12)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

@@ -31,6 +31,14 @@ checked in the named source:
   Without an AF algorithm (``af=False``: IMX519, IMX219/OV5647 + AD5398)
   the control is advertised as 0..32 but ignored ("no AF algorithm") and the
   metadata carries no ``LensPosition``.
+* **Buffers** (picamera2 ``request.py`` and ``allocators/``; the model is
+  ``fake_picamera2_buffers``): the camera owns ``buffer_count`` buffers (a
+  still configuration's, 6 for a video one) and writes each frame into one
+  that no request holds (DMA: no CPU time, so a buffer that already holds
+  the very same ``image`` array is not rewritten); with every buffer held by
+  the application no frame completes (the capture times out).
+  ``MappedArray`` is a view of the buffer valid only in its context and only
+  while the request is held; ``make_array``/``make_buffer`` copy it whole.
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
                           image: Callable[[float, int], np.ndarray] | None = None, model: str = "imx708",
                           cfa: int = 0, platform: str = "vc4", modes: list[tuple[int, int]] | None = None,
                           af: bool = True, afmode_advertised: bool = True, max_slew: float | None = None,
-                          frame_us: int = 33_333) -> types.ModuleType:
+                          frame_us: int = 33_333, allocator: str = "dma") -> types.ModuleType:
     """A ``picamera2`` module whose ``Picamera2`` makes raw frames of the sensor mode's size.
 
     ``raw_size`` (W, H): the sensor mode (``modes``: several; the smallest
@@ -64,9 +72,12 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
     ``stall``: this many captures time out first.  ``lens_range``: the
     LensPosition (min, max, default) with an AF algorithm, or None for a
     fixed-focus module.  ``max_slew``: dioptres per frame (None: unlimited).
+    ``allocator``: ``"dma"`` (picamera2's default DmaAllocator) or ``"legacy"``
+    (LibcameraAllocator's per-access mmap: a view kept past its context raises).
     Every call is recorded in ``module.calls``.
     """
     from ..rawdecode import pack_raw10, pack_raw12
+    from .fake_picamera2_buffers import buffer_classes
 
     mod = types.ModuleType("picamera2")
     mod.calls = []          # type: ignore[attr-defined]
@@ -75,6 +86,8 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
     sensor_bits = _bits(fmt)
     order = ORDERS[cfa] if cfa < 4 else "R"
     sensor_modes = list(modes or [raw_size])
+    bufs = buffer_classes(mod.calls, allocator)  # type: ignore[attr-defined]
+    Buffer, Request, MappedArray = bufs.Buffer, bufs.Request, bufs.MappedArray
 
     def default_image(d: float, n: int, W: int, H: int) -> np.ndarray:
         base = (np.arange(W)[None, :] * 7 + np.arange(H)[:, None] * 3 + n) % (2 ** sensor_bits - 64)
@@ -105,23 +118,6 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
         def __init__(self, result: Any, stalled: bool):
             self.result, self.stalled = result, stalled
 
-    class Request:
-        def __init__(self, cam: "Picamera2", arr: np.ndarray, md: dict):
-            self.cam, self.arr, self.md, self.released = cam, arr, md, False
-
-        def make_array(self, name: str) -> np.ndarray:
-            mod.calls.append(("make_array", name))
-            if name != "raw":
-                raise KeyError(name)
-            return self.arr
-
-        def get_metadata(self) -> dict:
-            return dict(self.md)
-
-        def release(self) -> None:
-            self.released = True
-            self.cam.outstanding -= 1
-
     class Picamera2:
         def __init__(self, camera_num: int = 0):
             mod.calls.append(("init", camera_num))
@@ -143,14 +139,15 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
             self.closed = False
             self.frame = 0
             self.outstanding = 0
+            self.buffers: list[Buffer] = []
 
         def create_still_configuration(self, raw: dict | None = None, buffer_count: int = 1, queue: bool = True,
                                        controls: dict | None = None):
             return {"use": "still", "raw": dict(raw or {}), "buffer_count": buffer_count, "queue": queue,
                     "controls": dict(controls or {})}
 
-        def create_video_configuration(self, **kw: Any):
-            return {"use": "video", "raw": {}, "controls": {}}
+        def create_video_configuration(self, buffer_count: int = 6, **kw: Any):
+            return {"use": "video", "raw": {}, "controls": {}, "buffer_count": buffer_count}
 
         def configure(self, config: dict) -> None:
             mod.calls.append(("configure", config["use"]))
@@ -158,6 +155,10 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
                 raise RuntimeError("Camera must be stopped before configuring")
             self.config = config
             self.set_controls(config.get("controls", {}))
+            raw = self.camera_configuration()["raw"]  # DmaAllocator.allocate: buffer_count buffers, mapped
+            for b in self.buffers:
+                b.close()
+            self.buffers = [Buffer(raw["stride"] * raw["size"][1]) for _ in range(config.get("buffer_count", 1))]
 
         def camera_configuration(self) -> dict:
             req = dict(self.config["raw"]) if self.config else {}
@@ -182,6 +183,9 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
         def close(self) -> None:
             mod.calls.append(("close",))
             self.closed = True
+            for b in self.buffers:
+                b.close()
+            self.buffers = []
 
         def set_controls(self, controls: dict) -> None:
             mod.calls.append(("set_controls", dict(controls)))
@@ -222,22 +226,34 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
             if mod.stall > 0:  # type: ignore[attr-defined]
                 mod.stall -= 1  # type: ignore[attr-defined]
                 return Job(None, True)
+            free = [b for b in self.buffers if not b.held]
+            if not free:  # every buffer held by the application: no request can complete
+                return Job(None, True)
             cfg = self.camera_configuration()["raw"]
             (w, h), f = cfg["size"], cfg["format"]
             md = self._next_frame_metadata()
             lens = self.fsmooth if (af and lens_range is not None) else float("nan")
             img = make_image(lens, self.frame - 1, w, h)
-            if f.endswith("_CSI2P"):
-                arr = (pack_raw10 if _bits(f) == 10 else pack_raw12)(img, stride=cfg["stride"])
-            elif "PISP_COMP" in f:
-                arr = np.zeros((h, cfg["stride"]), np.uint8)  # compressed: hil-af must never decode it
-            else:
-                rows = np.zeros((h, cfg["stride"] // 2), dtype="<u2")
-                rows[:, :w] = img << (16 - sensor_bits) if platform == "pisp" else img
-                arr = rows.view(np.uint8)
+            buf = free[0]
+            self.buffers.remove(buf)
+            self.buffers.append(buf)        # the camera cycles through its queued buffers in order
+            if buf.image is not img:        # the frame lands in the buffer (DMA: no CPU time on a Pi)
+                buf.data[:] = self._raw_bytes(img, f, cfg).reshape(-1)
+                buf.image = img
+            buf.held = True
             self.outstanding += 1
-            req = Request(self, arr, md)
+            req = Request(self, buf, cfg, md)
             return Job(req, False) if wait is False else req
+
+        def _raw_bytes(self, img: np.ndarray, f: str, cfg: dict) -> np.ndarray:
+            (w, h), stride = cfg["size"], cfg["stride"]
+            if f.endswith("_CSI2P"):
+                return (pack_raw10 if _bits(f) == 10 else pack_raw12)(img, stride=stride)
+            if "PISP_COMP" in f:
+                return np.zeros((h, stride), np.uint8)  # compressed: hil-af must never decode it
+            rows = np.zeros((h, stride // 2), dtype="<u2")
+            rows[:, :w] = img << (16 - sensor_bits) if platform == "pisp" else img
+            return rows.view(np.uint8)
 
         def capture_metadata(self, wait: Any = None) -> Any:
             if not self.started:
@@ -254,4 +270,6 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
             mod.calls.append(("cancel_all_and_flush",))
 
     mod.Picamera2 = Picamera2  # type: ignore[attr-defined]
+    mod.MappedArray = MappedArray  # type: ignore[attr-defined]
+    mod.CompletedRequest = Request  # type: ignore[attr-defined]
     return mod

@@ -20,8 +20,10 @@
   ioctl structs with its own copies of the kernel layouts.
 - ``fake_picamera2_module`` (in ``fake_picamera2``, re-exported here): a
   module object with a ``Picamera2`` class (configure, start,
-  capture_request(wait=False) + wait(job, timeout), make_array("raw"),
-  get_metadata, release, set_controls, capture_metadata).
+  capture_request(wait=False) + wait(job, timeout), set_controls,
+  capture_metadata), its requests (make_array("raw"), make_buffer,
+  get_metadata, release) and ``MappedArray``, over camera buffers that a
+  released request gives back to the camera.
 - ``FakeSerialPort``: a pyserial-like port that hands each written line to a
   responder (e.g. the firmware's ``Bridge.handle_line``), with fault injection.
 

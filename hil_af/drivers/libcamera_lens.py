@@ -57,7 +57,7 @@ from typing import Any
 from ..errors import BadInput, DeviceError, DeviceTimeout
 from ..optics import LensMap
 from .base import ContextMixin
-from .picamera2_source import SharedCamera, camera_index, release_camera, shared_camera
+from .picamera2_shared import SharedCamera, camera_index, release_camera, shared_camera
 from .registry import DriverURL, register
 
 

@@ -41,7 +41,7 @@ import numpy as np
 from ..errors import BadInput, DeviceError, DeviceTimeout
 from ..frames import DualPixelFrame
 from .base import ContextMixin
-from .picamera2_source import camera_index, release_camera, shared_camera
+from .picamera2_shared import camera_index, release_camera, shared_camera
 from .registry import DriverURL, register
 
 VC4_FOCUS_OFFSET = 10248   # offsetof(struct bcm2835_isp_stats, focus_stats), include/linux/bcm2835-isp.h

@@ -69,11 +69,16 @@ The controller's AF steps use ``capture_roi_frame(rois)`` instead (a
 ``hil_af.roiframe.RoiFrame``: only the RoIs' raw rows and columns unpacked,
 ``hil_af.rawroi``; the same values, lens position and metadata as
 ``capture()``'s frame), so a step on a 12 MP frame costs the RoIs' decode,
-not the frame's.
+not the frame's.  Nor does it copy the buffer (``capture()``'s
+``make_array`` is picamera2's ``np.copy`` of all 15 MB): it reads the windows
+inside ``with MappedArray(request, "raw")``, a view of the mmap'd dmabuf
+valid only in the context, and holds the request until the next capture or
+``close()`` so that a later window reads the same buffer (docs/hardware.md).
 
-One ``Picamera2`` object per camera is shared by this source and
-``libcamera-lens://N`` through ``shared_camera(N)`` (a reference-counted cache):
-libcamera lets only one process-wide owner open a camera.
+One ``Picamera2`` object per camera is shared by this source,
+``libcamera-lens://N`` and ``picamera2-fom://N`` through ``shared_camera(N)``
+(a reference-counted cache, ``hil_af.drivers.picamera2_shared``, re-exported
+here): libcamera lets only one process-wide owner open a camera.
 """
 
 from __future__ import annotations
@@ -81,8 +86,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import threading
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import BadInput, DeviceError, DeviceTimeout
 from ..frames import DualPixelFrame
@@ -90,101 +94,15 @@ from ..rawdecode import LAYOUTS, PLANES, decode_raw
 from ..rawroi import decode_rois
 from ..roiframe import RoiFrame
 from .base import ContextMixin
+from .picamera2_shared import (  # the shared-camera registry lives there; re-exported
+    _CAMERAS, SharedCamera, camera_index, release_camera, shared_camera,  # noqa: F401  (_CAMERAS: tests)
+)
 from .raw_formats import (  # the format helpers live there; re-exported
     DUAL_PIXEL_MODELS, ORDERS, bayer_order, check_dual_pixel, is_pisp_compressed, raw_format, sensor_cfa, unpacked16,
 )
 from .registry import DriverURL, register
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- shared camera cache
-class SharedCamera:
-    """One ``Picamera2`` opened once per camera index and shared by reference count.
-
-    ``last_metadata`` is the metadata of the newest request anyone captured
-    (the lens reads its reported position from it); ``raw_config`` is the
-    raw stream configuration the frame source asked for (None: the camera
-    runs a default video configuration, enough for controls and metadata).
-    """
-
-    def __init__(self, index: int):
-        try:
-            from picamera2 import Picamera2
-        except ImportError as e:
-            raise DeviceError(
-                f"picamera2 is not importable ({e}): on Raspberry Pi OS run 'sudo apt install python3-picamera2' "
-                f"and create the venv with --system-site-packages") from None
-        self.index = index
-        try:
-            self.cam = Picamera2(index)
-        except (IndexError, RuntimeError) as e:
-            raise DeviceError(f"cannot open camera {index} with Picamera2: {e} (is it connected? 'rpicam-hello --list-cameras')") from None
-        self.refs = 0
-        self.started = False
-        self.raw_config: dict[str, Any] | None = None
-        self.last_metadata: dict[str, Any] = {}
-        # set by libcamera-lens://N?units=code: LensPosition dioptres -> the lens's native units
-        self.lens_to_native: Callable[[float], float] | None = None
-        self.metadata_seq = 0
-        # set by libcamera-lens://N on a move: the LensPosition (dioptres) frames must report
-        self.lens_target: float | None = None
-        self.lock = threading.RLock()
-
-    def ensure_started(self) -> None:
-        with self.lock:
-            if not self.started:
-                self.cam.configure(self.cam.create_video_configuration())
-                self.cam.start()
-                self.started = True
-
-    def configure_raw(self, raw: dict[str, Any], controls: dict[str, Any]) -> dict[str, Any]:
-        """(Re)configure with a raw stream and start; returns the raw stream's actual configuration."""
-        with self.lock:
-            if self.started:
-                self.cam.stop()
-                self.started = False
-            # queue=False: no frame is held back, so a capture is never older than the request for it
-            cfg = self.cam.create_still_configuration(raw=raw, buffer_count=2, queue=False, controls=controls or {})
-            self.cam.configure(cfg)
-            self.cam.start()
-            self.started = True
-            actual = dict(self.cam.camera_configuration()["raw"])
-            self.raw_config = actual
-            return actual
-
-    def note_metadata(self, md: dict[str, Any]) -> None:
-        with self.lock:
-            self.last_metadata = dict(md)
-            self.metadata_seq += 1
-
-
-_CAMERAS: dict[int, SharedCamera] = {}
-_CAMERAS_LOCK = threading.Lock()
-
-
-def shared_camera(index: int) -> SharedCamera:
-    """Acquire camera ``index`` (opening it on first use); pair with ``release_camera``."""
-    with _CAMERAS_LOCK:
-        cam = _CAMERAS.get(index)
-        if cam is None:
-            cam = _CAMERAS[index] = SharedCamera(index)
-        cam.refs += 1
-        return cam
-
-
-def release_camera(cam: SharedCamera) -> None:
-    """Drop one reference; the last one stops and closes the camera."""
-    with _CAMERAS_LOCK:
-        cam.refs -= 1
-        if cam.refs > 0:
-            return
-        _CAMERAS.pop(cam.index, None)
-    try:
-        if cam.started:
-            cam.cam.stop()
-    finally:
-        cam.cam.close()
 
 
 __all__ = ["DUAL_PIXEL_MODELS", "ORDERS", "Picamera2Source", "SharedCamera", "bayer_order", "camera_index",
@@ -199,6 +117,21 @@ def _capture_kwargs(cam: Any) -> dict[str, Any]:
     except (TypeError, ValueError):
         names = set()
     return {"wait": False, "flush": True} if "flush" in names else {"wait": False}
+
+
+def _mapped_array() -> tuple[Any, dict[str, Any]]:
+    """picamera2's ``MappedArray`` and its arguments: a read-only sync (``write=False``) where this
+    Picamera2 has the argument (request.py, 0.3.13 on; the DMA_BUF_SYNC_END of a read skips the cache
+    clean a write needs)."""
+    try:
+        from picamera2 import MappedArray
+    except ImportError as e:
+        raise DeviceError(f"picamera2 has no MappedArray ({e}): too old a python3-picamera2") from None
+    try:
+        names = set(inspect.signature(MappedArray).parameters)
+    except (TypeError, ValueError):
+        names = set()
+    return MappedArray, ({"write": False} if "write" in names else {})
 
 
 # --------------------------------------------------------------------------- the source
@@ -227,6 +160,7 @@ class Picamera2Source(ContextMixin):
         self._closed = False
         self.timeouts = 0
         self.slew_frames = 0     # frames dropped because the lens had not reached its target
+        self._held: Any = None   # the CompletedRequest behind the latest RoiFrame (released at the next capture)
         self.shared = shared_camera(index)
         self._capture_kw = _capture_kwargs(self.shared.cam)
         try:
@@ -262,6 +196,7 @@ class Picamera2Source(ContextMixin):
             vh, vw = {"columns": (rh, rw // 2), "rows": (rh // 2, rw), "halves": (rh, rw // 2),
                       "planes": (rh // 2, rw)}[layout]
             self.view_hw = (vh // 2, vw // 2) if self.cfa != "mono" else (vh, vw)
+            self._MappedArray, self._map_kw = _mapped_array()
         except Exception:
             release_camera(self.shared)
             raise
@@ -275,49 +210,91 @@ class Picamera2Source(ContextMixin):
         """One raw request -> DualPixelFrame; DeviceTimeout after ``tries`` timeouts.
 
         After a ``libcamera-lens://`` move, a frame whose LensPosition has not reached the target
-        (libcamera slews the lens over several frames) is dropped, up to ``confirm_frames``."""
-        return self._decode(*self._confirmed_request())
+        (libcamera slews the lens over several frames) is dropped, up to ``confirm_frames``.
+        The buffer is copied whole (``make_array``) and the request released before the decode."""
+        request, md = self._confirmed_request()
+        try:
+            buf = request.make_array("raw")
+        finally:
+            request.release()
+        return self._decode(buf, md)
 
     def capture_rois(self, rois: Any) -> tuple[Any, Any, dict[str, Any]]:
         """One raw request, decoding only the RoIs (x, y, w, h; view pixels, one size): (left, right
         patches [P, h, w] float32 with the black level subtracted, the request's metadata).  The same
         patches as ``crop_patches`` on ``capture()``'s views, at a fraction of the decode time
-        (``hil_af.rawroi``); the lens confirmation of ``capture`` applies."""
-        buf, md = self._confirmed_request()
-        L, R = self._windows(buf, md, rois)
+        (``hil_af.rawroi``, read from the mapped buffer: no copy); the lens confirmation of
+        ``capture`` applies.  The request is released before this returns."""
+        request, md = self._confirmed_request()
+        try:
+            L, R = self._mapped_windows(request, md, rois)
+        finally:
+            request.release()
         return L, R, md
 
     def capture_roi_frame(self, rois: Any) -> RoiFrame:
         """One raw request as a ``RoiFrame``: the RoIs (x, y, w, h; view pixels, any sizes) decoded
-        now, any other window decoded from the same buffer when an estimator asks; lens position,
-        timestamp, white level and metadata as ``capture()``'s frame (the controller's AF path)."""
-        buf, md = self._confirmed_request()
-        black, white = float(self._black(md)), self._white()
-        if white <= black:  # as decode_raw
-            raise BadInput(f"picamera2://{self.index}: white level {white} must exceed the black level {black}")
-        fields = self._fields(md)
-        fields["metadata"] = {"raw_format": self.fmt, "layout": self.layout, "black_level": black,
-                              "cfa": self.cfa or "mono", **fields["metadata"]}
-        return RoiFrame(lambda win: self._windows(buf, md, win, black), rois, self.view_hw,
-                        white_level=white - black, **fields)
+        now, any other window decoded when an estimator asks; lens position, timestamp, white level
+        and metadata as ``capture()``'s frame (the controller's AF path).
+
+        Zero copy: every window is read from picamera2's mapping of the camera buffer
+        (``MappedArray``), so the request is held until this source's next capture (or ``close``);
+        after that the frame's undecoded windows are gone (DeviceError), its decoded ones stay."""
+        request, md = self._confirmed_request()
+        try:
+            black, white = float(self._black(md)), self._white()
+            if white <= black:  # as decode_raw
+                raise BadInput(f"picamera2://{self.index}: white level {white} must exceed the black level {black}")
+            fields = self._fields(md)
+            fields["metadata"] = {"raw_format": self.fmt, "layout": self.layout, "black_level": black,
+                                  "cfa": self.cfa or "mono", **fields["metadata"]}
+            self._held = request
+
+            def decode(win: Any) -> tuple[Any, Any]:
+                if self._held is not request:
+                    raise DeviceError(f"picamera2://{self.index}: this frame's camera buffer went back to the "
+                                      "camera at the source's next capture: decode a RoiFrame's windows before that")
+                return self._mapped_windows(request, md, win, black)
+
+            return RoiFrame(decode, rois, self.view_hw, white_level=white - black, **fields)
+        except BaseException:
+            if self._held is request:
+                self._held = None
+            request.release()
+            raise
+
+    def _mapped_windows(self, request: Any, md: dict[str, Any], rois: Any,
+                        black: float | None = None) -> tuple[Any, Any]:
+        """``_windows`` read from the request's mapped raw buffer, inside picamera2's mapping
+        (``MappedArray``: a uint8 [height, stride] view of the dmabuf, valid only in the context)."""
+        with self._MappedArray(request, "raw", **self._map_kw) as m:
+            return self._windows(m.array, md, rois, black)
 
     def _windows(self, buf: Any, md: dict[str, Any], rois: Any, black: float | None = None) -> tuple[Any, Any]:
-        """Left/right patches [P, h, w] float32 of windows of one size of the raw buffer ``buf``."""
+        """Left/right patches [P, h, w] float32 (new arrays, never views of ``buf``) of windows of one
+        size of the raw buffer ``buf``."""
         w, h = self.raw_size
         return decode_rois(buf, w, h // 2 if self.layout == "planes" else h, rois, fmt=self.fmt,
                            stride=self.stride if self.fmt != "U16" else None, layout=self.layout, cfa=self.cfa,
                            plane=self.plane, black_level=self._black(md) if black is None else black)
 
+    def _release_held(self) -> None:
+        request, self._held = self._held, None
+        if request is not None:
+            request.release()
+
     def _confirmed_request(self) -> tuple[Any, dict[str, Any]]:
-        """The next request whose LensPosition has reached the lens's target (dropping at most
-        ``confirm_frames`` still on their way), else DeviceTimeout."""
+        """The next request (held: the caller releases it) whose LensPosition has reached the lens's
+        target (dropping at most ``confirm_frames`` still on their way), else DeviceTimeout."""
         if self._closed:
             raise DeviceError(f"picamera2://{self.index}: source is closed")
+        self._release_held()  # the latest RoiFrame's buffer goes back to the camera first
         for _ in range(self.confirm_frames + 1):
-            buf, md = self._request()
+            request, md = self._request()
             target, got = self.shared.lens_target, md.get("LensPosition")
             if target is None or got is None or abs(float(got) - target) <= 1e-3:
-                return buf, md
+                return request, md
+            request.release()
             self.slew_frames += 1
         raise DeviceTimeout(f"picamera2://{self.index}: the lens reports LensPosition {got} after "
                             f"{self.confirm_frames + 1} frames, not the {target:g} dioptres it was sent to")
@@ -329,6 +306,7 @@ class Picamera2Source(ContextMixin):
         return (sum(levels) / len(levels)) / 2 ** (16 - self.bits) if levels else 0.0
 
     def _request(self) -> tuple[Any, dict[str, Any]]:
+        """The next completed request (not released: the caller does) and its metadata."""
         cam = self.shared.cam
         for attempt in range(1, self.tries + 1):
             job = cam.capture_request(**self._capture_kw)
@@ -343,12 +321,12 @@ class Picamera2Source(ContextMixin):
                     flush()  # drop the stale job so its request is not leaked
                 continue
             try:
-                buf = request.make_array("raw")
                 md = dict(request.get_metadata())
-            finally:
+            except BaseException:
                 request.release()
+                raise
             self.shared.note_metadata(md)
-            return buf, md
+            return request, md
         raise DeviceTimeout(f"picamera2://{self.index}: no frame within {self.timeout_s:g} s in {self.tries} tries "
                             f"(camera stalled? check the ribbon cable and 'dmesg')")
 
@@ -379,7 +357,10 @@ class Picamera2Source(ContextMixin):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            release_camera(self.shared)
+            try:
+                self._release_held()
+            finally:
+                release_camera(self.shared)
 
 
 def _positive(url: DriverURL, key: str, default, type_=float):
@@ -387,13 +368,6 @@ def _positive(url: DriverURL, key: str, default, type_=float):
     if v is not None and not (math.isfinite(v) and v > 0):
         raise BadInput(f"{url.raw}: {key} must be > 0, got {v}")
     return v
-
-
-def camera_index(url: DriverURL) -> int:
-    s = url.netloc or url.path.strip("/") or "0"
-    if not s.isdigit():
-        raise BadInput(f"{url.raw}: camera index {s!r} is not a number (e.g. {url.scheme}://0)")
-    return int(s)
 
 
 @register("picamera2", "source", "raw dual-pixel frames through Picamera2: picamera2://N?layout=columns|rows|halves|planes&format=...")

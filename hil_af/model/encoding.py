@@ -185,13 +185,32 @@ def encode_fitted(
     ks = np.broadcast_to(np.asarray(slice_index, dtype=np.int64), (B,))
     out = np.zeros((B, N_CHANNELS, S, S), dtype=np.float32)
     out[:, 0], out[:, 1] = normalise_views(left, right, cfg.eps)
-    for b in range(B):
-        if cfg.roi_pe:
-            out[b, 2], out[b, 3] = pe_planes(rois[b], sensor_hw, S, cfg.fit)
+    for k in ks:  # the slice indices' checks, as lens_pe_value words them
         if cfg.lens_pe:
-            out[b, 4] = lens_pe_value(int(ks[b]), n_slices)
-        elif not 0 <= ks[b] < n_slices:
-            raise BadInput(f"slice index {ks[b]} is outside [0, {n_slices})")
+            lens_pe_value(int(k), n_slices)
+        elif not 0 <= k < n_slices:
+            raise BadInput(f"slice index {k} is outside [0, {n_slices})")
+    if cfg.roi_pe:  # pe_planes for the whole batch at once (the same centres, the same float32 values)
+        H, W = int(sensor_hw[0]), int(sensor_hw[1])
+        out[:, 2] = (2.0 * _centres(rois[:, 0], rois[:, 2], S, cfg.fit) / W - 1.0).astype(np.float32)[:, None, :]
+        out[:, 3] = (2.0 * _centres(rois[:, 1], rois[:, 3], S, cfg.fit) / H - 1.0).astype(np.float32)[:, :, None]
+    if cfg.lens_pe:
+        out[:, 4] = (ks.astype(np.float64) / float(n_slices - 1))[:, None, None]
+    return out
+
+
+def _centres(start: np.ndarray, length: np.ndarray, size: int, fit: str) -> np.ndarray:
+    """``_fit_axis``'s output centres (view px) for B RoIs along one axis, float64 [B, size]."""
+    start = np.asarray(start, dtype=np.int64)
+    length = np.asarray(length, dtype=np.int64)
+    crop = np.full(start.shape, fit == "crop") & (length >= size)
+    out = np.empty((start.size, size))
+    k = np.arange(size)
+    if crop.any():
+        out[crop] = (start[crop] + (length[crop] - size) // 2)[:, None] + k + 0.5
+    if not crop.all():
+        area = ~crop
+        out[area] = start[area][:, None] + (k + 0.5) * (length[area] / size)[:, None]
     return out
 
 

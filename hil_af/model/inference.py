@@ -201,17 +201,21 @@ class PEPredictor:
         if len(rois) != B or np.any(rois[:, 2] != w) or np.any(rois[:, 3] != h):
             raise BadInput(f"rois_full_xywh must be [{B}, 4] with w={w}, h={h}; got {rois.tolist()}")
         cfg = self.encoding
-        local = np.array([0, 0, w, h])
-        pls, prs = [], []
-        for b in range(B):
-            lp, rp = left[b], right[b]
-            if self.flatfield is not None:
-                x0, y0, w0, h0 = (int(v) for v in rois[b])
-                lp, rp = self.flatfield(lp, rp, (x0, y0, w0, h0), (int(sensor_hw[0]), int(sensor_hw[1])))
-            pls.append(fit_patch(lp, local, cfg.size, cfg.fit))
-            prs.append(fit_patch(rp, local, cfg.size, cfg.fit))
+        if self.flatfield is None and (h, w) == (cfg.size, cfg.size):
+            pl, pr = left.astype(np.float32), right.astype(np.float32)  # fit_patch of a whole patch: itself
+        else:
+            local = np.array([0, 0, w, h])
+            pls, prs = [], []
+            for b in range(B):
+                lp, rp = left[b], right[b]
+                if self.flatfield is not None:
+                    x0, y0, w0, h0 = (int(v) for v in rois[b])
+                    lp, rp = self.flatfield(lp, rp, (x0, y0, w0, h0), (int(sensor_hw[0]), int(sensor_hw[1])))
+                pls.append(fit_patch(lp, local, cfg.size, cfg.fit))
+                prs.append(fit_patch(rp, local, cfg.size, cfg.fit))
+            pl, pr = np.stack(pls), np.stack(prs)
         ks = np.broadcast_to(np.asarray(slice_index, dtype=np.int64), (B,))
-        x = encode_fitted(np.stack(pls), np.stack(prs), rois, sensor_hw, ks, int(n_slices), cfg)
+        x = encode_fitted(pl, pr, rois, sensor_hw, ks, int(n_slices), cfg)
         return decode(self.run(x), int(n_slices))
 
 
