@@ -139,7 +139,7 @@ def fake_picamera2_module(*, raw_size: tuple[int, int] = (64, 32), fmt: str = "S
             self.closed = False
             self.frame = 0
             self.outstanding = 0
-            self.buffers: list[Buffer] = []
+            self.buffers: list[Any] = []  # bufs.Buffer (a class made per fake module)
 
         def create_still_configuration(self, raw: dict | None = None, buffer_count: int = 1, queue: bool = True,
                                        controls: dict | None = None):

@@ -84,6 +84,7 @@ def buffer_classes(calls: list, allocator: str = "dma") -> types.SimpleNamespace
             if self.config.get(name) is None:
                 raise RuntimeError(f"Stream {name!r} is not defined")
             with MappedArray(self, name, _record=False) as m:
+                assert m.array is not None  # set on entering the context
                 return np.copy(m.array)
 
         def get_metadata(self) -> dict:
