@@ -20,7 +20,8 @@ at the library boundary) inside a ``FocusSession``, one call of the
 controller's step functions: ``_pdaf_measure`` (capture, exposure and lens
 checks, the per-position calibrated PDAF estimate with its wider second look,
 the confidence gate and the weighted median) and ``_pe_step`` (capture,
-step-1 model on the 12 RoIs in one onnxruntime batch, decision), with the
+step-1 model on the 12 RoIs in one onnxruntime batch, the structure gate
+``run_pe`` applies: ``views_structure``, an xcorr +-8 px per RoI; decision), with the
 session given the RoIs (``RoiFrame``: only they are decoded) or not (whole
 frames, ``Controller(roi_decode=False)``).  The fake camera models
 picamera2's buffers (hil_af.drivers.fake_picamera2): the frame sits in a
@@ -100,14 +101,15 @@ def af_step(W: int, H: int, n_rois: int, size: int, repeat: int) -> list[dict]:
 
 
 def _step_fn(name: str, session, ctx, rois: np.ndarray, weights: np.ndarray):
-    """One controller AF step (``pdaf``: ``_pdaf_measure``; ``pe``: ``_pe_step``, model step 1) -> its decision."""
+    """One controller AF step (``pdaf``: ``_pdaf_measure``; ``pe``: ``_pe_step``, model step 1 with the
+    structure gate ``run_pe`` applies, ``MethodConfig.pe_min_structure``) -> its decision."""
     from hil_af.controller.methods import _pdaf_measure, _pe_step
 
     def step():
         session.steps = 0  # a benchmark, not a focus cycle: no step limit
         if name == "pdaf":
             return _pdaf_measure(session, ctx, ctx.pdaf(False), rois, weights, "target_position")[1:]
-        return _pe_step(session, ctx.pe(1), rois, weights)[:2]
+        return _pe_step(session, ctx.pe(1), rois, weights, ctx.config.pe_min_structure)[:2]
 
     return step
 
