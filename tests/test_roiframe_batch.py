@@ -84,3 +84,14 @@ def test_validate_rois_names_the_first_roi_outside_the_view():
     with pytest.raises(BadInput, match=r"^roi\[0\] = \(x=53, y=0, w=8, h=8\) is not inside"):
         validate_rois([[53, 0, 8, 8]], (VH, VW), "roi")
     assert validate_rois([52, 32, 8, 8], (VH, VW)).tolist() == [[52, 32, 8, 8]]
+
+
+def test_exposure_samples_are_every_4th_pixel_of_each_roi_in_roi_order():
+    from hil_af.controller.session import _exposure_samples
+
+    for rois in (np.array([[20, 10, 8, 6], [0, 0, 8, 6], [50, 30, 8, 6]]),   # one size: the batch
+                 np.array([[20, 10, 8, 6], [0, 0, 5, 9], [20, 10, 8, 6]])):  # two sizes, a repeat
+        f = RoiFrame(_decoder([]), rois, (VH, VW))
+        want = [np.concatenate([v[y:y + h:4, x:x + w:4].ravel() for x, y, w, h in rois]) for v in (LEFT, RIGHT)]
+        for got, w in zip(_exposure_samples(f), want):
+            np.testing.assert_array_equal(got, w)
