@@ -33,6 +33,7 @@ _TAPER = 0.2  # Gaussian spectral taper of the fine correlation, in cycles/px (m
 FINE_T = np.linspace(-1.0, 1.0, 21)  # the fine grid's offsets from the integer peak, px
 # Fraction of the template under cosine tapers (0: box, 1: Hann); see hil_af.pdaf.
 _TUKEY = 0.0
+_GEMM_MACS = 1 << 16  # multiply-adds per BLAS call (_matmul): OpenBLAS threads only above 65536 x its GEMM_MULTITHREAD_THRESHOLD (>= 1)
 
 
 def taper_window(m: int, a: float | None = None) -> np.ndarray:
@@ -64,6 +65,22 @@ def window_sums(a: np.ndarray, taper: np.ndarray) -> np.ndarray:
         out[..., 1:] -= c[..., :-m]
         return out
     return np.einsum("...jx,x->...j", np.lib.stride_tricks.sliding_window_view(a, m, axis=-1), taper)
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` of stacked float64 matrices [P, M, K] @ [P, K, N], in BLAS calls of at most
+    ``_GEMM_MACS`` multiply-adds each: a BLAS library threads larger products (OpenBLAS above
+    65536 x GEMM_MULTITHREAD_THRESHOLD), and an AF step stays on its core (on a loaded machine
+    the threaded product of the wide second look took 40 times the CPU time of the single-threaded one)."""
+    P, M, K = a.shape
+    N = b.shape[2]
+    rows = max(1, _GEMM_MACS // max(1, K * N))
+    if rows >= M:
+        return np.matmul(a, b)
+    out = np.empty((P, M, N))
+    for r in range(0, M, rows):
+        np.matmul(a[:, r:r + rows], b, out=out[:, r:r + rows])
+    return out
 
 
 def _diagonals(C: np.ndarray, first: int, count: int) -> np.ndarray:
@@ -146,7 +163,7 @@ def xcorr(L: np.ndarray, R: np.ndarray, S: int, refine: str):
     Tm = T - ((T if box else T * taper).sum(axis=2, keepdims=True) / sw)
     Tc = Tm if box else Tm * taper  # weighted, zero weighted mean per row
     eL = (Tc * Tm).sum(axis=2).sum(axis=1)  # [P]
-    C = np.matmul(Tc.transpose(0, 2, 1), R)  # [P, m, w]: sum_rows Tc(x) R(y)
+    C = _matmul(Tc.transpose(0, 2, 1), R)  # [P, m, w]: sum_rows Tc(x) R(y)
     num = _diagonals(C, 0, 2 * S + 1)  # shift s = j - S: R(S + x + s) is column x + j
     # the shifted windows' weighted first moments per row and second moments: R(x + s) for x in the
     # template's columns S .. S+m-1 stays inside 0 .. w-1, so shift s is window j = s + S of R
@@ -164,9 +181,9 @@ def xcorr(L: np.ndarray, R: np.ndarray, S: int, refine: str):
     if refine == "upsample":
         G, Hk = _fine_kernels(w, S)
         Gi = G[i]  # [P, T, w]
-        numf = np.matmul(Hk[i], _all_diagonals(C)[:, :, None])[:, :, 0]  # [P, T]
-        m1f = np.matmul(R, Gi.transpose(0, 2, 1))  # [P, h, T]
-        m2f = np.matmul(Gi, R2[:, :, None])[:, :, 0]  # [P, T]
+        numf = _matmul(Hk[i], _all_diagonals(C)[:, :, None])[:, :, 0]  # [P, T]
+        m1f = _matmul(R, Gi.transpose(0, 2, 1))  # [P, h, T]
+        m2f = _matmul(Gi, R2[:, :, None])[:, :, 0]  # [P, T]
         fine = numf / np.sqrt(np.maximum(eL[:, None] * (m2f - (m1f * m1f).sum(axis=1) / sw), _EPS))
         j = np.clip(np.argmax(fine, axis=1), 1, FINE_T.size - 2)
         offf = parabola(fine[rows, j - 1], fine[rows, j], fine[rows, j + 1])

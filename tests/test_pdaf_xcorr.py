@@ -159,3 +159,28 @@ def test_prepare_is_bit_identical_to_the_plain_normalisation_and_leaves_its_inpu
         for g, e in zip(got, want):
             assert g.dtype == e.dtype and g.shape == e.shape
             np.testing.assert_array_equal(g, e)
+
+
+def test_products_are_split_into_small_blas_calls_with_the_same_result(monkeypatch):
+    rng = np.random.default_rng(13)
+    a, b = rng.normal(size=(3, 10, 7)), rng.normal(size=(3, 7, 5))
+    calls = []
+    real = np.matmul
+
+    def counting(x, y, **kw):  # the numpy boundary: how big each product handed to BLAS is
+        calls.append(x.shape[1] * x.shape[2] * y.shape[2])
+        return real(x, y, **kw)
+
+    monkeypatch.setattr(pdaf_xcorr, "_GEMM_MACS", 70)  # 2 rows of 7 x 5 per call
+    monkeypatch.setattr(pdaf_xcorr.np, "matmul", counting)
+    got = pdaf_xcorr._matmul(a, b)
+    monkeypatch.undo()
+    np.testing.assert_allclose(got, a @ b, rtol=0, atol=1e-12)
+    assert calls == [70] * 5
+    assert pdaf_xcorr._GEMM_MACS == 1 << 16
+    L, R = _pair(np.random.default_rng(14), 2, 64, 192, 36)  # the wide second look's geometry
+    with monkeypatch.context() as m:
+        m.setattr(pdaf_xcorr, "_GEMM_MACS", 1 << 30)  # one call per product
+        whole = pdaf_xcorr.xcorr(L, R, 36, "upsample")
+    for g, e in zip(pdaf_xcorr.xcorr(L, R, 36, "upsample"), whole):
+        np.testing.assert_allclose(g, e, rtol=0, atol=1e-12)
