@@ -19,7 +19,8 @@ float64 rounding: tests/test_pdaf_xcorr.py compares them with it):
 - the fine grid: each interpolated quantity is a fixed linear function of the
   samples it interpolates (the interpolation kernel depends only on the patch
   width, the search range and the offset), so the kernels are tabulated once
-  per geometry (``_fine_kernels``, cached) and applied with matrix products.
+  per geometry over one period (``_kernel_tables``, cached, tens of kB), gathered
+  at each RoI's peak (``_fine_kernels``) and applied with matrix products.
 """
 
 from __future__ import annotations
@@ -102,20 +103,30 @@ def _all_diagonals(C: np.ndarray) -> np.ndarray:
     return Z.sum(axis=1)
 
 
-def _fine_kernels(w: int, S: int) -> tuple[np.ndarray, np.ndarray]:
-    """Interpolation kernels of the fine grid for patches w px wide searched at +-S px, for each
-    integer peak shift s = -S .. S (index s + S) and fine offset t (FINE_T):
+def _fine_kernels(w: int, S: int, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolation kernels of the fine grid for patches w px wide searched at +-S px, at the
+    integer peak shifts s (px, int [P]) and the fine offsets t (FINE_T):
 
-    G [2S+1, T, w]: the right windows' moments, ``m1f(s + t) = sum_y G[s, t, y] R(y)`` (the taper
+    G [P, T, w]: the right windows' moments, ``m1f(s + t) = sum_y G[p, t, y] R(y)`` (the taper
     window's correlation with a row of R, trig-interpolated from its length-n DFT);
-    Hk [2S+1, T, w + m - 1]: the correlation, ``numf(s + t) = sum_lag Hk[s, t, lag] c(lag)`` over the
+    Hk [P, T, w + m - 1]: the correlation, ``numf(s + t) = sum_lag Hk[p, t, lag] c(lag)`` over the
     lags -(S + m - 1) .. w - 1 - S of ``c`` (the spectrally tapered trig interpolation).
-    Read-only arrays, cached per (w, S, _TUKEY)."""
-    return _kernels(w, S, _TUKEY)
+    Both are gathered from the two kernels' tables over one period (``_kernel_tables``)."""
+    m = w - 2 * S
+    g, hk = _kernel_tables(w, S, _TUKEY)
+    n = g.shape[1]
+    y = np.arange(w)
+    lags = np.arange(-(m - 1), w) - S
+    G = g[:, (s[:, None] - y[None, :]) % n].transpose(1, 0, 2)  # g(s + t - y)
+    Hk = hk[:, (s[:, None] - lags[None, :]) % n].transpose(1, 0, 2)  # h(s + t - lag)
+    return G, Hk
 
 
 @lru_cache(maxsize=16)
-def _kernels(w: int, S: int, tukey: float) -> tuple[np.ndarray, np.ndarray]:
+def _kernel_tables(w: int, S: int, tukey: float) -> tuple[np.ndarray, np.ndarray]:
+    """The two kernels at u = q + t for q = 0 .. n-1 and t in FINE_T (period n), float64 [T, n]
+    each (read-only, cached per geometry and taper): ``g(u) = Re sum_k (wk / n) FW(k) e^(2 pi i k u / n)``
+    (FW: the conjugate DFT of the taper window), ``h(u) = sum_k (wk / n) taper_f(k) cos(2 pi k u / n)``."""
     m = w - 2 * S
     n = fft_length(w, S)
     K = n // 2 + 1
@@ -130,17 +141,11 @@ def _kernels(w: int, S: int, tukey: float) -> tuple[np.ndarray, np.ndarray]:
     taper_f = np.exp(-0.5 * (k / (n * _TAPER)) ** 2)
     q = np.arange(n)
     theta = 2 * np.pi * (q[None, :, None] + FINE_T[:, None, None]) * k / n  # [T, n, K]: at u = q + t
-    g = (wk / n * (FW.real * np.cos(theta) - FW.imag * np.sin(theta))).sum(axis=2)  # [T, n]
-    hk = (wk / n * taper_f * np.cos(theta)).sum(axis=2)  # [T, n]
-    shifts = np.arange(-S, S + 1)
-    y = np.arange(w)
-    lags = np.arange(-(m - 1), w) - S
-    G = g[:, (shifts[:, None] - y[None, :]) % n].transpose(1, 0, 2)  # g(s + t - y)
-    Hk = hk[:, (shifts[:, None] - lags[None, :]) % n].transpose(1, 0, 2)  # h(s + t - lag)
-    G, Hk = np.ascontiguousarray(G), np.ascontiguousarray(Hk)
-    G.flags.writeable = False
-    Hk.flags.writeable = False
-    return G, Hk
+    g = (wk / n * (FW.real * np.cos(theta) - FW.imag * np.sin(theta))).sum(axis=2)
+    hk = (wk / n * taper_f * np.cos(theta)).sum(axis=2)
+    g.flags.writeable = False
+    hk.flags.writeable = False
+    return g, hk
 
 
 def parabola(cm: np.ndarray, c0: np.ndarray, cp: np.ndarray) -> np.ndarray:
@@ -179,9 +184,8 @@ def xcorr(L: np.ndarray, R: np.ndarray, S: int, refine: str):
     off = parabola(score[rows, i - 1], score[rows, i], score[rows, i + 1])
     d = shifts[i] + off
     if refine == "upsample":
-        G, Hk = _fine_kernels(w, S)
-        Gi = G[i]  # [P, T, w]
-        numf = _matmul(Hk[i], _all_diagonals(C)[:, :, None])[:, :, 0]  # [P, T]
+        Gi, Hk = _fine_kernels(w, S, shifts[i])  # [P, T, w], [P, T, w + m - 1]
+        numf = _matmul(Hk, _all_diagonals(C)[:, :, None])[:, :, 0]  # [P, T]
         m1f = _matmul(R, Gi.transpose(0, 2, 1))  # [P, h, T]
         m2f = _matmul(Gi, R2[:, :, None])[:, :, 0]  # [P, T]
         fine = numf / np.sqrt(np.maximum(eL[:, None] * (m2f - (m1f * m1f).sum(axis=1) / sw), _EPS))

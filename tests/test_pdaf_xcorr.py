@@ -104,13 +104,15 @@ def test_integer_scores_are_the_windowed_ncc_of_each_shift():
             assert score[p, j] == pytest.approx(num / np.sqrt(eT * eW), abs=1e-12)
 
 
-def test_fine_kernels_are_cached_per_geometry_and_taper(monkeypatch):
-    a = pdaf_xcorr._fine_kernels(64, 12)
-    assert pdaf_xcorr._fine_kernels(64, 12)[0] is a[0]
-    assert not a[0].flags.writeable and not a[1].flags.writeable
-    assert a[0].shape == (25, 21, 64) and a[1].shape == (25, 21, 64 + 40 - 1)
+def test_fine_kernel_tables_are_cached_per_geometry_and_taper(monkeypatch):
+    g, hk = pdaf_xcorr._kernel_tables(64, 12, 0.0)
+    assert pdaf_xcorr._kernel_tables(64, 12, 0.0)[0] is g
+    assert not g.flags.writeable and not hk.flags.writeable
+    assert g.shape == hk.shape == (21, 128)
+    G, Hk = pdaf_xcorr._fine_kernels(64, 12, np.array([-12, 0, 12]))
+    assert G.shape == (3, 21, 64) and Hk.shape == (3, 21, 64 + 40 - 1)
     monkeypatch.setattr(pdaf_xcorr, "_TUKEY", 0.5)
-    assert not np.array_equal(pdaf_xcorr._fine_kernels(64, 12)[0], a[0])
+    assert not np.array_equal(pdaf_xcorr._fine_kernels(64, 12, np.array([0]))[0], G[1:2])
 
 
 def _plain_prepare(left, right, white_level, gains):
