@@ -20,7 +20,8 @@ at the library boundary) inside a ``FocusSession``, one call of the
 controller's step functions: ``_pdaf_measure`` (capture, exposure and lens
 checks, the per-position calibrated PDAF estimate with its wider second look,
 the confidence gate and the weighted median) and ``_pe_step`` (capture,
-step-1 model on the 12 RoIs in one onnxruntime batch, decision), with the
+step-1 model on the 12 RoIs in one onnxruntime batch, the structure gate
+``run_pe`` applies: ``views_structure``, an xcorr +-8 px per RoI; decision), with the
 session given the RoIs (``RoiFrame``: only they are decoded) or not (whole
 frames, ``Controller(roi_decode=False)``).  The fake camera models
 picamera2's buffers (hil_af.drivers.fake_picamera2): the frame sits in a
@@ -31,6 +32,25 @@ RoIs inside ``MappedArray`` (no copy).  That copy's cost is also reported on
 its own line, and so is the whole-frame decode alone.  Medians and bests of
 ``--repeat`` interleaved runs: on a loaded machine the best is the closer to
 what a dedicated core would see.
+
+Measured (x86 2-core machine shared with a training and other jobs, load
+6.1-8.0; medians of 6 runs of ``--repeat 15``, interleaved with the code
+before the estimator work): PDAF step 5.6 ms RoI-only vs 85 ms whole-frame
+(15.4x; bests 4.3 vs 72 ms), the whole-frame decode alone (77 ms) 13.6x the
+PDAF step; PE step (with the structure gate) 10.2 vs 92 ms (9.0x; bests 9.0
+vs 79 ms), the decode alone 7.7x the PE step.  Before: PDAF 8.0 ms (8.7x
+against the decode), PE 13.8 ms (5.2x).  Where a RoI step's time goes
+(per-part medians): PDAF = the RoIs' decode ~2.1-2.8 ms (the whole-frame
+decode's unpack and Bayer reduction on 1/30 of its pixels) + estimator
+~2.0 ms (normalisation 0.5, xcorr 1.5) + ~0.9 ms exposure check and
+bookkeeping; PE = onnxruntime ~4.0 ms (the model itself) + the RoIs' decode
+~2.0 + structure gate ~1.8 + encoding and logit decoding ~0.8 + ~0.9
+exposure check and bookkeeping, which keeps the PE step short of 10x
+against the decode (onnxruntime alone is 1/19 of it).  No
+page faults in a RoI step here (its arrays come back from the allocator's
+free lists); the whole-frame decode's fresh 10-50 MB arrays do fault (with
+glibc told to keep its heap, MALLOC_TRIM_THRESHOLD_ / MALLOC_MMAP_THRESHOLD_,
+one run gave 56 ms instead of 71).
 
 Default frame: 4608 x 2592 (11.9 MP, the IMX708 full sensor), CSI-2 rows padded
 to a 32-byte stride as the Pi's unicam does.  Times are the median of
@@ -100,14 +120,15 @@ def af_step(W: int, H: int, n_rois: int, size: int, repeat: int) -> list[dict]:
 
 
 def _step_fn(name: str, session, ctx, rois: np.ndarray, weights: np.ndarray):
-    """One controller AF step (``pdaf``: ``_pdaf_measure``; ``pe``: ``_pe_step``, model step 1) -> its decision."""
+    """One controller AF step (``pdaf``: ``_pdaf_measure``; ``pe``: ``_pe_step``, model step 1 with the
+    structure gate ``run_pe`` applies, ``MethodConfig.pe_min_structure``) -> its decision."""
     from hil_af.controller.methods import _pdaf_measure, _pe_step
 
     def step():
         session.steps = 0  # a benchmark, not a focus cycle: no step limit
         if name == "pdaf":
             return _pdaf_measure(session, ctx, ctx.pdaf(False), rois, weights, "target_position")[1:]
-        return _pe_step(session, ctx.pe(1), rois, weights)[:2]
+        return _pe_step(session, ctx.pe(1), rois, weights, ctx.config.pe_min_structure)[:2]
 
     return step
 

@@ -92,9 +92,12 @@ def validate_rois(rois: Any, view_hw: tuple[int, int], what: str = "rois") -> np
         raise BadInput(f"{what}: non-finite values")
     arr = arr.astype(np.int64)
     H, W = view_hw
-    for i, (x, y, w, h) in enumerate(arr):
-        if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > W or y + h > H:
-            raise BadInput(f"{what}[{i}] = (x={x}, y={y}, w={w}, h={h}) is not inside the {W}x{H} view")
+    x, y, w, h = arr.T
+    outside = (w <= 0) | (h <= 0) | (x < 0) | (y < 0) | (x + w > W) | (y + h > H)
+    if outside.any():  # the first one outside, as a loop over the RoIs would find it
+        i = int(np.argmax(outside))
+        x, y, w, h = arr[i]
+        raise BadInput(f"{what}[{i}] = (x={x}, y={y}, w={w}, h={h}) is not inside the {W}x{H} view")
     return arr.astype(np.int32)
 
 

@@ -13,14 +13,15 @@ Methods (``method=``):
   (2013), normalised: each view is normalised (zero mean, unit variance per
   patch, after an optional flat-field correction: per-view vignetting makes
   the raw L/R brightness differ); the central ``w - 2 * max_shift`` columns
-  of the left patch (under an optional Tukey window, ``_TUKEY``) are
-  correlated along x with the right patch by zero-padded FFT, the per-row
-  correlations summed (the dy = 0 line of the 2-D correlation), and each
-  shift normalised by the energy of the right window it meets (a windowed
-  NCC: no overlap bias towards 0).  The integer peak is refined to subpixel
-  by evaluating the correlation on a fine grid around it straight from the
-  cross-spectrum (band-limited upsampling with a Gaussian spectral taper
-  against noise), then a parabola on that grid.
+  of the left patch (under an optional Tukey window, ``pdaf_xcorr._TUKEY``) are
+  correlated along x with the right patch (linear correlation, as by a
+  zero-padded FFT), the per-row correlations summed (the dy = 0 line of the
+  2-D correlation), and each shift normalised by the energy of the right
+  window it meets (a windowed NCC: no overlap bias towards 0).  The integer
+  peak is refined to subpixel by evaluating the correlation on a fine grid
+  around it as its zero-padded cross-spectrum interpolates it (band-limited
+  upsampling with a Gaussian spectral taper against noise), then a parabola
+  on that grid.  How it is computed per AF step: ``hil_af.pdaf_xcorr``.
 - ``"zncc"``: block matching, zero-mean normalised cross-correlation of the
   central template of the left patch against shifted windows of the right.
 - ``"ssd"``: block matching, sum of squared differences between the
@@ -45,11 +46,10 @@ from typing import Callable
 import numpy as np
 
 from .errors import BadInput
+from .pdaf_xcorr import _EPS, parabola as _parabola, taper_window as _taper_window, window_sums as _window_sums, xcorr as _xcorr
 
 METHODS = ("xcorr", "zncc", "ssd")
 DEFAULT_MAX_SHIFT = 8.0
-_EPS = 1e-12
-_TAPER = 0.2  # Gaussian spectral taper of the fine correlation, in cycles/px (measured on noisy textures)
 
 
 @dataclass
@@ -75,11 +75,23 @@ def _as_batch(a: np.ndarray, what: str) -> np.ndarray:
     return a
 
 
-def _parabola(cm: np.ndarray, c0: np.ndarray, cp: np.ndarray) -> np.ndarray:
-    """Vertex offset in (-0.5, 0.5) of the parabola through (-1, cm), (0, c0), (1, cp)."""
-    den = cm - 2.0 * c0 + cp
-    off = np.where(den < -_EPS, 0.5 * (cm - cp) / np.where(den < -_EPS, den, -1.0), 0.0)
-    return np.clip(off, -0.5, 0.5)
+def _all_finite(a: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """Per patch of a [P, h, w], whether every value is finite, given its sums [P, 1, 1]: a finite
+    sum has only finite terms; a patch with a non-finite sum (NaN, inf or overflow) is checked value
+    by value."""
+    ok = np.isfinite(sums[:, 0, 0])
+    if not ok.all():
+        ok[~ok] = np.all(np.isfinite(a[~ok]), axis=(1, 2))
+    return ok
+
+
+def _fraction_at_least(a: np.ndarray, thr: float) -> np.ndarray:
+    """Per patch of a [P, h, w] (finite), the fraction of its values >= thr (0 where its max is below)."""
+    frac = np.zeros(a.shape[0])
+    hot = a.max(axis=(1, 2)) >= thr
+    if hot.any():
+        frac[hot] = np.count_nonzero(a[hot] >= thr, axis=(1, 2)) / (a.shape[1] * a.shape[2])
+    return frac
 
 
 def _prepare(left: np.ndarray, right: np.ndarray, white_level: float | None,
@@ -87,33 +99,37 @@ def _prepare(left: np.ndarray, right: np.ndarray, white_level: float | None,
     """Normalise each view per patch to zero mean, unit std; texture and saturation terms."""
     L = np.asarray(left, dtype=np.float64)
     R = np.asarray(right, dtype=np.float64)
-    bad = ~(np.all(np.isfinite(L), axis=(1, 2)) & np.all(np.isfinite(R), axis=(1, 2)))
+    n = L.shape[1] * L.shape[2]
+    sums = (L.sum(axis=(1, 2), keepdims=True), R.sum(axis=(1, 2), keepdims=True))
+    bad = ~(_all_finite(L, sums[0]) & _all_finite(R, sums[1]))
     if bad.any():
         L = np.nan_to_num(L, nan=0.0, posinf=0.0, neginf=0.0)
         R = np.nan_to_num(R, nan=0.0, posinf=0.0, neginf=0.0)
+        sums = (L.sum(axis=(1, 2), keepdims=True), R.sum(axis=(1, 2), keepdims=True))
     if white_level is not None and white_level > 0:
         thr = 0.98 * float(white_level)
-        sat = np.maximum((L >= thr).mean(axis=(1, 2)), (R >= thr).mean(axis=(1, 2)))
+        sat = np.maximum(_fraction_at_least(L, thr), _fraction_at_least(R, thr))
     else:
         sat = np.zeros(L.shape[0])
     if gains is not None:
         gl, gr = (np.asarray(g, dtype=np.float64) for g in gains)
         L = L * gl
         R = R * gr
-    mL = L.mean(axis=(1, 2), keepdims=True)
-    mR = R.mean(axis=(1, 2), keepdims=True)
-    sL = np.sqrt(((L - mL) ** 2).mean(axis=(1, 2), keepdims=True))
-    sR = np.sqrt(((R - mR) ** 2).mean(axis=(1, 2), keepdims=True))
+        sums = (L.sum(axis=(1, 2), keepdims=True), R.sum(axis=(1, 2), keepdims=True))
+    mL, mR = sums[0] / n, sums[1] / n  # the means (np.mean: the sum / the count)
+    DL, DR = L - mL, R - mR  # new arrays: normalised in place below
+    sL = np.sqrt((DL * DL).mean(axis=(1, 2), keepdims=True))
+    sR = np.sqrt((DR * DR).mean(axis=(1, 2), keepdims=True))
     # texture: coefficient of variation of the weaker view; 0 for flat patches
     cv = np.minimum(sL / np.maximum(np.abs(mL), _EPS), sR / np.maximum(np.abs(mR), _EPS))[:, 0, 0]
     flat = (sL[:, 0, 0] <= 1e-9 * np.maximum(1.0, np.abs(mL[:, 0, 0]))) | (
         sR[:, 0, 0] <= 1e-9 * np.maximum(1.0, np.abs(mR[:, 0, 0])))
     texture = cv * cv / (cv * cv + 0.004**2)
     # no pre-filter: x-gradient and band-pass versions ranked the real Pixel 4 cells much worse
-    L = (L - mL) / np.maximum(sL, _EPS)
-    R = (R - mR) / np.maximum(sR, _EPS)
+    np.divide(DL, np.maximum(sL, _EPS), out=DL)
+    np.divide(DR, np.maximum(sR, _EPS), out=DR)
     valid = ~(bad | flat)
-    return L, R, texture, sat, valid
+    return DL, DR, texture, sat, valid
 
 
 def _uniqueness(score: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -129,97 +145,6 @@ def _uniqueness(score: np.ndarray, idx: np.ndarray) -> np.ndarray:
     other = np.where(locmax & far, score, -np.inf).max(axis=1)
     other = np.where(np.isfinite(other), np.maximum(other, 0.0), 0.0)
     return np.clip((peak - other) / np.maximum(peak, _EPS), 0.0, 1.0)
-
-
-# Fraction of the template under cosine tapers (0: box, 1: Hann).  Measured
-# (docs/pdaf-calibration.md): 0 gives the lowest subpixel error on noisy
-# synthetic shifts and the best rank correlation on the real Pixel 4 scenes;
-# the correlation is linear (zero-padded FFT), so no taper is needed against
-# wrap-around.
-_TUKEY = 0.0
-
-
-def _taper_window(m: int) -> np.ndarray:
-    """Tukey window of length m (cosine tapers over a fraction _TUKEY of it)."""
-    a = _TUKEY
-    if a <= 0:
-        return np.ones(m)
-    x = (np.arange(m) + 0.5) / m
-    w = np.ones(m)
-    lo = x < a / 2
-    hi = x > 1 - a / 2
-    w[lo] = 0.5 * (1 - np.cos(2 * np.pi * x[lo] / a))
-    w[hi] = 0.5 * (1 - np.cos(2 * np.pi * (1 - x[hi]) / a))
-    return w
-
-
-def _window_sums(a: np.ndarray, taper: np.ndarray) -> np.ndarray:
-    """sum_x taper(x) a(x + j) along the last axis for j = 0 .. w - m (the shifted windows of
-    length m = len(taper) inside a): [..., w - m + 1].  A box taper (_TUKEY 0) by running sums."""
-    m = taper.size
-    if np.all(taper == 1.0):
-        c = np.cumsum(a, axis=-1)
-        out = c[..., m - 1:].copy()
-        out[..., 1:] -= c[..., :-m]
-        return out
-    return np.einsum("...jx,x->...j", np.lib.stride_tricks.sliding_window_view(a, m, axis=-1), taper)
-
-
-def _xcorr(L: np.ndarray, R: np.ndarray, S: int, refine: str):
-    """Windowed normalised cross-correlation along x, by FFT, rows summed.
-
-    The left template is the central ``w - 2S`` columns under the _TUKEY window;
-    the right view is searched at shifts -S..S, each shifted window
-    normalised by its own weighted mean and energy (no overlap bias).
-    """
-    P, h, w = L.shape
-    m = w - 2 * S
-    taper = _taper_window(m)
-    win = np.zeros(w)
-    win[S:S + m] = taper
-    sw = win.sum()
-    Lm = L - ((L * win).sum(axis=2, keepdims=True) / sw)
-    Lc = Lm * win  # weighted, zero weighted mean per row
-    eL = (Lc * Lm).sum(axis=2).sum(axis=1)  # [P]
-    n = 1 << int(np.ceil(np.log2(w + S + 1)))
-    FR = np.fft.rfft(R, n=n, axis=2)
-    R2 = (R * R).sum(axis=1)  # [P, w]: the second moments are summed over rows
-    FW = np.conj(np.fft.rfft(win, n=n))
-    X = (np.conj(np.fft.rfft(Lc, n=n, axis=2)) * FR).sum(axis=1)  # [P, K]: sum_rows sum_x Lc(x) R(x+s)
-    shifts = np.arange(-S, S + 1)
-    num = np.fft.irfft(X, n=n, axis=1)[:, shifts % n]
-    # the shifted windows' weighted first moments per row and second moments: R(x + s) for x in the
-    # template's columns S .. S+m-1 stays inside 0 .. w-1, so shift s is window j = s + S of R
-    m1 = _window_sums(R, taper)  # [P, h, 2S+1]
-    m2 = _window_sums(R2, taper)  # [P, 2S+1]
-    eR = m2 - (m1 * m1).sum(axis=1) / sw
-    score = num / np.sqrt(np.maximum(eL[:, None] * eR, _EPS))
-    i0 = np.argmax(score, axis=1)
-    i = np.clip(i0, 1, 2 * S - 1)
-    rows = np.arange(P)
-    off = _parabola(score[rows, i - 1], score[rows, i], score[rows, i + 1])
-    d = shifts[i] + off
-    if refine == "upsample":
-        # evaluate the band-limited correlation on a fine grid around the integer peak
-        t = np.linspace(-1.0, 1.0, 21)
-        K = X.shape[1]
-        k = np.arange(K)
-        wk = np.full(K, 2.0)
-        wk[0] = 1.0
-        if n % 2 == 0:
-            wk[-1] = 1.0
-        # e^(2 pi i (shift + t) k / n) (wk / n) [P, T, K], as the product of its shift and t factors
-        ph = np.exp(2j * np.pi * shifts[i][:, None, None] * k / n) * (np.exp(2j * np.pi * t[:, None] * k / n) * (wk / n))
-        taper_f = np.exp(-0.5 * (k / (n * _TAPER)) ** 2)  # low-pass: noise robustness
-        numf = np.real(np.einsum("pk,ptk->pt", X * taper_f, ph))
-        m1f = np.real(np.einsum("phk,ptk->pht", FW[None, None, :] * FR, ph))
-        m2f = np.real(np.einsum("pk,ptk->pt", FW[None, :] * np.fft.rfft(R2, n=n, axis=1), ph))
-        fine = numf / np.sqrt(np.maximum(eL[:, None] * (m2f - (m1f * m1f).sum(axis=1) / sw), _EPS))
-        j = np.clip(np.argmax(fine, axis=1), 1, len(t) - 2)
-        offf = _parabola(fine[rows, j - 1], fine[rows, j], fine[rows, j + 1])
-        d = shifts[i] + t[j] + offf * (t[1] - t[0])
-    peak = score[rows, i0]
-    return d, peak, score, i0
 
 
 def _block(L: np.ndarray, R: np.ndarray, S: int, ssd: bool):

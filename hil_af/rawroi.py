@@ -36,7 +36,8 @@ _GROUP = {"RAW10": (4, 5), "RAW12": (2, 3)}   # pixels, bytes per packing group
 def unpack_rects(rows: np.ndarray, fmt: str, rects: list[tuple[int, int, int, int]]) -> np.ndarray:
     """Pixels [P, h, w] of equal-size rectangles (y0, y1, x0, x1) of a raw image given as its rows:
     bytes [H, stride] (RAW10/RAW12, or U16 little-endian) or a uint16 [H, stride] array.  The packed
-    byte groups covering each rectangle are gathered and unpacked in one call."""
+    byte groups covering each rectangle are gathered and unpacked in one call (the result may be a
+    view of that unpacked array: never of ``rows``)."""
     P = len(rects)
     h, w = rects[0][1] - rects[0][0], rects[0][3] - rects[0][2]
     if fmt in _GROUP:
@@ -50,6 +51,8 @@ def unpack_rects(rows: np.ndarray, fmt: str, rects: list[tuple[int, int, int, in
             blocks[i] = rows[y0:y1, g0 * gb:(g0 + n) * gb]
             starts.append(x0 - g0 * gp)
         img = unpack(blocks.reshape(P * h, n * gb), n * gp, P * h, fmt).reshape(P, h, n * gp)
+        if len(set(starts)) == 1:  # every rectangle at the same place in its groups: a view, no copy
+            return img[:, :, starts[0]:starts[0] + w]
         return np.stack([img[i, :, s:s + w] for i, s in enumerate(starts)])
     if rows.dtype == np.uint8:  # U16 as little-endian bytes
         out = np.stack([rows[y0:y1, 2 * x0:2 * x1] for y0, y1, x0, x1 in rects])

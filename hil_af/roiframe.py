@@ -40,6 +40,11 @@ def _key(roi: Any) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
+def _keys(rois: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """``_key`` of each row of validated RoIs int [P, 4]."""
+    return [(x, y, w, h) for x, y, w, h in rois.tolist()]
+
+
 class RoiFrame:
     """One capture decoded only where asked (module doc).
 
@@ -62,7 +67,11 @@ class RoiFrame:
         self._cache: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray]] = {}
         self.decoded_px = 0
         self.rois = validate_rois(rois, self.sensor_hw, "capture RoIs")
-        self.ensure(self.rois)
+        batches = self._ensure(self.rois)
+        keys = _keys(self.rois)
+        # the capture's RoIs decoded in one call, in their order: ``patches`` of them is that batch
+        self._batch = next(((L, R) for k, L, R in batches if k == keys), None)
+        self._batch_keys = keys
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -71,28 +80,39 @@ class RoiFrame:
 
     def ensure(self, rois: Any) -> None:
         """Decode the windows of ``rois`` not decoded yet: one decoder call per window size."""
-        rois = validate_rois(rois, self.sensor_hw, "RoI")
+        self._ensure(validate_rois(rois, self.sensor_hw, "RoI"))
+
+    def _ensure(self, rois: np.ndarray) -> list[tuple[list[tuple[int, int, int, int]], np.ndarray, np.ndarray]]:
+        """``ensure`` of validated RoIs; the decoder calls made, as (window keys, L, R) batches (read-only)."""
         groups: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
-        for r in rois:
-            k = _key(r)
+        for k in _keys(rois):
             if k not in self._cache and k not in groups.get((k[2], k[3]), []):
                 groups.setdefault((k[2], k[3]), []).append(k)
+        batches = []
         for (w, h), keys in groups.items():
             L, R = self._decode(np.array(keys, dtype=np.int64))
             if L.shape != (len(keys), h, w) or R.shape != L.shape:
                 raise BadInput(f"window decoder gave {L.shape}/{R.shape} for {len(keys)} windows of {w}x{h}")
+            L.flags.writeable = R.flags.writeable = False  # handed out to every estimator: nobody writes
             for i, k in enumerate(keys):
                 self._cache[k] = (L[i], R[i])
             self.decoded_px += len(keys) * w * h
+            batches.append((keys, L, R))
+        return batches
 
     def patches(self, rois: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Left and right patches float32 [P, h, w] of RoIs (x, y, w, h) of one size."""
+        """Left and right patches float32 [P, h, w] of RoIs (x, y, w, h) of one size (read-only)."""
         rois = validate_rois(rois, self.sensor_hw, "RoI")
-        if len({(int(r[2]), int(r[3])) for r in rois}) > 1:
+        if len({(int(w), int(h)) for w, h in rois[:, 2:]}) > 1:
             raise BadInput("RoiFrame.patches needs RoIs of one size")
-        self.ensure(rois)
-        pairs = [self._cache[_key(r)] for r in rois]
-        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        keys = _keys(rois)
+        if self._batch is not None and keys == self._batch_keys:
+            return self._batch
+        self._ensure(rois)
+        pairs = [self._cache[k] for k in keys]
+        L, R = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        L.flags.writeable = R.flags.writeable = False
+        return L, R
 
     def crop(self, roi: Any) -> tuple[np.ndarray, np.ndarray]:
         """Left and right patches [h, w] of one RoI (x, y, w, h), as ``DualPixelFrame.crop``."""
@@ -101,5 +121,5 @@ class RoiFrame:
 
     def roi_views(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """The patches of the capture's own RoIs (``rois``), left and right lists of [h, w]."""
-        pairs = [self._cache[_key(r)] for r in self.rois]
+        pairs = [self._cache[k] for k in self._batch_keys]
         return [p[0] for p in pairs], [p[1] for p in pairs]

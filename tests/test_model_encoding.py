@@ -117,6 +117,27 @@ def test_normalisation_removes_per_view_gain_and_keeps_relative_contrast():
     assert np.abs(fr).max() < 1e-5 and fl.std() > 1.0
 
 
+def test_normalisation_is_bit_identical_to_its_plain_float32_formula():
+    """(v / max(mean v, eps) - 1) / (sqrt(mean of the two views' squares / 2) + eps), all in float32,
+    written out plainly; batched over leading axes, any input dtype."""
+    rng = np.random.default_rng(8)
+    for t in range(60):
+        shape = tuple(int(v) for v in rng.integers(1, 20, 2 + t % 3))
+        left = (rng.uniform(0, 1000, shape) * [1e-6, 1.0, 1e3][t % 3]).astype([np.float32, np.float64, np.uint16][t % 3])
+        right = np.zeros(shape, np.float32) if t % 7 == 0 else rng.uniform(0, 1000, shape).astype(np.float32)
+        eps = [1e-3, 0.5][t % 2]
+        got = normalise_views(left, right, eps)
+        lf, rf = np.float32(left), np.float32(right)
+        ax = (-2, -1)
+        nl = lf / np.maximum(lf.mean(axis=ax, keepdims=True), np.float32(eps)) - np.float32(1)
+        nr = rf / np.maximum(rf.mean(axis=ax, keepdims=True), np.float32(eps)) - np.float32(1)
+        sd = np.sqrt(np.float32(0.5) * ((nl * nl).mean(axis=ax, keepdims=True) + (nr * nr).mean(axis=ax, keepdims=True)))
+        sd = sd + np.float32(eps)
+        for g, e in zip(got, (nl / sd, nr / sd)):
+            assert g.dtype == np.float32
+            np.testing.assert_array_equal(g, e)
+
+
 def test_flatfield_callable_is_applied_with_full_plane_roi():
     left, right = _views(96, 128)
     seen = []

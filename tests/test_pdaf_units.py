@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hil_af import pdaf
+from hil_af import pdaf, pdaf_xcorr
 from hil_af.errors import BadInput
 from hil_af.pdaf import METHODS, crop_patches, estimate, estimate_rois, estimate_windows
 
@@ -260,10 +260,10 @@ def test_tukey_window(monkeypatch):
     # _TUKEY = 0 (the setting): a box; 1: a Hann window sin^2(pi x) at the pixel centres x = (i + 0.5) / m;
     # 0.5: cosine tapers over the outer quarters and 1 in the middle half
     np.testing.assert_array_equal(pdaf._taper_window(6), np.ones(6))
-    monkeypatch.setattr(pdaf, "_TUKEY", 1.0)
+    monkeypatch.setattr(pdaf_xcorr, "_TUKEY", 1.0)
     x = (np.arange(8) + 0.5) / 8
     np.testing.assert_allclose(pdaf._taper_window(8), np.sin(np.pi * x) ** 2)
-    monkeypatch.setattr(pdaf, "_TUKEY", 0.5)
+    monkeypatch.setattr(pdaf_xcorr, "_TUKEY", 0.5)
     w = pdaf._taper_window(8)
     np.testing.assert_allclose(w[2:6], 1.0)
     np.testing.assert_allclose(w[:2], 0.5 * (1 - np.cos(2 * np.pi * x[:2] / 0.5)))
@@ -271,7 +271,7 @@ def test_tukey_window(monkeypatch):
 
 
 def test_a_tapered_template_still_finds_the_shift(monkeypatch):
-    monkeypatch.setattr(pdaf, "_TUKEY", 0.5)
+    monkeypatch.setattr(pdaf_xcorr, "_TUKEY", 0.5)
     L, R = rolled_pair([2, -3])
     np.testing.assert_allclose(estimate(L, R, max_shift=4).disparity_px, [2, -3], atol=0.1)
 

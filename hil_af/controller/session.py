@@ -32,6 +32,9 @@ def _exposure_samples(frame: DualPixelFrame | RoiFrame) -> tuple[np.ndarray, np.
     """Every 4th pixel of each view in y and x: the whole views, or a ``RoiFrame``'s RoI patches."""
     if isinstance(frame, DualPixelFrame):
         return frame.left[::4, ::4], frame.right[::4, ::4]
+    if len({(int(w), int(h)) for w, h in frame.rois[:, 2:]}) == 1:  # one batch [P, h, w]: the same values in the same order
+        Lb, Rb = frame.patches(frame.rois)
+        return Lb[:, ::4, ::4].ravel(), Rb[:, ::4, ::4].ravel()
     L, R = frame.roi_views()
     return np.concatenate([p[::4, ::4].ravel() for p in L]), np.concatenate([p[::4, ::4].ravel() for p in R])
 

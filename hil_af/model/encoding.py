@@ -145,11 +145,15 @@ def normalise_views(left: np.ndarray, right: np.ndarray, eps: float = 1e-3) -> t
     right = np.asarray(right, dtype=np.float32)
     ml = np.maximum(left.mean(axis=(-2, -1), keepdims=True), eps)
     mr = np.maximum(right.mean(axis=(-2, -1), keepdims=True), eps)
-    nl = left / ml - 1.0
-    nr = right / mr - 1.0
+    nl = left / ml  # new float32 arrays, finished in place: left / ml - 1, then / sd
+    nr = right / mr
+    nl -= 1.0
+    nr -= 1.0
     var = 0.5 * ((nl * nl).mean(axis=(-2, -1), keepdims=True) + (nr * nr).mean(axis=(-2, -1), keepdims=True))
-    sd = np.sqrt(var) + eps
-    return (nl / sd).astype(np.float32), (nr / sd).astype(np.float32)
+    sd = (np.sqrt(var) + eps).astype(np.float32)
+    nl /= sd
+    nr /= sd
+    return nl, nr
 
 
 def lens_pe_value(slice_index: int, n_slices: int) -> float:

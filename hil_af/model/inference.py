@@ -202,7 +202,7 @@ class PEPredictor:
             raise BadInput(f"rois_full_xywh must be [{B}, 4] with w={w}, h={h}; got {rois.tolist()}")
         cfg = self.encoding
         if self.flatfield is None and (h, w) == (cfg.size, cfg.size):
-            pl, pr = left.astype(np.float32), right.astype(np.float32)  # fit_patch of a whole patch: itself
+            pl, pr = np.asarray(left, np.float32), np.asarray(right, np.float32)  # fit_patch of a whole patch: itself
         else:
             local = np.array([0, 0, w, h])
             pls, prs = [], []
