@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import pytest
 
-from hil_af import pdaf
+from hil_af import pdaf, pdaf_xcorr
 from hil_af.errors import BadInput
 from hil_af.pdaf import METHODS, crop_patches, estimate, estimate_windows
 
@@ -93,7 +93,7 @@ def texture(L, R):
 def test_xcorr_scores_are_the_row_centred_windowed_ncc_at_every_shift(monkeypatch, w, S, tukey):
     # the running-sum / FFT scores equal the direct loop at every shift, out to the search edge
     # (w - 2S = 4: the template and each window are 4 columns), for the box, Tukey 0.5 and Hann
-    monkeypatch.setattr(pdaf, "_TUKEY", tukey)
+    monkeypatch.setattr(pdaf_xcorr, "_TUKEY", tukey)
     L, R = sines([1.3, -S, S], w=w, noise=0.3)
     score = pdaf._xcorr(normalised(L), normalised(R), S, "parabola")[2]
     np.testing.assert_allclose(score, naive_scores(L, R, S, "xcorr", pdaf._taper_window(w - 2 * S)), atol=1e-9)
@@ -289,7 +289,7 @@ def test_uniqueness_plateaus_and_the_ends_of_the_row():
 def test_tukey_window_is_symmetric_for_any_taper_fraction(monkeypatch):
     # the cosine taper over the first a/2 of the window, its mirror image over the last a/2
     for a in (0.3, 0.7):
-        monkeypatch.setattr(pdaf, "_TUKEY", a)
+        monkeypatch.setattr(pdaf_xcorr, "_TUKEY", a)
         x = (np.arange(20) + 0.5) / 20
         want = np.where(x < a / 2, 0.5 * (1 - np.cos(2 * np.pi * x / a)), 1.0)
         want = np.minimum(want, want[::-1])
