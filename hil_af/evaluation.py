@@ -45,7 +45,8 @@ class SliceMemo:
     call for a slice runs the estimator on ALL the stack's RoIs in one batch,
     and every later call for that slice (other RoIs, other start slices) is a
     lookup.  Results are the estimator's own, so scores are unchanged; only
-    the work is shared.  RoIs that are not the stack's fall through to the estimator.
+    the work is shared.  RoIs that are not the stack's fall through to the estimator;
+    other attributes (a model's card, a calibration) are the estimator's.
     """
 
     def __init__(self, inner, stack_rois):
@@ -58,6 +59,15 @@ class SliceMemo:
 
     def __call__(self, frame, rois, *args):
         return self.predict(frame, rois, *args)
+
+    def __getattr__(self, name):
+        """Every other attribute is the estimator's own: the controller reads its thresholds from
+        them (a model's ``card``: pe/pe2's confidence floor; a calibration's ``cal``: pdaf's)."""
+        try:
+            inner = self.__dict__["inner"]
+        except KeyError:  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name) from None
+        return getattr(inner, name)
 
     def predict(self, frame, rois, *args):
         rois = np.asarray(rois).reshape(-1, 4)

@@ -149,6 +149,19 @@ def test_slice_memo_falls_through_without_a_slice_or_for_rois_not_of_the_stack(k
     assert inner.calls[2:] == [("a", 2, STACK_ROIS.tolist(), (5,)), ("a", 2, other, (5,))]
 
 
+def test_slice_memo_shows_the_estimators_own_attributes():
+    """The controller reads thresholds from its estimator (a model's ``card``, a calibration's ``cal``):
+    through the memo they are the estimator's; an attribute the estimator lacks is missing."""
+    import copy
+
+    inner = PredictorSpy()
+    inner.card = {"controller": {"pe": {"min_confidence": 0.26}}}  # type: ignore[attr-defined]
+    memo = SliceMemo(inner, lambda: STACK_ROIS)
+    assert memo.card is inner.card and getattr(memo, "cal", "none") == "none"
+    assert getattr(SliceMemo(Spy(), lambda: STACK_ROIS), "card", None) is None
+    assert copy.copy(memo).card is inner.card
+
+
 @dataclass
 class Result:
     value: np.ndarray      # per RoI [P]
@@ -389,3 +402,30 @@ def test_eval_passes_the_flat_field_to_the_controller(tmp_path, stack):
         evaluate([stack], ["pdaf"], calibration=str(REPO_ROOT / "calibration/examples/sim-wide/cal.json"),
                  flatfield=str(missing))
 
+
+
+@needs_model
+@pytest.mark.parametrize("memoise", [True, False])
+def test_memoised_eval_fails_pe_cycles_at_the_model_cards_confidence_floor(stack, monkeypatch, memoise):
+    """The memo must not change what the controller decides: pe reads its Failed floor from the
+    model's card (``controller.pe.min_confidence``, 0.26 for the shipped model), through the
+    estimator it is given.  A stand-in model answering with confidence 0.23 (mass 0.23 at slice 6,
+    0.385 at each end) must fail every cycle, memoised or not (the default floor, 0.2, would pass it)."""
+    import json
+
+    import onnxruntime as ort
+
+    floor = json.loads((models_dir() / "card.json").read_text())["controller"]["pe"]["min_confidence"]
+    assert 0.23 < floor
+    p = np.full(BINS, 1e-12)
+    p[0] = p[BINS - 1] = 0.385
+    p[24] = 0.23
+
+    def run(self, output_names, feeds):
+        x = next(iter(feeds.values()))
+        return [np.tile(np.log(p).astype(np.float32), (x.shape[0], 1))]
+
+    monkeypatch.setattr(ort.InferenceSession, "run", run)
+    m = evaluate([stack], ["pe"], start_stride=6, memoise=memoise)["methods"]["pe"]
+    assert m["samples"] == 15 and m["failed"] == 1.0
+    assert m["mae"] == pytest.approx(np.mean(np.abs(6 - np.repeat([0, 5, 12, 8, 3], 3))))
