@@ -243,7 +243,7 @@ def standin(monkeypatch):
     import onnxruntime as ort
 
     clock = VirtualClock()
-    seen = SimpleNamespace(batches=[], threads=[], clock=clock)
+    seen = SimpleNamespace(batches=[], threads=[], clock=clock, sleeps=[])
     real_init = ort.InferenceSession.__init__
 
     def init(self, path, sess_options=None, *a, **kw):
@@ -266,6 +266,7 @@ def standin(monkeypatch):
     monkeypatch.setattr(ort.InferenceSession, "__init__", init)
     monkeypatch.setattr(ort.InferenceSession, "run", run)
     monkeypatch.setattr(time, "perf_counter", clock)
+    monkeypatch.setattr(time, "sleep", seen.sleeps.append)  # replays run on a simulated clock: never called
     return seen
 
 
@@ -302,6 +303,7 @@ def test_eval_scores_every_start_slice_every_known_roi_failures_where_the_lens_s
     known = [g for g in GTS if g >= 0]
     m = r["methods"]["pe"]
     want = expected(known, range(N))
+    assert set(r) == {"stacks", "rois", "samples", "methods"} and list(r["methods"]) == ["pe"]
     assert (r["stacks"], r["rois"], r["samples"]) == (1, 5, 5 * N)
     for key, value in want.items():
         assert m[key] == pytest.approx(value), key
@@ -317,7 +319,7 @@ def test_eval_scores_every_start_slice_every_known_roi_failures_where_the_lens_s
     assert m["eval_cycles_per_s"] == pytest.approx(65 / 0.091)
     assert standin.batches.count(6) == N and standin.batches.count(1) == 20 and len(standin.batches) == N + 20
     assert standin.threads == [1, 1]  # one model session for the scoring, one for the timing pass
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr().err == "" and standin.sleeps == []
 
 
 @needs_model
@@ -356,11 +358,18 @@ def test_eval_over_two_stacks_counts_both_and_keeps_one_controller(tmp_path, sta
     m = r["methods"]["pe"]
     assert (r["stacks"], r["rois"], r["samples"]) == (2, 7, 7 * 4)
     assert m["mae"] == pytest.approx(expected([0, 5, 12, 8, 3, 2, 10], (0, 4, 8, 12))["mae"])
+    # scored: 4 slices x (6 + 1) ms on the first stack, 4 x (2 + 1) ms on the second, 28 cycles;
+    # timed: starts 0, 4, 8, 12 on both stacks (7 RoIs), 2 ms each
+    assert m["eval_cycles_per_s"] == pytest.approx(28 / 0.040) and m["eval_ms_per_step_shared"] == pytest.approx(40 / 28)
+    assert m["timed_steps"] == 28 and m["compute_ms_per_step"] == pytest.approx(2.0)
     assert standin.threads == [3, 3]
     assert sorted(set(standin.batches)) == [1, 2, 6]  # each stack's memo batch: its own RoIs
     err = capsys.readouterr().err
-    assert "eval" in err and "2/2" in err and "stack-method" in err
-    assert not any(f"{n}/2" in err for n in (3, 4))
+    import re
+
+    assert re.search(r"(^|\r)eval: 100%.*\b2/2 \[", err)  # tqdm: "eval: 100%|...| 2/2 [00:00<...]"
+    assert re.search(r"stack-method/s\]|s/stack-method\]", err)
+    assert re.findall(r"\b(\d+)/2\b", err) and max(int(n) for n in re.findall(r"\b(\d+)/2\b", err)) == 2
 
 
 @needs_model
@@ -368,6 +377,22 @@ def test_timed_evaluate_returns_the_result_and_its_seconds(stack, standin):
     r, seconds = timed_evaluate([stack], ["pe"], start_stride=6)
     # starts 0, 6, 12: 3 batches of 6 (7 ms each); timing: 5 RoIs x starts 0, 6, 12 (stride 6 > 4), 2 ms each
     assert r["samples"] == 15 and seconds == pytest.approx(3 * 0.007 + 15 * 0.002)
+
+
+@needs_model
+def test_eval_of_cycles_that_never_reach_the_model(tmp_path, stack, standin):
+    """Black frames: every capture retried twice, then Failed where the lens started; no AF step
+    was timed, so ms/step, the shared ms/step and cycles/s (no time passed) are all 0."""
+    from hil_af.stacks import load_stack, save_stack
+
+    st = load_stack(stack)
+    st.left[:] = 0
+    st.right[:] = 0
+    m = evaluate([save_stack(tmp_path / "black.npz", st)], ["pe"], start_stride=4)["methods"]["pe"]
+    want = expected([0, 5, 12, 8, 3], (0, 4, 8, 12))  # (final_slice(k) = k for these starts)
+    assert m["samples"] == 20 and m["failed"] == 1.0 and m["mae"] == pytest.approx(want["mae"])
+    assert m["captures_mean"] == 3.0 and m["moves_mean"] == 0.0 and standin.batches == []
+    assert (m["timed_steps"], m["compute_ms_per_step"], m["eval_ms_per_step_shared"], m["eval_cycles_per_s"]) == (0, 0.0, 0.0, 0.0)
 
 
 # --------------------------------------------------------------------------- arguments
