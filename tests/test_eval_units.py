@@ -37,13 +37,15 @@ def test_format_table_layout_percentages_and_throughput_line():
                compute_ms_per_step=3.25, failed=0.125, eval_cycles_per_s=812.4, eval_ms_per_step_shared=0.5)
     cdaf = dict(exact=0.5, le1=0.75, le2=1.0, le4=1.0, mae=0.75, rmse=1.0, captures_mean=9.0, moves_mean=8.5,
                 compute_ms_per_step=0.125, failed=0.25)
-    text = format_table({"stacks": 2, "rois": 5, "samples": 40, "methods": {"pe2": pe2, "cdaf": cdaf}})
+    hybrid = dict(pe2, mae=0.5, eval_cycles_per_s=95.0, eval_ms_per_step_shared=10.25)
+    text = format_table({"stacks": 2, "rois": 5, "samples": 40, "methods": {"pe2": pe2, "cdaf": cdaf, "hybrid": hybrid}})
     assert text.split("\n") == [
         "2 stacks, 5 RoIs, 40 samples per method",
         "method           =0    <=1    <=2    <=4    MAE   RMSE  capt moves  ms/step failed",
         "pe2            25.0   50.0   62.5   87.5   1.50   2.25   2.0   1.5    3.250   12.5",
         "cdaf           50.0   75.0  100.0  100.0   0.75   1.00   9.0   8.5    0.125   25.0",
-        "eval throughput: pe2 812 cycles/s (0.500 ms/step shared)",
+        "hybrid         25.0   50.0   62.5   87.5   0.50   2.25   2.0   1.5    3.250   12.5",
+        "eval throughput: pe2 812 cycles/s (0.500 ms/step shared), hybrid 95 cycles/s (10.250 ms/step shared)",
     ]
 
 
@@ -160,6 +162,8 @@ def test_slice_memo_shows_the_estimators_own_attributes():
     assert memo.card is inner.card and getattr(memo, "cal", "none") == "none"
     assert getattr(SliceMemo(Spy(), lambda: STACK_ROIS), "card", None) is None
     assert copy.copy(memo).card is inner.card
+    with pytest.raises(AttributeError, match="^card$"):
+        SliceMemo.__new__(SliceMemo).card  # not set up yet: missing, by name (no recursion)
 
 
 @dataclass
