@@ -345,6 +345,18 @@ def test_eval_without_memo_times_the_scored_cycles_themselves(stack, standin):
 
 
 @needs_model
+def test_eval_ms_per_step_divides_by_steps_of_two_step_cycles(stack, standin):
+    """pe2 takes two AF steps a cycle (step-1 and step-2 model, 2 ms each here): ms/step is the
+    cycle's estimator time over its steps, 2.0, not per cycle.  From starts 0, 4, 8, 12 both steps
+    answer "in focus here": no move, two captures a cycle."""
+    m = evaluate([stack], ["pe2"], memoise=False, start_stride=4)["methods"]["pe2"]
+    assert m["samples"] == 20 and m["timed_steps"] == 40 and standin.batches == [1] * 40
+    assert m["compute_ms_per_step"] == pytest.approx(2.0) and m["eval_ms_per_step_shared"] == pytest.approx(2.0)
+    assert (m["captures_mean"], m["moves_mean"], m["failed"]) == (2.0, 0.0, 0.0)
+    assert m["mae"] == pytest.approx(expected([0, 5, 12, 8, 3], (0, 4, 8, 12))["mae"])
+
+
+@needs_model
 def test_eval_timing_pass_takes_the_start_stride_when_it_is_coarser(stack, standin):
     """Start stride 5 (starts 0, 5, 10) is coarser than 13 / TIMING_STARTS: the timing pass uses it."""
     m = evaluate([stack], ["pe"], start_stride=5)["methods"]["pe"]
