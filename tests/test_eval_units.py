@@ -247,7 +247,7 @@ def standin(monkeypatch):
     import onnxruntime as ort
 
     clock = VirtualClock()
-    seen = SimpleNamespace(batches=[], threads=[], clock=clock, sleeps=[])
+    seen = SimpleNamespace(batches=[], threads=[], clock=clock, sleeps=[], centres=[])
     real_init = ort.InferenceSession.__init__
 
     def init(self, path, sess_options=None, *a, **kw):
@@ -264,6 +264,7 @@ def standin(monkeypatch):
             else:
                 logits[row, 4 * final_slice(k)] = 30.0
         seen.batches.append(len(ks))
+        seen.centres.append(x[:, 2:4].mean(axis=(2, 3)))  # RoI-PE x, y planes: the RoI centre on the sensor
         clock.t += 0.001 * (1 + len(ks))
         return [logits]
 
@@ -322,6 +323,10 @@ def test_eval_scores_every_start_slice_every_known_roi_failures_where_the_lens_s
     assert m["eval_ms_per_step_shared"] == pytest.approx(13 * 7 / 65)
     assert m["eval_cycles_per_s"] == pytest.approx(65 / 0.091)
     assert standin.batches.count(6) == N and standin.batches.count(1) == 20 and len(standin.batches) == N + 20
+    # ... each timed cycle on its own RoI (centres from the geometry above), 4 starts each
+    timed = sorted(c[0].tolist() for c, b in zip(standin.centres, standin.batches) if b == 1)
+    want = sorted([(-0.5, 0.0), (-0.3, 0.25), (-0.025, 1 / 12), (0.5, 0.0), (0.725, 1 / 6)] * 4)
+    np.testing.assert_allclose(timed, want, atol=0.02)
     assert standin.threads == [1, 1]  # one model session for the scoring, one for the timing pass
     assert capsys.readouterr().err == "" and standin.sleeps == []
 
@@ -383,7 +388,7 @@ def test_eval_over_two_stacks_counts_both_and_keeps_one_controller(tmp_path, sta
     err = capsys.readouterr().err
     import re
 
-    assert re.search(r"(^|\r)eval: 100%.*\b2/2 \[", err)  # tqdm: "eval: 100%|...| 2/2 [00:00<...]"
+    assert re.match(r"eval: 100%\|.*\| 2/2 \[", err.split("\r")[-1])  # tqdm's last state: "eval: 100%|...| 2/2 [..."
     assert re.search(r"stack-method/s\]|s/stack-method\]", err)
     assert re.findall(r"\b(\d+)/2\b", err) and max(int(n) for n in re.findall(r"\b(\d+)/2\b", err)) == 2
 
