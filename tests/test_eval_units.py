@@ -272,6 +272,8 @@ def standin(monkeypatch):
     monkeypatch.setattr(ort.InferenceSession, "run", run)
     monkeypatch.setattr(time, "perf_counter", clock)
     monkeypatch.setattr(time, "sleep", seen.sleeps.append)  # replays run on a simulated clock: never called
+    wall = iter(range(0, 10**9, 100))  # and real time, jumping 100 s a reading, must not reach the cycles' budgets
+    monkeypatch.setattr(time, "monotonic", lambda: float(next(wall)))
     return seen
 
 
