@@ -50,7 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # group -> (modules to mutate, test files that guard them)
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # (the sim-stack tests of test_eval.py cost minutes per mutant under load: add them for a full run)
-    "evaluation": (["hil_af/evaluation.py"], ["tests/test_protocol_regressions.py"] + [
+    # (test_eval_units: every rule of evaluation.py on a 13-slice stack with a stand-in model, seconds a mutant)
+    "evaluation": (["hil_af/evaluation.py"], ["tests/test_eval_units.py", "tests/test_protocol_regressions.py"] + [
         f"tests/test_eval.py::{name}" for name in ("test_metrics_hand_computed", "test_metrics_without_samples_is_bad_input",
                                                   "test_cdaf_on_replayed_stacks_finds_the_truth",
                                                   "test_eval_command_json_keys")]),
