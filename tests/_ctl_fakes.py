@@ -1,0 +1,90 @@
+"""A rig double for the controller's unit tests: a lens that goes where it is sent and a source
+whose frames carry an ISP focus figure (metadata ``focus_fom``) given by a curve of the lens position.
+
+Everything the controller reads from a device is set here, at the device boundary: the lens
+position, the frame's views (flat 500 DN of a 1023 white level: a well exposed frame) and its
+focus statistics (``controller.focus_stats.frame_contrast`` reads ``focus_fom``), so a focus
+cycle's samples, moves and result follow from the curve by hand.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hil_af.clock import SimClock
+from hil_af.drivers.base import Rig
+from hil_af.errors import DeviceError
+from hil_af.frames import DualPixelFrame
+
+HW = (32, 32)
+WHITE = 1023.0
+
+
+def views(value: float = 500.0, hw=HW) -> tuple[np.ndarray, np.ndarray]:
+    return np.full(hw, value, np.float32), np.full(hw, value, np.float32)
+
+
+class FakeLens:
+    """Takes every target at once (``short``: stops that many codes below it, a stalled VCM)."""
+
+    def __init__(self, lo: float = 0.0, hi: float = 960.0, position: float = 0.0, settle_time_s: float = 0.01,
+                 settle_tau_s: float | None = None, short: float = 0.0):
+        self.range = (lo, hi)
+        self.position = float(position)
+        self.settle_time_s = settle_time_s
+        if settle_tau_s is not None:
+            self.settle_tau_s = settle_tau_s
+        self.short = short
+        self.commands: list[float] = []
+        self.fail: str | None = None
+
+    def move_to(self, p: float) -> None:
+        if self.fail:
+            raise DeviceError(self.fail)
+        self.commands.append(float(p))
+        self.position = float(p) - self.short
+
+    def close(self) -> None:
+        pass
+
+
+class CurveSource:
+    """Frames exposed at the lens position, ``focus_fom`` = ``curve(position)``.
+
+    ``script``: per capture, in order, an exception to raise or a (left, right) pair of views to
+    return instead of the flat ones; after it runs out, good frames."""
+
+    sensor_hw = HW
+
+    def __init__(self, lens: FakeLens, curve, script=()):
+        self.lens, self.curve = lens, curve
+        self.script = list(script)
+        self.exposed_at: list[float] = []
+
+    def capture(self) -> DualPixelFrame:
+        p = float(self.lens.position)
+        self.exposed_at.append(p)
+        left, right = views()
+        if self.script:
+            item = self.script.pop(0)
+            if isinstance(item, BaseException):
+                raise item
+            left, right = item
+        return DualPixelFrame(left, right, lens_position=p, white_level=WHITE,
+                              metadata={"focus_fom": float(self.curve(p))})
+
+    def close(self) -> None:
+        pass
+
+
+def rig(curve=lambda p: 1.0, n: int = 49, lo: float = 0.0, hi: float = 960.0, position: float = 0.0,
+        script=(), profile=None, lens_map=None, **lens_kw) -> Rig:
+    """A rig of FakeLens + CurveSource on a SimClock; ``n`` AF slices over [lo, hi]."""
+    lens = FakeLens(lo, hi, position, **lens_kw)
+    return Rig(source=CurveSource(lens, curve, script), lens=lens, clock=SimClock(), profile=profile or {},
+               lens_map=lens_map, af_positions=np.linspace(lo, hi, n))
+
+
+def gaussian(peak: float, sigma: float, floor: float = 0.0):
+    """Contrast curve of the lens position: ``floor + exp(-(p - peak)^2 / (2 sigma^2))``."""
+    return lambda p: floor + float(np.exp(-0.5 * ((p - peak) / sigma) ** 2))
