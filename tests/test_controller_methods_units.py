@@ -318,3 +318,32 @@ def test_frame_contrast_averages_the_statistics_regions_under_each_window():
     assert frame_contrast(f, np.array([[0, 0, 8, 8], [24, 16, 8, 8]]), HW).tolist() == [2.5, 2.0]
     g = DualPixelFrame(L, L, metadata={"focus_fom": 7.0})
     assert frame_contrast(g, rois[:2], HW).tolist() == [7.0, 7.0]
+
+
+# -- cdaf-libcamera ------------------------------------------------------------------------
+def dioptre_parabola(peak_d: float, floor: float):
+    """20 - (d - peak)^2 in dioptres (80 codes a dioptre here), never below ``floor``."""
+    return lambda p: max(floor, 20.0 - (p / 80.0 - peak_d) ** 2)
+
+
+def test_libcamera_scan_coarse_up_until_the_contrast_drops_then_three_fine_steps_back():
+    r = rig(dioptre_parabola(5.3, floor=12.0), position=960.0)
+    res = Controller(r, method="cdaf-libcamera").focus()
+    steps = [(t["libcamera"], round(t["dioptres"], 6)) for t in res.trace if "libcamera" in t]
+    # coarse 0, 1, ... until 8 D (12.71 < 0.75 x 19.91); the parabola through 4, 5, 6 D peaks at 5.3 D
+    assert steps == [("coarse", float(d)) for d in range(9)] + [("fine", 5.55), ("fine", 5.3), ("fine", 5.05)]
+    # from 12 D to 0 D at 1.5 D a frame (one frame each), then step_frames = 5 skipped + 1 measured per step
+    assert r.source.exposed_at[:13] == [840.0, 720.0, 600.0, 480.0, 360.0, 240.0, 120.0] + [0.0] * 6
+    slews = 7 + 1  # 7 to the scan's start, 1 from 8 D towards 5.55 D
+    assert res.captures == slews + 6 * (9 + 3 + 1) and res.verify_frames == 0
+    assert res.position == pytest.approx(424.0) and res.state is AFState.FOCUSED
+    assert res.confidence == pytest.approx((20.0 / 12.0 - 1.0) / 2.0)  # (max / min - 1) / 2
+
+
+def test_libcamera_check_fails_a_scan_that_never_saw_the_contrast_drop():
+    r = rig(lambda p: 3.0)
+    res = Controller(r, method="cdaf-libcamera").focus()
+    assert res.reason == ("no contrast peak (libcamera's check: final contrast 3, scan max 3, min 3, "
+                          "contrast_ratio 0.75)")
+    coarse = [t["dioptres"] for t in res.trace if t.get("libcamera") == "coarse"]
+    assert coarse == [float(d) for d in range(13)]  # up to focusMax: the contrast never fell
