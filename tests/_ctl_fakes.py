@@ -77,11 +77,35 @@ class CurveSource:
         pass
 
 
+class RoiCurveSource(CurveSource):
+    """A CurveSource that can also decode RoIs alone (``capture_roi_frame``, as picamera2:// can);
+    ``kinds`` records "roi" or "whole" per frame."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.kinds: list[str] = []
+
+    def capture(self) -> DualPixelFrame:
+        self.kinds.append("whole")
+        return super().capture()
+
+    def capture_roi_frame(self, rois):
+        from hil_af.roiframe import RoiFrame
+
+        self.kinds.append("roi")
+        f = super().capture()
+        return RoiFrame(lambda keys: (np.stack([f.left[y:y + h, x:x + w] for x, y, w, h in keys]),
+                                      np.stack([f.right[y:y + h, x:x + w] for x, y, w, h in keys])),
+                        rois, HW, lens_position=f.lens_position, white_level=f.white_level, metadata=f.metadata)
+
+
 def rig(curve=lambda p: 1.0, n: int = 49, lo: float = 0.0, hi: float = 960.0, position: float = 0.0,
-        script=(), profile=None, lens_map=None, **lens_kw) -> Rig:
-    """A rig of FakeLens + CurveSource on a SimClock; ``n`` AF slices over [lo, hi]."""
+        script=(), profile=None, lens_map=None, roi_source: bool = False, **lens_kw) -> Rig:
+    """A rig of FakeLens + CurveSource (RoiCurveSource with ``roi_source``) on a SimClock; ``n`` AF
+    slices over [lo, hi]."""
     lens = FakeLens(lo, hi, position, **lens_kw)
-    return Rig(source=CurveSource(lens, curve, script), lens=lens, clock=SimClock(), profile=profile or {},
+    source = (RoiCurveSource if roi_source else CurveSource)(lens, curve, script)
+    return Rig(source=source, lens=lens, clock=SimClock(), profile=profile or {},
                lens_map=lens_map, af_positions=np.linspace(lo, hi, n))
 
 
