@@ -112,3 +112,36 @@ def rig(curve=lambda p: 1.0, n: int = 49, lo: float = 0.0, hi: float = 960.0, po
 def gaussian(peak: float, sigma: float, floor: float = 0.0):
     """Contrast curve of the lens position: ``floor + exp(-(p - peak)^2 / (2 sigma^2))``."""
     return lambda p: floor + float(np.exp(-0.5 * ((p - peak) / sigma) ** 2))
+
+
+N_SLICES = 49  # the shipped models' sweep (models/card.json n_slices)
+
+
+def logits(k: int, c: float) -> np.ndarray:
+    """Logits float32 [1, 49] whose softmax puts ``c`` at slice ``k`` and (1 - c) / 2 ten slices either
+    side: decode's mean is ``k`` and its confidence (mass within +-1 slice) about ``c``."""
+    p = np.full(N_SLICES, 1e-9)
+    p[k] = c
+    p[k - 10] += (1 - c) / 2
+    p[k + 10] += (1 - c) / 2
+    return np.log(p)[None].astype(np.float32)
+
+
+def install_network(monkeypatch):
+    """Answer the PE models at ``onnxruntime.InferenceSession.run``: per call, ``plan.pop(0)`` is
+    (slice in focus, confidence); ``seen`` gets (model file name, lens slice read from the lens-PE
+    channel 4 = k / (n - 1)) per call."""
+    import os
+
+    import onnxruntime as ort
+
+    plan: list[tuple[int, float]] = []
+    seen: list[tuple[str, int]] = []
+
+    def run(self, output_names, feeds):
+        x = next(iter(feeds.values()))
+        seen.append((os.path.basename(str(self._model_path)), round(float(x[0, 4, 0, 0]) * (N_SLICES - 1))))
+        return [logits(*plan.pop(0)).repeat(x.shape[0], 0)]
+
+    monkeypatch.setattr(ort.InferenceSession, "run", run)
+    return plan, seen

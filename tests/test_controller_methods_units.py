@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from _ctl_fakes import HW, gaussian, rig
+from _ctl_fakes import HW, gaussian, install_network, rig
 
 from hil_af.controller import methods as M
 from hil_af.controller.af_range import DioptreScale, range_dioptres, range_positions
@@ -26,9 +26,6 @@ from hil_af.errors import BadInput
 from hil_af.frames import DualPixelFrame
 from hil_af.optics import LensMap
 from hil_af.paths import models_dir
-
-N = 49
-
 
 class IdealPdaf:
     """Stand-in for a calibrated PdafPredictor: target = ``truth(lens)``, defocus = lens - target."""
@@ -168,24 +165,8 @@ needs_model = pytest.mark.skipif(not (models_dir() / "step1.onnx").exists(), rea
 
 @pytest.fixture
 def network(monkeypatch):
-    """The PE models' answers at onnxruntime: per call, (slice in focus, confidence); records the lens PE."""
-    import onnxruntime as ort
-
-    plan: list[tuple[int, float]] = []
-    seen: list[float] = []
-
-    def run(self, output_names, feeds):
-        x = next(iter(feeds.values()))
-        seen.append(round(float(x[0, 4, 0, 0]) * (N - 1)))
-        k, c = plan.pop(0)
-        p = np.full(N, 1e-9)
-        p[k] = c  # the rest 10 slices either side: the mean stays at k, the mass within +-1 is c
-        p[k - 10] += (1 - c) / 2
-        p[k + 10] += (1 - c) / 2
-        return [np.log(p)[None].astype(np.float32).repeat(x.shape[0], 0)]
-
-    monkeypatch.setattr(ort.InferenceSession, "run", run)
-    return plan, seen
+    """The PE models' answers at onnxruntime (_ctl_fakes.install_network): plan and what each call saw."""
+    return install_network(monkeypatch)
 
 
 @needs_model
@@ -195,7 +176,7 @@ def test_pe2_takes_two_steps_from_the_lens_slice_and_fails_below_the_floor_at_th
     r = rig(position=200.0)
     cfg = MethodConfig(pe_min_structure=0.0)
     res = Controller(r, method="pe2", config=cfg).focus()
-    assert seen == [10, 30] and r.source.exposed_at == [200.0, 600.0, 640.0]  # + the verify frame
+    assert seen == [("step1.onnx", 10), ("step2.onnx", 30)] and r.source.exposed_at == [200.0, 600.0, 640.0]  # + the verify frame
     assert res.position == 640.0 and res.confidence == pytest.approx(0.8, abs=1e-3) and res.moves == 2
     plan += [(20, 0.5)]
     res = Controller(rig(), method="pe", config=MethodConfig(pe_min_structure=0.0, min_confidence=0.6)).focus()
@@ -205,11 +186,12 @@ def test_pe2_takes_two_steps_from_the_lens_slice_and_fails_below_the_floor_at_th
 
 @needs_model
 def test_hybrid_keeps_pe2_when_sure_else_falls_back_to_pdaf_then_cdaf(network, pdaf):
-    plan, _ = network
+    plan, seen = network
     cfg = MethodConfig(pe_min_structure=0.0, min_confidence=0.5)
-    plan += [(30, 0.9), (31, 0.9)]
+    plan += [(30, 0.9), (31, 0.8)]
     res = Controller(rig(), method="hybrid", config=cfg).focus()
-    assert res.position == 620.0 and res.fallback is None
+    assert res.position == 620.0 and res.fallback is None and res.confidence == pytest.approx(0.8, abs=1e-3)
+    assert seen == [("step1.onnx", 0), ("step2.onnx", 30)]
     plan += [(30, 0.34)]  # step 1 below the 0.35 hybrid threshold: no step 2
     pdaf(IdealPdaf(lambda lens, i: 407.0))
     res = Controller(rig(), method="hybrid", config=cfg, calibration="c.json").focus()
