@@ -58,7 +58,10 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # test_protocol_regressions, test_contrast_af's scans, test_controller_rois, test_pe_structure_gate,
     # test_pdaf_thresholds) cost a minute or more per surviving mutant under load: re-check survivors with them
     "controller": (["hil_af/controller/*"],
-                   ["tests/test_controller_units.py", "tests/test_controller_methods_units.py", "tests/test_controller.py",
+                   ["tests/test_controller_units.py", "tests/test_controller_methods_units.py",
+                    "tests/test_controller_edges_units.py", "tests/test_controller_thresholds_units.py",
+                    "tests/test_controller.py",
+                    "tests/test_pe_structure_gate.py::test_views_structure_is_high_on_a_shifted_texture_and_near_zero_on_noise",
                     "tests/test_focusfom.py::test_region_weights_are_libcamera_computeweights",
                     "tests/test_contrast_af.py::test_find_peak_is_libcamera_parabola",
                     "tests/test_contrast_af.py::test_libcamera_params_read_from_a_tuning_file"]),
