@@ -49,7 +49,7 @@ class FakeLens:
 
 
 class CurveSource:
-    """Frames exposed at the lens position, ``focus_fom`` = ``curve(position)``.
+    """Frames exposed at the lens position, ``focus_fom`` (or ``focus_regions``) = ``curve(position)``.
 
     ``script``: per capture, in order, an exception to raise or a (left, right) pair of views to
     return instead of the flat ones; after it runs out, good frames."""
@@ -70,8 +70,9 @@ class CurveSource:
             if isinstance(item, BaseException):
                 raise item
             left, right = item
-        return DualPixelFrame(left, right, lens_position=p, white_level=WHITE,
-                              metadata={"focus_fom": float(self.curve(p))})
+        v = self.curve(p)  # a number: focus_fom; a [rows, cols] grid: focus_regions over the view
+        md = {"focus_regions": np.asarray(v, dtype=np.float64)} if np.ndim(v) == 2 else {"focus_fom": float(v)}
+        return DualPixelFrame(left, right, lens_position=p, white_level=WHITE, metadata=md)
 
     def close(self) -> None:
         pass

@@ -132,3 +132,40 @@ def test_dioptre_scale_of_one_or_two_slices_and_default_window_weights():
     ctl = Controller(rig(), method="cdaf")
     ctl.set_windows([[0, 0, 8, 8], [8, 8, 8, 8]], [1, 3])
     assert ctl.weights.tolist() == [0.25, 0.75]
+
+
+# -- wider windows and the RoI-only PE path ------------------------------------------------
+def test_grown_windows_stay_inside_the_view_at_every_edge():
+    from hil_af.controller.methods import _grown
+
+    out = _grown(np.array([[2, 2, 4, 4], [10, 28, 4, 4]]), (32, 32))
+    assert out.tolist() == [[0, 0, 12, 12], [6, 20, 12, 12]] and out.dtype == np.int32
+
+
+@needs_model
+def test_hybrid_follows_a_window_three_times_a_textureless_roi(monkeypatch):
+    plan, _ = install_network(monkeypatch)
+    plan += [(30, 0.1)]  # step 1 unsure: no calibration, so contrast search
+
+    def regions(p):  # 4 x 4 statistics regions of 8 x 8 px; region (1, 1) is flat, the rest peak at 400
+        g = np.full((4, 4), gaussian(400.0, 60.0)(p))
+        g[1, 1] = 1.0
+        return g
+
+    res = Controller(rig(regions), method="hybrid", config=OPEN).focus(rois=[[8, 8, 8, 8]])
+    assert res.state is AFState.FOCUSED and res.fallback == "cdaf-wide" and abs(res.position - 400.0) <= 10.0
+
+
+@needs_model
+def test_pe_on_roi_frames_groups_rois_by_size_and_keeps_each_answer_with_its_roi(monkeypatch):
+    plan, seen = install_network(monkeypatch)
+    plan += [(30, 0.9), (20, 0.9)]  # one call per RoI size: 16 x 16 first, then 8 x 8
+    r = rig(roi_source=True)
+    res = Controller(r, method="pe", config=OPEN).focus(rois=[[0, 0, 16, 16], [16, 16, 8, 8], [16, 0, 16, 16]],
+                                                       weights=[1, 5, 1])
+    assert len(seen) == 2 and set(r.source.kinds) == {"roi"}
+    assert res.position == 400.0  # the 8 x 8 RoI (slice 20) carries 5 of the 7 weights
+    plan += [(30, 0.9), (20, 0.9)]
+    res = Controller(rig(roi_source=True), method="pe", config=OPEN).focus(
+        rois=[[0, 0, 16, 16], [16, 16, 8, 8], [16, 0, 16, 16]], weights=[5, 1, 1])
+    assert res.position == 600.0
