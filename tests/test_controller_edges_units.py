@@ -121,6 +121,9 @@ def test_cdaf_fast_on_a_grid_of_unround_dioptres():
     # (samples are keyed to 1e-4 D, so the fits land within 1e-4 D = 0.008 codes of the peak)
     assert r.source.exposed_at[:8] == pytest.approx([80 * x for x in coarse] + [412.0, 508.0, 424.0], abs=0.01)
     assert res.captures == 8 and res.position == pytest.approx(424.0, abs=0.01)
+    r = rig(gaussian(312.0, 56.0), n=47, hi=920.0)  # peak 3.9 D: the best grid point is 2 d = 3.8333 D
+    Controller(r, method="cdaf-fast").focus()
+    assert r.source.exposed_at[:5] == pytest.approx([0.0, 80 * d, 160 * d, 240 * d, 80 * (2 * d - 0.6)])
 
 
 def test_cdaf_fast_anchor_is_the_nearer_end_of_a_range_that_does_not_start_at_0_dioptres():
@@ -200,3 +203,57 @@ def test_a_source_that_decodes_rois_alone_serves_every_frame_of_a_cycle_with_the
     assert r.source.kinds[-2:] == ["roi", "roi"]
     res = Controller(r, method="cdaf", roi_decode=False).focus(rois=[[4, 4, 8, 8]])
     assert r.source.kinds[-1] == "whole"
+
+
+def test_find_peak_at_the_first_of_four_samples_uses_the_first_three():
+    # (0, 3), (1, 2.9), (2, 1): vertex 4/9 (the wrap-around trio (2, 1), (3, 0), (0, 3) would be a line)
+    assert find_peak([(0.0, 3.0), (1.0, 2.9), (2.0, 1.0), (3.0, 0.0)], 0) == pytest.approx(4 / 9)
+
+
+def scripted(*values):
+    """A contrast curve that ignores the lens: the given values, one per frame, in order."""
+    it = iter(values)
+    return lambda p: next(it)
+
+
+def libcamera(curve, **params):
+    cfg = MethodConfig()
+    cfg.libcamera = LibcameraAfParams(step_frames=0, max_slew=100.0, **params)  # type: ignore[attr-defined]
+    r = rig(curve)
+    return r, Controller(r, method="cdaf-libcamera", config=cfg).focus()
+
+
+@pytest.mark.parametrize("values, reason, conf, peak", [
+    # coarse 0, 1, 2 D (0.25 < 0.75 x 0.5): peak 1.1 D; fine 1.35, 1.1, 0.85 D; the final frame at exactly
+    # 0.75 x the fine maximum passes; confidence (1 / 0.125 - 1) / 2 = 3.5, clipped to 1
+    ((0.125, 0.5, 0.25, 0.5, 1.0, 0.5, 0.75), None, 1.0, 1.1),
+    ((0.125, 0.5, 0.25, 0.5, 1.0, 0.5, 0.5),  # final under 0.75 x max: libcamera's check fails
+     "no contrast peak (libcamera's check: final contrast 0.5, scan max 1, min 0.125, contrast_ratio 0.75)", None, None),
+    # the scan's minimum exactly 0.75 x the maximum still counts as a drop; confidence (1 / 0.75 - 1) / 2;
+    # coarse peak 1 - 0.5 (0.875 - 0.75) / (0.75 - 2.5 + 0.875) = 1 + 1/14 D
+    ((0.75, 1.25, 0.875, 0.875, 1.0, 0.875, 1.0), None, (1 / 0.75 - 1) / 2, 1 + 1 / 14),
+])
+def test_libcamera_settle_check_and_confidence_at_their_limits(values, reason, conf, peak):
+    r, res = libcamera(scripted(*values))
+    assert res.reason == reason and res.captures == 7
+    if conf is not None:
+        assert res.confidence == pytest.approx(conf) and res.position == pytest.approx(peak * 80.0)
+        fine = [t["dioptres"] for t in res.trace if t.get("libcamera") == "fine"]
+        assert fine == pytest.approx([peak + 0.25, peak, peak - 0.25])
+
+
+def test_libcamera_coarse_pass_goes_on_at_exactly_the_contrast_ratio():
+    _, res = libcamera(lambda p: float(np.interp(p / 80.0, [0, 1, 2, 3, 12], [4.0, 3.0, 3.5, 2.0, 1.0])))
+    assert [t["dioptres"] for t in res.trace if t.get("libcamera") == "coarse"] == [0.0, 1.0, 2.0, 3.0]  # 3 = .75 x 4
+
+
+def test_libcamera_fine_steps_stop_at_focus_min_and_coarse_steps_at_focus_max():
+    _, res = libcamera(lambda p: max(12.0, 20.0 - (p / 80.0 - 0.1) ** 2))  # peak 0.1 D: fine 0.35, 0.1, then 0
+    assert [t["dioptres"] for t in res.trace if t.get("libcamera") == "fine"] == pytest.approx([0.35, 0.1, 0.0])
+    r = rig(lambda p: 1.0 + p, n=47, hi=920.0)  # 0..11.5 D, contrast rising to the end
+    cfg = MethodConfig()
+    cfg.libcamera = LibcameraAfParams(step_coarse=0.5, step_frames=0, max_slew=100.0)  # type: ignore[attr-defined]
+    res = Controller(r, method="cdaf-libcamera", config=cfg).focus()
+    coarse = [t["dioptres"] for t in res.trace if t.get("libcamera") == "coarse"]
+    fine = [t["dioptres"] for t in res.trace if t.get("libcamera") == "fine"]
+    assert coarse == pytest.approx([0.5 * k for k in range(24)]) and fine == pytest.approx([11.5, 11.25, 11.0])

@@ -329,3 +329,5 @@ def test_libcamera_check_fails_a_scan_that_never_saw_the_contrast_drop():
                           "contrast_ratio 0.75)")
     coarse = [t["dioptres"] for t in res.trace if t.get("libcamera") == "coarse"]
     assert coarse == [float(d) for d in range(13)]  # up to focusMax: the contrast never fell
+    fine = [t["dioptres"] for t in res.trace if t.get("libcamera") == "fine"]
+    assert fine == [0.25, 0.0]  # findPeak of a flat curve: the first sample; down to focusMin, and stop there
