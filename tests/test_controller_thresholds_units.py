@@ -44,6 +44,20 @@ def test_the_structure_gate_zeroes_a_sure_answer_on_flat_views(monkeypatch, meth
     assert res.state is AFState.FOCUSED and res.position == 600.0
 
 
+def test_views_structure_counts_saturation_and_searches_8_px_either_way():
+    from hil_af.controller.methods import views_structure
+    from hil_af.frames import DualPixelFrame
+
+    roi = np.array([[0, 0, 32, 32]])
+    L, R = textured()
+    assert views_structure(DualPixelFrame(L, R, white_level=1023.0), roi)[0] > 0.5
+    L[:, :16] = R[:, :16] = 1023.0  # half the pixels at white: saturation term 1 - 2 x 0.5 = 0
+    assert views_structure(DualPixelFrame(L, R, white_level=1023.0), roi)[0] == 0.0
+    t = np.random.default_rng(1).random((32, 60)).astype(np.float32) * 400 + 300
+    far = DualPixelFrame(t[:, 9:41].copy(), t[:, 0:32].copy(), white_level=1023.0)  # 9 px: outside +-8
+    assert views_structure(far, roi)[0] < MethodConfig.pe_min_structure
+
+
 @needs_model
 def test_hybrid_gates_each_step_on_its_own_frame(monkeypatch):
     plan, seen = install_network(monkeypatch)
@@ -60,6 +74,8 @@ def test_pe_floors_come_from_the_model_card_per_method(monkeypatch):
     plan, _ = install_network(monkeypatch)  # models/card.json: controller pe 0.26, pe2 0.28
     plan += [(30, 0.27)]
     assert Controller(rig(), method="pe", config=OPEN).focus().state is AFState.FOCUSED
+    plan += [(30, 0.23)]  # above the 0.2 default, below pe's fitted 0.26
+    assert Controller(rig(), method="pe", config=OPEN).focus().reason.startswith("low confidence: 0.23 < 0.26")
     plan += [(30, 0.9), (31, 0.27)]
     res = Controller(rig(), method="pe2", config=OPEN).focus()
     assert res.reason.startswith("low confidence: 0.27 < 0.28")
