@@ -60,6 +60,7 @@ class CurveSource:
         self.lens, self.curve = lens, curve
         self.script = list(script)
         self.exposed_at: list[float] = []
+        self.report = lambda p: p  # the lens position the frame reports (its metadata), native units
 
     def capture(self) -> DualPixelFrame:
         p = float(self.lens.position)
@@ -72,7 +73,7 @@ class CurveSource:
             left, right = item
         v = self.curve(p)  # a number: focus_fom; a [rows, cols] grid: focus_regions over the view
         md = {"focus_regions": np.asarray(v, dtype=np.float64)} if np.ndim(v) == 2 else {"focus_fom": float(v)}
-        return DualPixelFrame(left, right, lens_position=p, white_level=WHITE, metadata=md)
+        return DualPixelFrame(left, right, lens_position=self.report(p), white_level=WHITE, metadata=md)
 
     def close(self) -> None:
         pass

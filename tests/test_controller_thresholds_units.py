@@ -185,3 +185,38 @@ def test_pe_on_roi_frames_groups_rois_by_size_and_keeps_each_answer_with_its_roi
     res = Controller(rig(roi_source=True), method="pe", config=OPEN).focus(
         rois=[[0, 0, 16, 16], [16, 16, 8, 8], [16, 0, 16, 16]], weights=[5, 1, 1])
     assert res.position == 600.0
+
+
+@needs_model
+def test_pe_reads_the_lens_slice_from_the_frame_else_from_the_lens(monkeypatch):
+    plan, seen = install_network(monkeypatch)
+    plan += [(30, 0.9), (30, 0.9)]
+    r = rig(position=200.0)  # slice 10
+    r.source.report = lambda p: 240.0  # the frame says slice 12
+    Controller(r, method="pe", config=OPEN).focus()
+    r = rig(position=200.0)
+    r.source.report = lambda p: float("nan")  # no position in the frame: the lens's
+    Controller(r, method="pe", config=OPEN).focus()
+    assert [k for _, k in seen] == [12, 10]
+
+
+@needs_model
+def test_a_structure_exactly_at_the_gate_passes(monkeypatch):
+    from hil_af.controller.methods import views_structure
+    from hil_af.frames import DualPixelFrame
+
+    plan, _ = install_network(monkeypatch)
+    plan += [(30, 0.9)]
+    L, R = textured()
+    at = float(views_structure(DualPixelFrame(L, R, white_level=1023.0), np.array([[0, 0, 32, 32]]))[0])
+    res = Controller(rig(script=[(L, R)]), method="pe", config=MethodConfig(pe_min_structure=at)).focus()
+    assert res.state is AFState.FOCUSED
+
+
+def test_the_pe_models_come_from_the_controllers_model_dir_and_flat_field(tmp_path):
+    from hil_af.errors import BadInput
+
+    with pytest.raises(BadInput, match=f"model card {tmp_path}"):
+        Controller(rig(), method="pe", model_dir=str(tmp_path)).focus()
+    with pytest.raises(BadInput, match="missing.npz: no such flat-field file"):
+        Controller(rig(), method="pe", flatfield=str(tmp_path / "missing.npz")).focus()
