@@ -196,8 +196,10 @@ def test_pe_reads_the_lens_slice_from_the_frame_else_from_the_lens(monkeypatch):
     Controller(r, method="pe", config=OPEN).focus()
     r = rig(position=200.0)
     r.source.report = lambda p: float("nan")  # no position in the frame: the lens's
-    Controller(r, method="pe", config=OPEN).focus()
+    res = Controller(r, method="pe", config=OPEN).focus()
     assert [k for _, k in seen] == [12, 10]
+    step = [t for t in res.trace if "predict_slice" in t]
+    assert step == [{"t": 0.0, "predict_slice": 30.0, "confidence": pytest.approx(0.9, abs=1e-3), "from_slice": 10}]
 
 
 @needs_model

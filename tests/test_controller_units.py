@@ -248,7 +248,21 @@ def test_cdaf_peak_at_the_end_slice_has_no_parabola_and_the_last_slice_is_always
     r = rig(slice_parabola(48.0, floor=8.0), n=47, hi=920.0)  # coarse 0..44, then 46 (the last slice)
     res = Controller(r, method="cdaf").focus()
     assert r.source.exposed_at[:13] == [20.0 * k for k in range(0, 45, 4)] + [920.0]
-    assert res.position == 920.0
+    # fine pass 43..46 nearest first (44 and 46 known): 45, 43; then the verify frame at the end slice
+    assert r.source.exposed_at[13:] == [900.0, 860.0, 920.0] and res.position == 920.0
+    r = rig(slice_parabola(48.0, floor=8.0), n=50, hi=980.0)  # 49 slices after 0: coarse 0..48, then 49
+    Controller(r, method="cdaf").focus()
+    assert r.source.exposed_at[:14] == [20.0 * k for k in range(0, 49, 4)] + [980.0]
+    r = rig(slice_parabola(-1.0, floor=8.0))  # best at slice 0: no parabola, the slice itself
+    res = Controller(r, method="cdaf").focus()
+    assert res.position == 0.0 and r.source.exposed_at[13:16] == [20.0, 40.0, 60.0]
+    res = Controller(rig(slice_parabola(1.3, floor=8.0)), method="cdaf").focus()  # best fine slice 1
+    assert res.position == pytest.approx(26.0)  # 20 - (x - 1.3)^2 through slices 0, 1, 2
+
+
+def test_cdaf_fails_on_a_contrast_that_is_not_a_number():
+    res = Controller(rig(lambda p: float("nan")), method="cdaf").focus()
+    assert res.reason == "no contrast peak: peak/median contrast 0.000 < 1.15 (flat or dark RoI)"
 
 
 @pytest.mark.parametrize("ratio, focused", [(1.2, True), (1.1, False)])
