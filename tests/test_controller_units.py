@@ -258,6 +258,8 @@ def test_cdaf_peak_at_the_end_slice_has_no_parabola_and_the_last_slice_is_always
     assert res.position == 0.0 and r.source.exposed_at[13:16] == [20.0, 40.0, 60.0]
     res = Controller(rig(slice_parabola(1.3, floor=8.0)), method="cdaf").focus()  # best fine slice 1
     assert res.position == pytest.approx(26.0)  # 20 - (x - 1.3)^2 through slices 0, 1, 2
+    res = Controller(rig(slice_parabola(46.7, floor=8.0)), method="cdaf").focus()  # best slice 47 = n - 2
+    assert res.position == pytest.approx(934.0)
 
 
 def test_cdaf_fails_on_a_contrast_that_is_not_a_number():
