@@ -104,6 +104,14 @@ def test_pdaf_stop_rule_is_strictly_below_stop_slices_times_the_spacing(pdaf, of
     assert res.captures == frames and res.position == offset
 
 
+def test_pdaf_measures_the_remaining_move_from_where_the_frame_says_the_lens_was(pdaf):
+    pdaf(IdealPdaf(lambda lens, i: 12.0))
+    r = rig()
+    r.source.report = lambda p: p + 5.0  # frames say 5 codes more than the lens position
+    res = Controller(r, method="pdaf", calibration="c.json").focus()
+    assert res.captures == 1 and res.position == 12.0  # |12 - 5| < 10: no second step
+
+
 def test_pdaf_uses_the_calibrations_stop_and_confidence_and_gives_up_after_max_iters(pdaf):
     pdaf(IdealPdaf(lambda lens, i: lens + 39.0, confidence=(0.1,), cal={"controller": {"stop_slices": 2.0,
                                                                                         "min_confidence": 0.05}}))

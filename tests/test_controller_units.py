@@ -235,6 +235,11 @@ def test_cdaf_scans_every_4th_slice_then_3_each_side_nearest_first_and_fits_the_
     assert res.compute_steps == 19 and r.lens.position == pytest.approx(606.0)
 
 
+def test_cdaf_confidence_is_clipped_at_1():
+    res = Controller(rig(slice_parabola(30.3, floor=1.0)), method="cdaf").focus()  # peak / median 19.91
+    assert res.confidence == 1.0 and res.fallback is None
+
+
 def test_cdaf_starts_from_the_far_end_when_the_lens_is_past_the_middle():
     r = rig(slice_parabola(30.3, floor=8.0), position=500.0)  # slice 25 > 49 // 2
     Controller(r, method="cdaf").focus()
