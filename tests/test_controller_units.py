@@ -352,3 +352,26 @@ def test_continuous_holds_the_lens_when_the_new_peak_is_within_hold_slices():
     held = ctl.continuous_step()
     assert held.position == before and r.lens.position == before
     assert held.reason == "held: peak within hold_slices of the previous focus"
+
+
+def test_a_peak_ratio_of_exactly_1_15_is_a_peak_for_the_roi_and_for_its_wider_window():
+    from hil_af.controller.contrast import contrast_search
+
+    base = 1.0 - 1e-6  # median + the 1e-6 regulariser = 1.0 exactly, so the ratio is exactly 1.15
+
+    def spike(at, high, low=base):
+        return lambda p: high if p == at else low
+
+    def search(own, wide=None):
+        r = rig()
+        rois, fb = np.array([[0, 0, 8, 8]]), np.array([[0, 0, 24, 24]])
+
+        def measure(frame, win):  # the focus measure: the RoI's curve, or the wider window's
+            return np.array([(own if win[0][2] == 8 else wide)(frame.lens_position)])
+
+        s = FocusSession(r, Limits(), r.af_positions)
+        return contrast_search(s, rois, np.array([1.0]), contrast=measure, fallback_rois=None if wide is None else fb)
+
+    assert search(spike(640.0, 1.15))[0] == 640.0
+    assert search(spike(640.0, 1.15), spike(240.0, 2.0, 1.0))[::2] == (640.0, False)  # its own peak suffices
+    assert search(lambda p: 1.0, spike(240.0, 1.15))[::2] == (240.0, True)  # the wider window's suffices
