@@ -80,6 +80,7 @@ def test_thresholds_come_from_the_config_then_the_model_card_or_calibration():
     assert M.pe_min_confidence(ctx, SimpleNamespace(), "pe") == 0.2
     assert M.pe_min_confidence(SimpleNamespace(config=MethodConfig(min_confidence=0.7)), card, "pe2") == 0.7
     assert M.pdaf_thresholds(ctx, SimpleNamespace(cal={})) == (0.2, 0.5)
+    assert M.pdaf_thresholds(ctx, SimpleNamespace()) == (0.2, 0.5)  # a predictor without a calibration dict
     block = {"controller": {"min_confidence": 0.05, "stop_slices": 2.0}}
     assert M.pdaf_thresholds(ctx, SimpleNamespace(cal=block)) == (0.05, 2.0)
     with pytest.raises(BadInput, match="known methods: pe, pe2, pdaf"):
@@ -110,6 +111,10 @@ def test_pdaf_measures_the_remaining_move_from_where_the_frame_says_the_lens_was
     r.source.report = lambda p: p + 5.0  # frames say 5 codes more than the lens position
     res = Controller(r, method="pdaf", calibration="c.json").focus()
     assert res.captures == 1 and res.position == 12.0  # |12 - 5| < 10: no second step
+    r = rig()
+    r.source.report = lambda p: float("nan")  # frames without a lens position: the lens's own
+    res = Controller(r, method="pdaf", calibration="c.json").focus()
+    assert res.captures == 2 and res.position == 12.0
 
 
 def test_pdaf_uses_the_calibrations_stop_and_confidence_and_gives_up_after_max_iters(pdaf):
