@@ -227,8 +227,8 @@ def libcamera(curve, **params):
     # coarse 0, 1, 2 D (0.25 < 0.75 x 0.5): peak 1.1 D; fine 1.35, 1.1, 0.85 D; the final frame at exactly
     # 0.75 x the fine maximum passes; confidence (1 / 0.125 - 1) / 2 = 3.5, clipped to 1
     ((0.125, 0.5, 0.25, 0.5, 1.0, 0.5, 0.75), None, 1.0, 1.1),
-    ((0.125, 0.5, 0.25, 0.5, 1.0, 0.5, 0.5),  # final under 0.75 x max: libcamera's check fails
-     "no contrast peak (libcamera's check: final contrast 0.5, scan max 1, min 0.125, contrast_ratio 0.75)", None, None),
+    ((0.25, 1.0, 0.5, 1.0, 2.0, 1.0, 1.0),  # final under 0.75 x max: libcamera's check fails
+     "no contrast peak (libcamera's check: final contrast 1, scan max 2, min 0.25, contrast_ratio 0.75)", None, None),
     # the scan's minimum exactly 0.75 x the maximum still counts as a drop; confidence (1 / 0.75 - 1) / 2;
     # coarse peak 1 - 0.5 (0.875 - 0.75) / (0.75 - 2.5 + 0.875) = 1 + 1/14 D
     ((0.75, 1.25, 0.875, 0.875, 1.0, 0.875, 1.0), None, (1 / 0.75 - 1) / 2, 1 + 1 / 14),
@@ -257,3 +257,7 @@ def test_libcamera_fine_steps_stop_at_focus_min_and_coarse_steps_at_focus_max():
     coarse = [t["dioptres"] for t in res.trace if t.get("libcamera") == "coarse"]
     fine = [t["dioptres"] for t in res.trace if t.get("libcamera") == "fine"]
     assert coarse == pytest.approx([0.5 * k for k in range(24)]) and fine == pytest.approx([11.5, 11.25, 11.0])
+    cfg.libcamera = LibcameraAfParams(step_frames=0, max_slew=100.0)  # type: ignore[attr-defined]
+    res = Controller(rig(lambda p: 1.0 + p, n=47, hi=920.0), method="cdaf-libcamera", config=cfg).focus()
+    coarse = [t["dioptres"] for t in res.trace if t.get("libcamera") == "coarse"]
+    assert coarse == [float(d) for d in range(12)] + [11.5]  # 1 D steps, the last one clipped at focusMax

@@ -144,7 +144,8 @@ def test_pdaf_without_a_calibration_names_what_is_missing():
                         ("pdaf-global", "method pdaf-global needs a global calibration (--global-calibration or "
                                         "[calibration] global)"),
                         ("pdaf-loop", "method pdaf-global needs a global calibration"),
-                        ("zncc2", "method zncc2 needs a ZNCC calibration (--zncc-calibration CAL.json")]:
+                        ("zncc2", "method zncc2 needs a ZNCC calibration (--zncc-calibration CAL.json from `hil-af "
+                                  "calibrate fit --method zncc --max-shift 6 --refine parabola`, or [calibration] zncc)")]:
         with pytest.raises(BadInput, match="^" + msg.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
                            .replace("]", r"\]")):
             Controller(r, method=method).focus()
@@ -344,3 +345,29 @@ def test_libcamera_check_fails_a_scan_that_never_saw_the_contrast_drop():
     assert coarse == [float(d) for d in range(13)]  # up to focusMax: the contrast never fell
     fine = [t["dioptres"] for t in res.trace if t.get("libcamera") == "fine"]
     assert fine == [0.25, 0.0]  # findPeak of a flat curve: the first sample; down to focusMin, and stop there
+
+
+def test_continuous_retriggers_on_contrast_or_pdaf_defocus_and_holds_within_a_slice(pdaf):
+    state = {"truth": 400.0, "scale": 1.0}
+    opened = pdaf(IdealPdaf(lambda lens, i: state["truth"], confidence=(0.2,)))  # exactly the 0.2 floor
+    r = rig(lambda p: state["scale"], roi_source=True)
+    ctl = Controller(r, method="pdaf", calibration="c.json", retrigger_frames=1, hold_slices=1.0)
+    ctl.set_mode("continuous")
+    assert ctl.continuous_step().position == 400.0 and ctl.continuous_step() is None  # cycle, then reference
+    state["scale"] = 1.25  # exactly 25 % more contrast: not more than retrigger_change
+    assert ctl.continuous_step() is None
+    state.update(scale=1.0, truth=440.0)  # defocus 40 codes > 1.5 slices of 20
+    assert ctl.continuous_step().position == 440.0 and ctl.continuous_step() is None
+    state.update(scale=2.0, truth=460.0)  # contrast doubles; the new peak exactly one slice away: held
+    held = ctl.continuous_step()
+    assert held.position == 440.0 and held.reason == "held: peak within hold_slices of the previous focus"
+    state["scale"] = 0.1
+    assert ctl.continuous_step() is None  # reference 0.1
+    state["scale"] = 0.2  # +100 % of a reference under 1
+    assert ctl.continuous_step() is not None
+    assert opened == [("c.json", None)] and set(r.source.kinds) == {"roi"}
+    step = [t for t in held.trace if "pdaf_target_position" in t][0]
+    assert step == {"t": step["t"], "pdaf_target_position": 460.0, "confidence": 0.2}
+    ctl.roi_decode = False
+    ctl.continuous_step()
+    assert r.source.kinds[-1] == "whole"
