@@ -371,3 +371,16 @@ def test_continuous_retriggers_on_contrast_or_pdaf_defocus_and_holds_within_a_sl
     ctl.roi_decode = False
     ctl.continuous_step()
     assert r.source.kinds[-1] == "whole"
+
+
+def test_continuous_defocus_is_the_weighted_mean_over_the_confident_rois(pdaf):
+    truth = {"t": 400.0}
+    pdaf(IdealPdaf(lambda lens, i: (truth["t"], 0.0)[i], confidence=(0.9, 0.1)))  # RoI 1 under the floor
+    ctl = Controller(rig(), method="pdaf", calibration="c.json", retrigger_frames=1)
+    ctl.set_windows([[0, 0, 8, 8], [8, 8, 8, 8]])
+    ctl.set_mode("continuous")
+    assert ctl.continuous_step().position == 400.0 and ctl.continuous_step() is None
+    truth["t"] = 430.0  # RoI 0 alone (weight 0.5 of 0.5): 30 codes, exactly 1.5 slices: not more
+    assert ctl.continuous_step() is None
+    truth["t"] = 440.0
+    assert ctl.continuous_step().position == 440.0

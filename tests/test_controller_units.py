@@ -375,3 +375,21 @@ def test_a_peak_ratio_of_exactly_1_15_is_a_peak_for_the_roi_and_for_its_wider_wi
     assert search(spike(640.0, 1.15))[0] == 640.0
     assert search(spike(640.0, 1.15), spike(240.0, 2.0, 1.0))[::2] == (640.0, False)  # its own peak suffices
     assert search(lambda p: 1.0, spike(240.0, 1.15))[::2] == (240.0, True)  # the wider window's suffices
+
+
+def test_roi_frames_give_the_whole_frames_contrast_and_unknown_modes_are_listed():
+    from hil_af.controller.contrast import roi_contrast
+    from hil_af.roiframe import RoiFrame
+
+    t = np.random.default_rng(2).random((32, 40)) * 400 + 300
+    L, R = t[:, 2:34], t[:, 0:32]
+    rois = np.array([[2, 3, 8, 8], [10, 12, 16, 8]])
+    whole = roi_contrast(DualPixelFrame(L, R), rois)
+
+    def decode(keys):
+        return (np.stack([L[y:y + h, x:x + w] for x, y, w, h in keys]),
+                np.stack([R[y:y + h, x:x + w] for x, y, w, h in keys]))
+
+    assert np.allclose(roi_contrast(RoiFrame(decode, rois[:1], (32, 32)), rois), whole, rtol=1e-6)
+    with pytest.raises(BadInput, match="^unknown AF mode 'auto'; known modes: manual, single, continuous$"):
+        Controller(rig()).set_mode("auto")
