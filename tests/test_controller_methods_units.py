@@ -64,6 +64,8 @@ def test_combine_is_the_confidence_weighted_median_and_the_weighted_mean_confide
     assert combine(np.array([7.0]), np.array([2.0]), np.array([0.5])) == (7.0, 0.5)
     assert combine(np.array([1.0, 5.0]), np.array([2.0, 2.0]), np.array([0.5, 1.0]))[1] == 0.75  # (1 + 2) / 4
     assert combine(np.array([5.0, 1.0]), np.array([1.0, 1.0]), np.array([0.0, 1.0]))[0] == 1.0
+    # all confidences 0: floored at 1e-6, so the weights alone pick the median
+    assert combine(np.array([1.0, 5.0]), np.array([1.0, 3.0]), np.array([0.0, 0.0]))[0] == 5.0
 
 
 def test_grown_windows_are_three_times_the_roi_centred_and_kept_inside_the_view():
@@ -312,6 +314,8 @@ def test_frame_contrast_averages_the_statistics_regions_under_each_window():
     assert frame_contrast(f, rois, HW).tolist() == [1.0, 2.5, 1.5, 4.0]
     f.metadata["stats_region"] = (16, 16, 16, 16)  # 8 x 8 regions in the bottom-right quarter
     assert frame_contrast(f, np.array([[0, 0, 8, 8], [24, 16, 8, 8]]), HW).tolist() == [2.5, 2.0]
+    f.metadata.pop("stats_region")  # regions tile the whole view: (W, H) = (32, 16) here
+    assert frame_contrast(f, np.array([[0, 8, 16, 8]]), (16, 32)).tolist() == [3.0]  # region (1, 0)
     g = DualPixelFrame(L, L, metadata={"focus_fom": 7.0})
     assert frame_contrast(g, rois[:2], HW).tolist() == [7.0, 7.0]
 
