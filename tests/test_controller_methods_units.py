@@ -18,7 +18,7 @@ from _ctl_fakes import HW, gaussian, install_network, rig
 
 from hil_af.controller import methods as M
 from hil_af.controller.af_range import DioptreScale, range_dioptres, range_positions
-from hil_af.controller.base import AFState
+from hil_af.controller.base import AFState, Limits
 from hil_af.controller.core import Controller
 from hil_af.controller.focus_stats import frame_contrast
 from hil_af.controller.methods import MethodConfig, _grown, combine
@@ -388,3 +388,22 @@ def test_continuous_defocus_is_the_weighted_mean_over_the_confident_rois(pdaf):
     assert ctl.continuous_step() is None
     truth["t"] = 440.0
     assert ctl.continuous_step().position == 440.0
+
+
+def test_default_windows_bring_their_weights_and_the_verify_frame_is_not_an_af_step(pdaf):
+    pdaf(IdealPdaf(lambda lens, i: (400.0, 900.0)[i]))
+    ctl = Controller(rig(), method="pdaf", calibration="c.json")
+    ctl.set_windows([[0, 0, 8, 8], [8, 8, 8, 8]], [1, 3])
+    assert ctl.focus().position == 900.0  # the set weights
+    assert ctl.focus(weights=[3, 1]).position == 400.0  # weights given with the default windows
+    assert ctl.focus(rois=[[0, 0, 8, 8]]).position == 400.0  # RoIs given: their own (equal) weights
+    pdaf(IdealPdaf(lambda lens, i: lens + 9.9))  # stops at once: 1 step, then the final move and its check
+    res = Controller(rig(), method="pdaf", calibration="c.json", limits=Limits(max_steps=1)).focus()
+    assert res.state is AFState.FOCUSED and (res.captures, res.verify_frames) == (1, 1)
+    assert Controller(rig(), n_slices=25).slice_positions().tolist() == np.linspace(0, 960, 25).tolist()
+
+
+def test_statistics_regions_of_more_columns_than_rows():
+    L = np.full(HW, 500.0)
+    f = DualPixelFrame(L, L, metadata={"focus_regions": [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]})
+    assert frame_contrast(f, np.array([[8, 16, 8, 16]]), HW).tolist() == [6.0]  # 16 x 8 px cells: region (1, 1)
