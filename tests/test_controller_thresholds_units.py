@@ -185,6 +185,13 @@ def test_pe_on_roi_frames_groups_rois_by_size_and_keeps_each_answer_with_its_roi
     res = Controller(rig(roi_source=True), method="pe", config=OPEN).focus(
         rois=[[0, 0, 16, 16], [16, 16, 8, 8], [16, 0, 16, 16]], weights=[5, 1, 1])
     assert res.position == 600.0
+    plan += [(25, 0.9), (35, 0.9)]  # 16 x 8 and 8 x 8: two sizes though equally high
+    res = Controller(rig(roi_source=True), method="pe", config=OPEN).focus(rois=[[0, 0, 16, 8], [16, 16, 8, 8]],
+                                                                         weights=[1, 5])
+    assert res.position == 700.0 and not plan
+    plan += [(22, 0.9)]  # one size: one call
+    res = Controller(rig(roi_source=True), method="pe", config=OPEN).focus(rois=[[0, 0, 8, 8], [8, 8, 8, 8]])
+    assert res.position == 440.0 and len(seen) == 7  # 2 + 2 + 2 calls before, 1 here
 
 
 @needs_model
