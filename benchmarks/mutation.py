@@ -55,8 +55,17 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         f"tests/test_eval.py::{name}" for name in ("test_metrics_hand_computed", "test_metrics_without_samples_is_bad_input",
                                                   "test_cdaf_on_replayed_stacks_finds_the_truth",
                                                   "test_eval_command_json_keys")]),
+    # the controller unit tests run on a rig double (seconds); the sim-driven ones (test_focus_methods,
+    # test_protocol_regressions, test_contrast_af's scans, test_controller_rois, test_pe_structure_gate,
+    # test_pdaf_thresholds) cost a minute or more per surviving mutant under load: re-check survivors with them
     "controller": (["hil_af/controller/*"],
-                   ["tests/test_controller.py", "tests/test_focus_methods.py", "tests/test_protocol_regressions.py"]),
+                   ["tests/test_controller_units.py", "tests/test_controller_methods_units.py",
+                    "tests/test_controller_edges_units.py", "tests/test_controller_thresholds_units.py",
+                    "tests/test_controller.py",
+                    "tests/test_pe_structure_gate.py::test_views_structure_is_high_on_a_shifted_texture_and_near_zero_on_noise",
+                    "tests/test_focusfom.py::test_region_weights_are_libcamera_computeweights",
+                    "tests/test_contrast_af.py::test_find_peak_is_libcamera_parabola",
+                    "tests/test_contrast_af.py::test_libcamera_params_read_from_a_tuning_file"]),
     # test_pdaf_units(2): small hand-made patches, seconds per mutant; test_pdaf.py's statistical checks on
     # 64x64 patches took ~8 min a pass on the loaded machine (add them with --tests for a full run)
     "pdaf": (["hil_af/pdaf.py", "hil_af/pdaf_xcorr.py"], ["tests/test_pdaf_units.py", "tests/test_pdaf_units2.py", "tests/test_pdaf_xcorr.py"]),
