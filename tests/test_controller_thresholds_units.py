@@ -229,3 +229,21 @@ def test_the_pe_models_come_from_the_controllers_model_dir_and_flat_field(tmp_pa
         Controller(rig(), method="pe", model_dir=str(tmp_path)).focus()
     with pytest.raises(BadInput, match="missing.npz: no such flat-field file"):
         Controller(rig(), method="pe", flatfield=str(tmp_path / "missing.npz")).focus()
+
+
+@needs_model
+def test_a_rig_flat_field_reaches_both_pe_models(tmp_path):
+    # Controller(flatfield=FILE): the PE models of both steps correct their patches with that file's
+    # gains (core.Estimators.pe), not with none and not with the model's own
+    from hil_af.calibration.flatfield import FlatField
+
+    gl = np.array([[1.0, 1.5, 2.0], [1.0, 1.5, 2.0]])
+    gr = np.array([[2.0, 1.0, 0.5], [2.0, 1.0, 0.5]])
+    path = FlatField(gain_left=gl, gain_right=gr, knot_y=np.array([8.0, 24.0]), knot_x=np.array([4.0, 16.0, 28.0]),
+                     sensor_hw=(32, 32)).save(tmp_path / "ff.npz")
+    est = Controller(rig(), method="pe", flatfield=str(path)).estimators
+    for step in (1, 2):
+        ff = est.pe(step).flatfield
+        assert ff is not None, f"step {step}: the rig's flat field did not reach the model"
+        np.testing.assert_array_equal(ff.gain_left, gl)
+        np.testing.assert_array_equal(ff.gain_right, gr)
