@@ -46,7 +46,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import BadInput
-from .pdaf_xcorr import _EPS, parabola as _parabola, taper_window as _taper_window, window_sums as _window_sums, xcorr as _xcorr
+from .pdaf_xcorr import _EPS, parabola as _parabola, xcorr as _xcorr
 
 METHODS = ("xcorr", "zncc", "ssd")
 DEFAULT_MAX_SHIFT = 8.0

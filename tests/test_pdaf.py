@@ -219,7 +219,7 @@ def test_disparity_command_bad_inputs_exit_2(tmp_path, capsys):
 @pytest.mark.parametrize("taper", [np.ones(9), 0.5 - 0.5 * np.cos(2 * np.pi * (np.arange(9) + 0.5) / 9)])
 def test_window_sums_are_the_shifted_windows_weighted_sums(taper):
     """xcorr's shifted-window moments: running sums for the box taper, a sliding dot product otherwise."""
-    from hil_af.pdaf import _window_sums
+    from hil_af.pdaf_xcorr import window_sums as _window_sums
 
     a = np.random.default_rng(4).normal(size=(3, 5, 20))
     got = _window_sums(a, taper)

@@ -259,12 +259,12 @@ def test_prepare_flags_flat_and_nonfinite_patches():
 def test_tukey_window(monkeypatch):
     # _TUKEY = 0 (the setting): a box; 1: a Hann window sin^2(pi x) at the pixel centres x = (i + 0.5) / m;
     # 0.5: cosine tapers over the outer quarters and 1 in the middle half
-    np.testing.assert_array_equal(pdaf._taper_window(6), np.ones(6))
+    np.testing.assert_array_equal(pdaf_xcorr.taper_window(6), np.ones(6))
     monkeypatch.setattr(pdaf_xcorr, "_TUKEY", 1.0)
     x = (np.arange(8) + 0.5) / 8
-    np.testing.assert_allclose(pdaf._taper_window(8), np.sin(np.pi * x) ** 2)
+    np.testing.assert_allclose(pdaf_xcorr.taper_window(8), np.sin(np.pi * x) ** 2)
     monkeypatch.setattr(pdaf_xcorr, "_TUKEY", 0.5)
-    w = pdaf._taper_window(8)
+    w = pdaf_xcorr.taper_window(8)
     np.testing.assert_allclose(w[2:6], 1.0)
     np.testing.assert_allclose(w[:2], 0.5 * (1 - np.cos(2 * np.pi * x[:2] / 0.5)))
     np.testing.assert_allclose(w[6:], w[:2][::-1])
