@@ -3,8 +3,8 @@ the cells of the real Pixel 4 captures (Xin et al., ICCV 2021; HIL_AF_REALDP) by
 
 The cells, their filter and both estimates are those of tests/test_realdp.py: 112 px cells whose
 ground truth is uniform (std <= 4), classical xcorr +-16 px with confidence >= 0.5; the model's
-estimate is hil_af.model.defocus.relative_defocus (lens-PE chosen as the slice leaving the fewest
-cells at the range ends).  Prints |Spearman| per scene and writes one scatter per scene and method.
+estimate is hil_af.model.defocus.relative_defocus (3 x 3 windows per cell; no lens slice: the side of
+focus from the middle slice, the answer from the range end away from the focus).  Prints |Spearman| per scene and writes one scatter per scene and method.
 ``python benchmarks/realdp_ranking.py [--model models] [--out docs/img/realdp-ranking.png]``
 """
 

@@ -5,7 +5,7 @@ For each test stack of a held-out camera (DATA/<CAM>-test from scripts/make_doma
 4th lens slice k, the frames whose RoIs all lie on one side of focus with at least 3 slices between
 the nearest and the farthest (as in the real scenes: everything behind the focal plane) are ranked
 twice: by the model's single-frame defocus (hil_af.model.defocus.relative_defocus, lens slice NOT
-given: chosen as for the real captures; ``--lens-known`` gives it) and by the classical xcorr disparity (+-16 px); each
+given: read as for the real captures; ``--lens-known`` gives it) and by the classical xcorr disparity (+-16 px); each
 against the true |gt - k| in slices.  Prints the mean |Spearman| over those frames per camera.
 ``python benchmarks/sim_ranking.py [--model models] [--camera sim-pixel ...] [--data data/dr]``
 """
