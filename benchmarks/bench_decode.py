@@ -21,8 +21,9 @@ controller's step functions: ``_pdaf_measure`` (capture, exposure and lens
 checks, the per-position calibrated PDAF estimate with its wider second look,
 the confidence gate and the weighted median) and ``_pe_step`` (capture,
 step-1 model on the 12 RoIs in one onnxruntime batch, the structure gate
-``run_pe`` applies: ``views_structure``, an xcorr +-8 px per RoI; decision), with the
-session given the RoIs (``RoiFrame``: only they are decoded) or not (whole
+``run_pe`` applies: ``views_structure``, an xcorr +-8 px per RoI; decision) and ``pe-nogate``
+(the same step without the gate: the floor that no change to the gate can
+go below), with the session given the RoIs (``RoiFrame``: only they are decoded) or not (whole
 frames, ``Controller(roi_decode=False)``).  The fake camera models
 picamera2's buffers (hil_af.drivers.fake_picamera2): the frame sits in a
 mapped camera buffer (written once: the camera's DMA costs no CPU), the
@@ -121,14 +122,16 @@ def af_step(W: int, H: int, n_rois: int, size: int, repeat: int) -> list[dict]:
 
 def _step_fn(name: str, session, ctx, rois: np.ndarray, weights: np.ndarray):
     """One controller AF step (``pdaf``: ``_pdaf_measure``; ``pe``: ``_pe_step``, model step 1 with the
-    structure gate ``run_pe`` applies, ``MethodConfig.pe_min_structure``) -> its decision."""
+    structure gate ``run_pe`` applies, ``MethodConfig.pe_min_structure``; ``pe-nogate``: the same
+    without the gate, the floor no change to the gate can go below) -> its decision."""
     from hil_af.controller.methods import _pdaf_measure, _pe_step
 
     def step():
         session.steps = 0  # a benchmark, not a focus cycle: no step limit
         if name == "pdaf":
             return _pdaf_measure(session, ctx, ctx.pdaf(False), rois, weights, "target_position")[1:]
-        return _pe_step(session, ctx.pe(1), rois, weights, ctx.config.pe_min_structure)[:2]
+        gate = ctx.config.pe_min_structure if name == "pe" else 0.0
+        return _pe_step(session, ctx.pe(1), rois, weights, gate)[:2]
 
     return step
 
@@ -187,7 +190,7 @@ def _controller_rows(mod, tmp, rois: np.ndarray, weights: np.ndarray, repeat: in
         request.release()
         copy_ms = 1e3 * _median_s(lambda: np.copy(buf), repeat, time.process_time)
         decode_ms = 1e3 * _median_s(lambda: rig.source._decode(buf, md), repeat, time.process_time)
-        for name in ("pdaf", "pe"):
+        for name in ("pdaf", "pe", "pe-nogate"):
             steps, times = {}, {"whole": [], "roi": []}
             for path, roi_decode in (("whole", False), ("roi", True)):
                 ctl = Controller(rig, method="pdaf", calibration=str(tmp / "cal.json"), roi_decode=roi_decode)
@@ -233,14 +236,14 @@ def main() -> None:
         for r in res:
             print(f"{r['cfa']:7} {r['whole_ms']:15.2f} {r['roi_ms']:12.2f} {r['ratio']:6.1f}")
         print("through the controller (picamera2:// Bayer 2PD, FocusSession, one step; capture to decision):")
-        print(f"{'step':5} {'whole-frame ms':>15} {'RoI-only ms':>12} {'ratio':>6} {'best of':>8} {'whole':>7} "
+        print(f"{'step':9} {'whole-frame ms':>15} {'RoI-only ms':>12} {'ratio':>6} {'best of':>8} {'whole':>7} "
               f"{'RoI':>6} {'ratio':>6} {'whole decode / RoI':>19}")
-        for r in ctl[:2]:
-            print(f"{r['step']:5} {r['whole_ms']:15.2f} {r['roi_ms']:12.2f} {r['ratio']:6.1f} {a.repeat:8d} "
+        for r in ctl[:3]:
+            print(f"{r['step']:9} {r['whole_ms']:15.2f} {r['roi_ms']:12.2f} {r['ratio']:6.1f} {a.repeat:8d} "
                   f"{r['whole_best_ms']:7.2f} {r['roi_best_ms']:6.2f} {r['best_ratio']:6.1f} {r['decode_ratio']:19.1f}")
-        print(f"whole-frame decode alone (picamera2:// capture()'s decode_raw): {ctl[2]['ms']:.2f} ms")
-        print(f"picamera2's make_array copy of the {ctl[3]['bytes'] / 1e6:.1f} MB buffer, in the whole-frame "
-              f"step only (the RoI step reads the mapped buffer): {ctl[3]['ms']:.2f} ms")
+        print(f"whole-frame decode alone (picamera2:// capture()'s decode_raw): {ctl[3]['ms']:.2f} ms")
+        print(f"picamera2's make_array copy of the {ctl[4]['bytes'] / 1e6:.1f} MB buffer, in the whole-frame "
+              f"step only (the RoI step reads the mapped buffer): {ctl[4]['ms']:.2f} ms")
         return
     rng = np.random.default_rng(0)
     rows = []
