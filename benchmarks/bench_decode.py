@@ -36,24 +36,28 @@ compares times taken under the same load).  Medians and bests of
 ``--repeat`` interleaved runs: on a loaded machine the best is the closer to
 what a dedicated core would see.
 
-Measured (x86 2-core machine shared with a training and other jobs, load
-6.1-8.0; medians of 6 runs of ``--repeat 15``, interleaved with the code
-before the estimator work): PDAF step 5.6 ms RoI-only vs 85 ms whole-frame
-(15.4x; bests 4.3 vs 72 ms), the whole-frame decode alone (77 ms) 13.6x the
-PDAF step; PE step (with the structure gate) 10.2 vs 92 ms (9.0x; bests 9.0
-vs 79 ms), the decode alone 7.7x the PE step.  Before: PDAF 8.0 ms (8.7x
-against the decode), PE 13.8 ms (5.2x).  Where a RoI step's time goes
-(per-part medians): PDAF = the RoIs' decode ~2.1-2.8 ms (the whole-frame
-decode's unpack and Bayer reduction on 1/30 of its pixels) + estimator
-~2.0 ms (normalisation 0.5, xcorr 1.5) + ~0.9 ms exposure check and
-bookkeeping; PE = onnxruntime ~4.0 ms (the model itself) + the RoIs' decode
-~2.0 + structure gate ~1.8 + encoding and logit decoding ~0.8 + ~0.9
-exposure check and bookkeeping, which keeps the PE step short of 10x
-against the decode (onnxruntime alone is 1/19 of it).  No
-page faults in a RoI step here (its arrays come back from the allocator's
-free lists); the whole-frame decode's fresh 10-50 MB arrays do fault (with
-glibc told to keep its heap, MALLOC_TRIM_THRESHOLD_ / MALLOC_MMAP_THRESHOLD_,
-one run gave 56 ms instead of 71).
+Measured (x86: a 2-core AMD EPYC machine shared with mutation runs, load
+4.8-5.3; nothing here ran on a Pi; medians of 6 runs of ``--repeat 15``,
+interleaved with the code before the PE-step work): PDAF step 6.4 ms RoI-only
+vs 93 ms whole-frame (14.4x; bests 4.8 vs 75 ms), the whole-frame decode
+alone (88 ms) 12.9x the PDAF step; PE step (with the structure gate) 13.1 vs
+108 ms (8.5x), the decode alone 7.1x the PE step (runs 6.4-7.7x); the PE step
+without the gate (``pe-nogate``) 10.7 ms, 8.8x (runs 8.5-9.1x): short of 10x
+even with no gate at all.  The code before, same runs: PDAF 7.0 ms (12.4x),
+PE 11.7 ms (7.0x), without the gate 10.8 ms (8.2x): the run-to-run spread
+(PE 10.7-15.3 ms) is larger than the PE-step changes, which an in-process
+A/B resolves (PE step 12.7 -> 12.4 ms, the gate's share 1.46 -> 1.16 ms).
+Where a RoI step's time goes (per-part medians, warm, load 2.4-5.5):
+PE = onnxruntime ~5.4 ms (best 3.4; no session option measured faster) +
+capture ~3.8 (best 2.2: the RoIs' decode, the exposure check, the request)
++ structure gate ~2.1 + encoding ~0.6 + logit decoding ~0.4; PDAF (earlier,
+load ~6.6) = the RoIs' decode ~2.1-2.8 ms (the whole-frame decode's unpack
+and Bayer reduction on 1/30 of its pixels) + estimator ~2.0 (normalisation
+0.5, xcorr 1.5) + ~0.9 exposure check and bookkeeping.  No page faults in a
+RoI step here (its arrays come back from the allocator's free lists); the
+whole-frame decode's fresh 10-50 MB arrays do fault (with glibc told to keep
+its heap, MALLOC_TRIM_THRESHOLD_ / MALLOC_MMAP_THRESHOLD_, one run gave 56 ms
+instead of 71).
 
 Default frame: 4608 x 2592 (11.9 MP, the IMX708 full sensor), CSI-2 rows padded
 to a 32-byte stride as the Pi's unicam does.  Times are the median of
