@@ -21,36 +21,43 @@ controller's step functions: ``_pdaf_measure`` (capture, exposure and lens
 checks, the per-position calibrated PDAF estimate with its wider second look,
 the confidence gate and the weighted median) and ``_pe_step`` (capture,
 step-1 model on the 12 RoIs in one onnxruntime batch, the structure gate
-``run_pe`` applies: ``views_structure``, an xcorr +-8 px per RoI; decision), with the
-session given the RoIs (``RoiFrame``: only they are decoded) or not (whole
+``run_pe`` applies: ``views_structure``, an xcorr +-8 px per RoI; decision) and ``pe-nogate``
+(the same step without the gate: the floor that no change to the gate can
+go below), with the session given the RoIs (``RoiFrame``: only they are decoded) or not (whole
 frames, ``Controller(roi_decode=False)``).  The fake camera models
 picamera2's buffers (hil_af.drivers.fake_picamera2): the frame sits in a
 mapped camera buffer (written once: the camera's DMA costs no CPU), the
 whole-frame path copies it whole with ``make_array`` (request.py: ``np.copy``
 of the mapped buffer) as ``capture()`` does on a rig, the RoI path reads the
 RoIs inside ``MappedArray`` (no copy).  That copy's cost is also reported on
-its own line, and so is the whole-frame decode alone.  Medians and bests of
+its own line, and so is the whole-frame decode alone (run in the same
+interleaved loop as each step, so that the ratio ``whole decode / RoI``
+compares times taken under the same load).  Medians and bests of
 ``--repeat`` interleaved runs: on a loaded machine the best is the closer to
 what a dedicated core would see.
 
-Measured (x86 2-core machine shared with a training and other jobs, load
-6.1-8.0; medians of 6 runs of ``--repeat 15``, interleaved with the code
-before the estimator work): PDAF step 5.6 ms RoI-only vs 85 ms whole-frame
-(15.4x; bests 4.3 vs 72 ms), the whole-frame decode alone (77 ms) 13.6x the
-PDAF step; PE step (with the structure gate) 10.2 vs 92 ms (9.0x; bests 9.0
-vs 79 ms), the decode alone 7.7x the PE step.  Before: PDAF 8.0 ms (8.7x
-against the decode), PE 13.8 ms (5.2x).  Where a RoI step's time goes
-(per-part medians): PDAF = the RoIs' decode ~2.1-2.8 ms (the whole-frame
-decode's unpack and Bayer reduction on 1/30 of its pixels) + estimator
-~2.0 ms (normalisation 0.5, xcorr 1.5) + ~0.9 ms exposure check and
-bookkeeping; PE = onnxruntime ~4.0 ms (the model itself) + the RoIs' decode
-~2.0 + structure gate ~1.8 + encoding and logit decoding ~0.8 + ~0.9
-exposure check and bookkeeping, which keeps the PE step short of 10x
-against the decode (onnxruntime alone is 1/19 of it).  No
-page faults in a RoI step here (its arrays come back from the allocator's
-free lists); the whole-frame decode's fresh 10-50 MB arrays do fault (with
-glibc told to keep its heap, MALLOC_TRIM_THRESHOLD_ / MALLOC_MMAP_THRESHOLD_,
-one run gave 56 ms instead of 71).
+Measured (x86: a 2-core AMD EPYC machine shared with mutation runs, load
+4.8-5.3; nothing here ran on a Pi; medians of 6 runs of ``--repeat 15``,
+interleaved with the code before the PE-step work): PDAF step 6.4 ms RoI-only
+vs 93 ms whole-frame (14.4x; bests 4.8 vs 75 ms), the whole-frame decode
+alone (88 ms) 12.9x the PDAF step; PE step (with the structure gate) 13.1 vs
+108 ms (8.5x), the decode alone 7.1x the PE step (runs 6.4-7.7x); the PE step
+without the gate (``pe-nogate``) 10.7 ms, 8.8x (runs 8.5-9.1x): short of 10x
+even with no gate at all.  The code before, same runs: PDAF 7.0 ms (12.4x),
+PE 11.7 ms (7.0x), without the gate 10.8 ms (8.2x): the run-to-run spread
+(PE 10.7-15.3 ms) is larger than the PE-step changes, which an in-process
+A/B resolves (PE step 12.7 -> 12.4 ms, the gate's share 1.46 -> 1.16 ms).
+Where a RoI step's time goes (per-part medians, warm, load 2.4-5.5):
+PE = onnxruntime ~5.4 ms (best 3.4; no session option measured faster) +
+capture ~3.8 (best 2.2: the RoIs' decode, the exposure check, the request)
++ structure gate ~2.1 + encoding ~0.6 + logit decoding ~0.4; PDAF (earlier,
+load ~6.6) = the RoIs' decode ~2.1-2.8 ms (the whole-frame decode's unpack
+and Bayer reduction on 1/30 of its pixels) + estimator ~2.0 (normalisation
+0.5, xcorr 1.5) + ~0.9 exposure check and bookkeeping.  No page faults in a
+RoI step here (its arrays come back from the allocator's free lists); the
+whole-frame decode's fresh 10-50 MB arrays do fault (with glibc told to keep
+its heap, MALLOC_TRIM_THRESHOLD_ / MALLOC_MMAP_THRESHOLD_, one run gave 56 ms
+instead of 71).
 
 Default frame: 4608 x 2592 (11.9 MP, the IMX708 full sensor), CSI-2 rows padded
 to a 32-byte stride as the Pi's unicam does.  Times are the median of
@@ -121,14 +128,16 @@ def af_step(W: int, H: int, n_rois: int, size: int, repeat: int) -> list[dict]:
 
 def _step_fn(name: str, session, ctx, rois: np.ndarray, weights: np.ndarray):
     """One controller AF step (``pdaf``: ``_pdaf_measure``; ``pe``: ``_pe_step``, model step 1 with the
-    structure gate ``run_pe`` applies, ``MethodConfig.pe_min_structure``) -> its decision."""
+    structure gate ``run_pe`` applies, ``MethodConfig.pe_min_structure``; ``pe-nogate``: the same
+    without the gate, the floor no change to the gate can go below) -> its decision."""
     from hil_af.controller.methods import _pdaf_measure, _pe_step
 
     def step():
         session.steps = 0  # a benchmark, not a focus cycle: no step limit
         if name == "pdaf":
             return _pdaf_measure(session, ctx, ctx.pdaf(False), rois, weights, "target_position")[1:]
-        return _pe_step(session, ctx.pe(1), rois, weights, ctx.config.pe_min_structure)[:2]
+        gate = ctx.config.pe_min_structure if name == "pe" else 0.0
+        return _pe_step(session, ctx.pe(1), rois, weights, gate)[:2]
 
     return step
 
@@ -186,26 +195,34 @@ def _controller_rows(mod, tmp, rois: np.ndarray, weights: np.ndarray, repeat: in
         buf = request.make_array("raw")
         request.release()
         copy_ms = 1e3 * _median_s(lambda: np.copy(buf), repeat, time.process_time)
-        decode_ms = 1e3 * _median_s(lambda: rig.source._decode(buf, md), repeat, time.process_time)
-        for name in ("pdaf", "pe"):
-            steps, times = {}, {"whole": [], "roi": []}
+
+        def decode():  # the whole-frame decode alone
+            return rig.source._decode(buf, md)
+
+        decodes: list[float] = []  # every step's runs interleave it: the ratio's yardstick under the same load
+        for name in ("pdaf", "pe", "pe-nogate"):
+            steps, times = {}, {"whole": [], "roi": [], "decode": []}
             for path, roi_decode in (("whole", False), ("roi", True)):
                 ctl = Controller(rig, method="pdaf", calibration=str(tmp / "cal.json"), roi_decode=roi_decode)
                 session = FocusSession(rig, ctl.limits, ctl.slice_positions(), rois=rois if roi_decode else None)
                 steps[path] = _step_fn(name, session, ctl.estimators, rois, weights)
             decisions = {path: fn() for path, fn in steps.items()}  # also loads the estimators
             assert decisions["whole"] == decisions["roi"], decisions  # the same decision either way
-            for _ in range(repeat):  # interleaved: drifting load hits both paths alike
+            steps["decode"] = decode
+            decode()  # warm up
+            for _ in range(repeat):  # interleaved: drifting load hits both paths and the decode alike
                 for path, fn in steps.items():
                     t0 = time.process_time()
                     fn()
                     times[path].append(1e3 * (time.process_time() - t0))
+            decodes += times["decode"]
             w, r = statistics.median(times["whole"]), statistics.median(times["roi"])
             wb, rb = min(times["whole"]), min(times["roi"])
             rows.append({"step": name, "rois": n_rois, "roi_px": size, "whole_ms": round(w, 2), "roi_ms": round(r, 2),
                          "ratio": round(w / r, 1), "whole_best_ms": round(wb, 2), "roi_best_ms": round(rb, 2),
-                         "best_ratio": round(wb / rb, 1), "decode_ratio": round(decode_ms / r, 1)})
-    rows.append({"step": "whole-frame decode", "ms": round(decode_ms, 2)})
+                         "best_ratio": round(wb / rb, 1),
+                         "decode_ratio": round(statistics.median(times["decode"]) / r, 1)})
+    rows.append({"step": "whole-frame decode", "ms": round(statistics.median(decodes), 2)})
     rows.append({"step": "make_array copy", "bytes": int(buf.nbytes), "ms": round(copy_ms, 2)})
     return rows
 
@@ -233,14 +250,14 @@ def main() -> None:
         for r in res:
             print(f"{r['cfa']:7} {r['whole_ms']:15.2f} {r['roi_ms']:12.2f} {r['ratio']:6.1f}")
         print("through the controller (picamera2:// Bayer 2PD, FocusSession, one step; capture to decision):")
-        print(f"{'step':5} {'whole-frame ms':>15} {'RoI-only ms':>12} {'ratio':>6} {'best of':>8} {'whole':>7} "
+        print(f"{'step':9} {'whole-frame ms':>15} {'RoI-only ms':>12} {'ratio':>6} {'best of':>8} {'whole':>7} "
               f"{'RoI':>6} {'ratio':>6} {'whole decode / RoI':>19}")
-        for r in ctl[:2]:
-            print(f"{r['step']:5} {r['whole_ms']:15.2f} {r['roi_ms']:12.2f} {r['ratio']:6.1f} {a.repeat:8d} "
+        for r in ctl[:3]:
+            print(f"{r['step']:9} {r['whole_ms']:15.2f} {r['roi_ms']:12.2f} {r['ratio']:6.1f} {a.repeat:8d} "
                   f"{r['whole_best_ms']:7.2f} {r['roi_best_ms']:6.2f} {r['best_ratio']:6.1f} {r['decode_ratio']:19.1f}")
-        print(f"whole-frame decode alone (picamera2:// capture()'s decode_raw): {ctl[2]['ms']:.2f} ms")
-        print(f"picamera2's make_array copy of the {ctl[3]['bytes'] / 1e6:.1f} MB buffer, in the whole-frame "
-              f"step only (the RoI step reads the mapped buffer): {ctl[3]['ms']:.2f} ms")
+        print(f"whole-frame decode alone (picamera2:// capture()'s decode_raw): {ctl[3]['ms']:.2f} ms")
+        print(f"picamera2's make_array copy of the {ctl[4]['bytes'] / 1e6:.1f} MB buffer, in the whole-frame "
+              f"step only (the RoI step reads the mapped buffer): {ctl[4]['ms']:.2f} ms")
         return
     rng = np.random.default_rng(0)
     rows = []

@@ -46,7 +46,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import BadInput
-from .pdaf_xcorr import _EPS, parabola as _parabola, xcorr as _xcorr
+from .pdaf_xcorr import _EPS, parabola as _parabola, scores as _xcorr_scores, xcorr as _xcorr
 
 METHODS = ("xcorr", "zncc", "ssd")
 DEFAULT_MAX_SHIFT = 8.0
@@ -174,6 +174,37 @@ def _block(L: np.ndarray, R: np.ndarray, S: int, ssd: bool):
     return shifts[i] + off, score[rows, i0], score, i0
 
 
+def _batches(left: np.ndarray, right: np.ndarray, method: str, max_shift: float, refine: str = "upsample"):
+    """``estimate``'s checks: (L, R [P, h, w], the shift searched S px), or None for no patches."""
+    if method not in METHODS:
+        raise BadInput(f"unknown PDAF method {method!r} (known: {', '.join(METHODS)})")
+    if refine not in ("upsample", "parabola"):
+        raise BadInput(f"unknown subpixel refinement {refine!r} (known: upsample, parabola)")
+    L = _as_batch(left, "left")
+    R = _as_batch(right, "right")
+    if L.shape != R.shape:
+        raise BadInput(f"left {L.shape} and right {R.shape} patches differ in shape")
+    P, h, w = L.shape
+    S = int(max_shift)
+    if S < 1:
+        raise BadInput(f"max_shift must be >= 1 px, got {max_shift}")
+    if P == 0:
+        return None
+    if w < 8 or h < 1:
+        raise BadInput(f"patches must be at least 8 px wide, got {w}x{h}")
+    return L, R, min(S, (w - 4) // 2)
+
+
+def _confidence(peak: np.ndarray, score: np.ndarray, i0: np.ndarray, S: int, texture: np.ndarray,
+                sat: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The confidence in [0, 1] (module doc) from the integer-shift scores [P, 2S+1], their peak
+    index i0 [P] and value, and ``_prepare``'s terms; 0 where a patch is not valid."""
+    uniq = _uniqueness(score, i0)
+    edge = np.where((i0 == 0) | (i0 == 2 * S), 0.5, 1.0)
+    conf = np.clip(peak, 0.0, 1.0) * (0.25 + 0.75 * uniq) * texture * np.clip(1.0 - 2.0 * sat, 0.0, 1.0) * edge
+    return np.where(valid & np.isfinite(conf), conf, 0.0)
+
+
 def estimate(left: np.ndarray, right: np.ndarray, *, method: str = "xcorr",
              max_shift: float = DEFAULT_MAX_SHIFT, white_level: float | None = None,
              gains: tuple[np.ndarray, np.ndarray] | None = None,
@@ -189,36 +220,36 @@ def estimate(left: np.ndarray, right: np.ndarray, *, method: str = "xcorr",
     refine: ``"upsample"`` (default) or ``"parabola"`` subpixel refinement
         (xcorr only; block matching uses a parabola).
     """
-    if method not in METHODS:
-        raise BadInput(f"unknown PDAF method {method!r} (known: {', '.join(METHODS)})")
-    if refine not in ("upsample", "parabola"):
-        raise BadInput(f"unknown subpixel refinement {refine!r} (known: upsample, parabola)")
-    L = _as_batch(left, "left")
-    R = _as_batch(right, "right")
-    if L.shape != R.shape:
-        raise BadInput(f"left {L.shape} and right {R.shape} patches differ in shape")
-    P, h, w = L.shape
-    S = int(max_shift)
-    if S < 1:
-        raise BadInput(f"max_shift must be >= 1 px, got {max_shift}")
-    if P == 0:
+    checked = _batches(left, right, method, max_shift, refine)
+    if checked is None:
         z = np.zeros(0)
         return DisparityResult(z, z.copy(), z.copy())
-    if w < 8 or h < 1:
-        raise BadInput(f"patches must be at least 8 px wide, got {w}x{h}")
-    S = min(S, (w - 4) // 2)
+    L, R, S = checked
     Ln, Rn, texture, sat, valid = _prepare(L, R, white_level, gains)
     if method == "xcorr":
         d, peak, score, i0 = _xcorr(Ln, Rn, S, refine)
     else:
         d, peak, score, i0 = _block(Ln, Rn, S, ssd=(method == "ssd"))
-    uniq = _uniqueness(score, i0)
-    edge = np.where((i0 == 0) | (i0 == 2 * S), 0.5, 1.0)
-    conf = np.clip(peak, 0.0, 1.0) * (0.25 + 0.75 * uniq) * texture * np.clip(1.0 - 2.0 * sat, 0.0, 1.0) * edge
-    conf = np.where(valid & np.isfinite(conf), conf, 0.0)
+    conf = _confidence(peak, score, i0, S, texture, sat, valid)
     d = np.where(valid & np.isfinite(d), d, 0.0)
     peak = np.where(valid & np.isfinite(peak), peak, 0.0)
     return DisparityResult(d.astype(np.float64), np.clip(conf, 0.0, 1.0).astype(np.float64), peak.astype(np.float64))
+
+
+def structure(left: np.ndarray, right: np.ndarray, *, max_shift: float = DEFAULT_MAX_SHIFT,
+              white_level: float | None = None) -> np.ndarray:
+    """The xcorr confidence alone, float64 [P] in [0, 1]: ``estimate(left, right, method="xcorr",
+    max_shift=.., white_level=..).confidence``, the same values (it comes from the integer-shift
+    scores, whatever the refinement), without the disparity's sub-pixel refinement."""
+    checked = _batches(left, right, "xcorr", max_shift)
+    if checked is None:
+        return np.zeros(0)
+    L, R, S = checked
+    Ln, Rn, texture, sat, valid = _prepare(L, R, white_level, None)
+    score = _xcorr_scores(Ln, Rn, S)[0]
+    i0 = np.argmax(score, axis=1)
+    conf = _confidence(score[np.arange(len(i0)), i0], score, i0, S, texture, sat, valid)
+    return np.clip(conf, 0.0, 1.0).astype(np.float64)
 
 
 def crop_patches(left: np.ndarray, right: np.ndarray, rois: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -243,6 +274,14 @@ def estimate_rois(left: np.ndarray, right: np.ndarray, rois: np.ndarray, **kw) -
     return estimate_windows(lambda sub: crop_patches(left, right, sub), rois, **kw)
 
 
+def _size_groups(rois: np.ndarray) -> list[list[int]]:
+    """Indices of the RoIs int [P, 4] grouped by size (w, h), in order of first appearance."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (w, h) in enumerate(rois[:, 2:].tolist()):
+        groups.setdefault((w, h), []).append(i)
+    return list(groups.values())
+
+
 def estimate_windows(patches: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], rois: np.ndarray,
                      **kw) -> DisparityResult:
     """``estimate_rois`` with the patches from ``patches(rois of one size) -> (L, R) [P, h, w]``: a
@@ -254,10 +293,7 @@ def estimate_windows(patches: Callable[[np.ndarray], tuple[np.ndarray, np.ndarra
     d = np.zeros(P)
     c = np.zeros(P)
     pk = np.zeros(P)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, r in enumerate(rois):
-        groups.setdefault((int(r[2]), int(r[3])), []).append(i)
-    for idx in groups.values():
+    for idx in _size_groups(rois):
         sub = rois[idx]
         L, R = patches(sub)
         g = None
@@ -266,3 +302,14 @@ def estimate_windows(patches: Callable[[np.ndarray], tuple[np.ndarray, np.ndarra
         res = estimate(L, R, gains=g, **kw)
         d[idx], c[idx], pk[idx] = res.disparity_px, res.confidence, res.peak
     return DisparityResult(d, c, pk)
+
+
+def windows_structure(patches: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], rois: np.ndarray,
+                      **kw) -> np.ndarray:
+    """``structure`` of each RoI, float64 [P], the patches from ``patches`` as in ``estimate_windows``
+    (RoIs of different sizes grouped); ``kw``: ``max_shift``, ``white_level``."""
+    rois = np.asarray(rois, dtype=np.int64).reshape(-1, 4)
+    c = np.zeros(rois.shape[0])
+    for idx in _size_groups(rois):
+        c[idx] = structure(*patches(rois[idx]), **kw)
+    return c

@@ -155,10 +155,10 @@ def parabola(cm: np.ndarray, c0: np.ndarray, cp: np.ndarray) -> np.ndarray:
     return np.clip(off, -0.5, 0.5)
 
 
-def xcorr(L: np.ndarray, R: np.ndarray, S: int, refine: str):
-    """Windowed normalised cross-correlation along x, rows summed (module doc), of normalised
-    patches L, R float64 [P, h, w] at shifts -S..S: (disparity px [P], peak score [P], scores
-    [P, 2S+1], integer peak index [P]); ``refine`` "upsample" or "parabola" (sub-pixel)."""
+def scores(L: np.ndarray, R: np.ndarray, S: int):
+    """The integer-shift scores of ``xcorr`` (module doc) of normalised patches L, R float64
+    [P, h, w] at shifts -S..S: (scores [P, 2S+1], and for the sub-pixel refinement: the template
+    energies eL [P], the products C [P, m, w], the rows' second moments R2 [P, w], the taper's sum)."""
     P, h, w = L.shape
     m = w - 2 * S
     taper = taper_window(m)
@@ -176,7 +176,15 @@ def xcorr(L: np.ndarray, R: np.ndarray, S: int, refine: str):
     m1 = window_sums(R, taper)  # [P, h, 2S+1]
     m2 = window_sums(R2, taper)  # [P, 2S+1]
     eR = m2 - (m1 * m1).sum(axis=1) / sw
-    score = num / np.sqrt(np.maximum(eL[:, None] * eR, _EPS))
+    return num / np.sqrt(np.maximum(eL[:, None] * eR, _EPS)), eL, C, R2, sw
+
+
+def xcorr(L: np.ndarray, R: np.ndarray, S: int, refine: str):
+    """Windowed normalised cross-correlation along x, rows summed (module doc), of normalised
+    patches L, R float64 [P, h, w] at shifts -S..S: (disparity px [P], peak score [P], scores
+    [P, 2S+1], integer peak index [P]); ``refine`` "upsample" or "parabola" (sub-pixel)."""
+    P, h, w = L.shape
+    score, eL, C, R2, sw = scores(L, R, S)
     i0 = np.argmax(score, axis=1)
     i = np.clip(i0, 1, 2 * S - 1)
     rows = np.arange(P)

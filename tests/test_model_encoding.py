@@ -138,6 +138,43 @@ def test_normalisation_is_bit_identical_to_its_plain_float32_formula():
             np.testing.assert_array_equal(g, e)
 
 
+def test_normalisation_into_given_arrays_writes_every_value_as_without_them():
+    """``out=``: the same float32 values written into the given arrays (NaN-filled here, so a value
+    left unwritten shows), also into the strided channel views of a [B, 5, S, S] tensor."""
+    rng = np.random.default_rng(9)
+    left = rng.uniform(0, 1000, (3, 16, 16)).astype(np.float32)
+    right = rng.uniform(0, 1000, (3, 16, 16)).astype(np.float32)
+    want = normalise_views(left, right, 1e-3)
+    plain = (np.full((3, 16, 16), np.nan, np.float32), np.full((3, 16, 16), np.nan, np.float32))
+    tensor = np.full((3, 5, 16, 16), np.nan, np.float32)
+    for out in (plain, (tensor[:, 0], tensor[:, 1])):
+        got = normalise_views(left, right, 1e-3, out=out)
+        for g, o, w in zip(got, out, want):
+            assert g is o
+            np.testing.assert_array_equal(o, w)
+    assert np.isnan(tensor[:, 2:]).all()
+
+
+def test_encode_fitted_fills_every_channel_for_each_ablation():
+    """Channels 0-1 the normalised views, 2-3 the RoI-PE ramps or zeros, 4 k / (n - 1) or zeros."""
+    rng = np.random.default_rng(10)
+    left = rng.uniform(10, 1000, (2, 32, 32)).astype(np.float32)
+    right = rng.uniform(10, 1000, (2, 32, 32)).astype(np.float32)
+    rois = np.array([[0, 0, 32, 32], [64, 32, 32, 32]])
+    nl, nr = normalise_views(left, right, 1e-3)
+    for roi_pe in (True, False):
+        for lens_pe in (True, False):
+            x = encode_fitted(left, right, rois, (64, 128), np.array([3, 6]), 9,
+                              EncodingConfig(size=32, roi_pe=roi_pe, lens_pe=lens_pe))
+            np.testing.assert_array_equal(x[:, 0], nl)
+            np.testing.assert_array_equal(x[:, 1], nr)
+            if roi_pe:  # x of the first column of RoI 1: 2 * (64 + 0.5) / 128 - 1
+                assert x[1, 2, 5, 0] == np.float32(2 * 64.5 / 128 - 1) and x[1, 3, 0, 5] == np.float32(2 * 32.5 / 64 - 1)
+            else:
+                assert np.all(x[:, 2:4] == 0)
+            assert np.all(x[0, 4] == (np.float32(3 / 8) if lens_pe else 0)) and np.all(x[1, 4] == (np.float32(6 / 8) if lens_pe else 0))
+
+
 def test_flatfield_callable_is_applied_with_full_plane_roi():
     left, right = _views(96, 128)
     seen = []

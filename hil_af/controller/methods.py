@@ -40,7 +40,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import BadInput, FocusFailed
-from ..pdaf import estimate_windows
+from ..pdaf import windows_structure
 from .cdaf_fast import run_cdaf_fast
 from .libcamera_af import run_cdaf_libcamera
 from .contrast import contrast_search
@@ -91,11 +91,9 @@ def views_structure(frame, rois) -> np.ndarray:
     (hil_af.pdaf.estimate, xcorr +-8 px: peak ZNCC x uniqueness x texture x saturation), float64 [P]
     in 0..1.  About 0 where the RoI is flat (sensor noise only: nothing to measure a disparity
     from); on the held-out sim cameras' test stacks its 0.1 percentile is 0.15."""
-    # the confidence comes from the integer-shift scores (pdaf._xcorr), so the sub-pixel refinement
-    # is skipped: "parabola" is the cheap one, "upsample" would add a fine-grid pass for nothing
-    res = estimate_windows(frame.patches, rois, method="xcorr", max_shift=8, refine="parabola",
-                           white_level=frame.white_level)
-    return np.asarray(res.confidence, dtype=np.float64)
+    # the confidence comes from the integer-shift scores, so hil_af.pdaf.structure skips the
+    # disparity's sub-pixel refinement (the same values as estimate's confidence)
+    return windows_structure(frame.patches, rois, max_shift=8, white_level=frame.white_level)
 
 
 def _pe_step(session, predictor, rois, weights, min_structure: float = 0.0):

@@ -139,17 +139,24 @@ def pe_planes(roi_full_xywh: np.ndarray, sensor_hw: tuple[int, int], size: int, 
     return np.broadcast_to(px[None, :], (size, size)), np.broadcast_to(py[:, None], (size, size))
 
 
-def normalise_views(left: np.ndarray, right: np.ndarray, eps: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
-    """Per-view mean gain removal, then one common std (batched over leading axes; last two are pixels)."""
+def normalise_views(left: np.ndarray, right: np.ndarray, eps: float = 1e-3,
+                    out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-view mean gain removal, then one common std (batched over leading axes; last two are pixels).
+    ``out``: two float32 arrays of the views' shape to write the result into (``encode_fitted``
+    writes channels 0 and 1 of its tensor so); default new arrays."""
     left = np.asarray(left, dtype=np.float32)
     right = np.asarray(right, dtype=np.float32)
     ml = np.maximum(left.mean(axis=(-2, -1), keepdims=True), eps)
     mr = np.maximum(right.mean(axis=(-2, -1), keepdims=True), eps)
-    nl = left / ml  # new float32 arrays, finished in place: left / ml - 1, then / sd
-    nr = right / mr
+    nl, nr = out if out is not None else (None, None)
+    nl = np.divide(left, ml, out=nl)  # float32, finished in place: left / ml - 1, then / sd
+    nr = np.divide(right, mr, out=nr)
     nl -= 1.0
     nr -= 1.0
-    var = 0.5 * ((nl * nl).mean(axis=(-2, -1), keepdims=True) + (nr * nr).mean(axis=(-2, -1), keepdims=True))
+    sq = nl * nl  # one scratch array for both views' squares
+    var = sq.mean(axis=(-2, -1), keepdims=True)
+    np.multiply(nr, nr, out=sq)
+    var = 0.5 * (var + sq.mean(axis=(-2, -1), keepdims=True))
     sd = (np.sqrt(var) + eps).astype(np.float32)
     nl /= sd
     nr /= sd
@@ -187,8 +194,8 @@ def encode_fitted(
         raise BadInput(f"patches must be [B, {S}, {S}], got left {left.shape} right {right.shape}")
     rois = np.asarray(rois_full_xywh).reshape(B, 4)
     ks = np.broadcast_to(np.asarray(slice_index, dtype=np.int64), (B,))
-    out = np.zeros((B, N_CHANNELS, S, S), dtype=np.float32)
-    out[:, 0], out[:, 1] = normalise_views(left, right, cfg.eps)
+    out = np.empty((B, N_CHANNELS, S, S), dtype=np.float32)  # every channel written below
+    normalise_views(left, right, cfg.eps, out=(out[:, 0], out[:, 1]))
     for k in ks:  # the slice indices' checks, as lens_pe_value words them
         if cfg.lens_pe:
             lens_pe_value(int(k), n_slices)
@@ -198,8 +205,9 @@ def encode_fitted(
         H, W = int(sensor_hw[0]), int(sensor_hw[1])
         out[:, 2] = (2.0 * _centres(rois[:, 0], rois[:, 2], S, cfg.fit) / W - 1.0).astype(np.float32)[:, None, :]
         out[:, 3] = (2.0 * _centres(rois[:, 1], rois[:, 3], S, cfg.fit) / H - 1.0).astype(np.float32)[:, :, None]
-    if cfg.lens_pe:
-        out[:, 4] = (ks.astype(np.float64) / float(n_slices - 1))[:, None, None]
+    else:
+        out[:, 2:4] = 0.0
+    out[:, 4] = (ks.astype(np.float64) / float(n_slices - 1))[:, None, None] if cfg.lens_pe else 0.0
     return out
 
 

@@ -1,0 +1,92 @@
+"""hil_af.pdaf.structure: the xcorr confidence alone, the values estimate gives, without the
+disparity's sub-pixel refinement; the PE structure gate (controller views_structure) uses it, so
+its decisions are those of the gate as it was defined (estimate_windows' confidence, parabola)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hil_af.controller.methods import MethodConfig, views_structure
+from hil_af.errors import BadInput
+from hil_af.frames import DualPixelFrame
+from hil_af.pdaf import estimate, estimate_windows, structure, windows_structure
+
+
+def _pair(rng, P, h, w, shift, noise, kind):
+    """Left/right patches [P, h, w] of one random texture, the right ``shift`` px to the right."""
+    base = rng.uniform(0, 900, (P, h, w + 12))
+    L = base[:, :, 6:6 + w] + rng.normal(0, noise, (P, h, w))
+    R = base[:, :, 6 - shift:6 - shift + w] + rng.normal(0, noise, (P, h, w))
+    if kind == "flat":
+        L[0] = 500.0
+    elif kind == "nan":
+        R[0, 0, 0] = np.nan
+    elif kind == "saturated":
+        L[:, : h // 2] = 1023.0
+    elif kind == "dark-noise":
+        L, R = 2.0 + rng.normal(0, 1, L.shape), 2.0 + rng.normal(0, 1, R.shape)
+    return L, R
+
+
+CASES = [(P, h, w, shift, noise, kind, wl, ms)
+         for P, h, w in ((12, 64, 64), (3, 16, 40), (1, 5, 8))
+         for shift, noise, kind in ((0, 0.0, "plain"), (3, 5.0, "plain"), (-5, 60.0, "plain"), (2, 400.0, "plain"),
+                                    (1, 2.0, "flat"), (1, 2.0, "nan"), (4, 3.0, "saturated"), (0, 0.0, "dark-noise"))
+         for wl, ms in ((None, 8), (1023.0, 8), (959.0, 3))]
+
+
+@pytest.mark.parametrize("P,h,w,shift,noise,kind,wl,ms", CASES)
+def test_structure_is_estimates_xcorr_confidence_bit_for_bit(P, h, w, shift, noise, kind, wl, ms):
+    rng = np.random.default_rng([P, h, w, shift + 10, ms, len(kind)])
+    L, R = _pair(rng, P, h, w, shift, noise, kind)
+    for dtype in (np.float32, np.float64):
+        got = structure(L.astype(dtype), R.astype(dtype), max_shift=ms, white_level=wl)
+        assert got.dtype == np.float64 and got.shape == (P,)
+        for refine in ("parabola", "upsample"):
+            want = estimate(L.astype(dtype), R.astype(dtype), method="xcorr", max_shift=ms, white_level=wl,
+                            refine=refine).confidence
+            assert got.tobytes() == want.tobytes(), (refine, got, want)
+
+
+def test_structure_spans_both_sides_of_the_gate_threshold():
+    """The cases above are no one-sided check: some pass the gate (0.05), some fail it."""
+    rng = np.random.default_rng(3)
+    values = np.concatenate([structure(*_pair(rng, 4, 32, 48, s, n, k), white_level=1023.0)
+                             for s, n, k in ((2, 1.0, "plain"), (0, 0.0, "dark-noise"), (1, 2.0, "flat"))])
+    gate = MethodConfig.pe_min_structure
+    assert (values >= gate).any() and (values < gate).any()
+
+
+def test_structure_checks_its_input_as_estimate_does():
+    z = np.zeros((0, 8, 16))
+    assert structure(z, z).shape == (0,)
+    one = np.random.default_rng(1).uniform(1, 100, (8, 16))
+    assert structure(one, one).shape == (1,)  # one patch [h, w]
+    for left, right, ms in ((np.ones((2, 8, 16)), np.ones((2, 8, 17)), 8), (np.ones((2, 8, 16)), np.ones((2, 8, 16)), 0.5),
+                            (np.ones((2, 8, 7)), np.ones((2, 8, 7)), 2), (np.ones((2, 2, 8, 16)), np.ones((2, 2, 8, 16)), 8)):
+        with pytest.raises(BadInput):
+            structure(left, right, max_shift=ms)
+        with pytest.raises(BadInput):
+            estimate(left, right, max_shift=ms)
+
+
+def test_the_gate_decides_as_its_previous_definition_on_rois_of_mixed_sizes():
+    """views_structure (windows_structure) vs the gate as defined before: estimate_windows' xcorr
+    confidence with the parabola; the same values, so the same decisions, RoI for RoI."""
+    rng = np.random.default_rng(5)
+    H, W = 160, 240
+    tex = rng.uniform(100, 900, (H, W + 4))
+    left = tex[:, 2:W + 2] + rng.normal(0, 3, (H, W))
+    right = tex[:, 0:W] + rng.normal(0, 3, (H, W))
+    left[:, 150:] = 400.0 + rng.normal(0, 2, (H, 90))  # a flat strip: its RoIs fail the gate
+    right[:, 150:] = 400.0 + rng.normal(0, 2, (H, 90))
+    frame = DualPixelFrame(left.astype(np.float32), right.astype(np.float32), white_level=1023.0)
+    rois = np.array([[0, 0, 64, 64], [160, 10, 64, 64], [20, 80, 32, 48], [170, 100, 32, 48], [60, 30, 64, 64]])
+    got = views_structure(frame, rois)
+    want = estimate_windows(frame.patches, rois, method="xcorr", max_shift=8, refine="parabola",
+                            white_level=frame.white_level).confidence
+    assert got.tobytes() == want.tobytes()
+    gate = MethodConfig.pe_min_structure
+    assert list(got >= gate) == [True, False, True, False, True]
+    np.testing.assert_array_equal(windows_structure(frame.patches, rois, white_level=1023.0), got)
