@@ -68,7 +68,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                     "tests/test_contrast_af.py::test_libcamera_params_read_from_a_tuning_file"]),
     # test_pdaf_units(2): small hand-made patches, seconds per mutant; test_pdaf.py's statistical checks on
     # 64x64 patches took ~8 min a pass on the loaded machine (add them with --tests for a full run)
-    "pdaf": (["hil_af/pdaf.py", "hil_af/pdaf_xcorr.py"], ["tests/test_pdaf_units.py", "tests/test_pdaf_units2.py", "tests/test_pdaf_xcorr.py"]),
+    "pdaf": (["hil_af/pdaf.py", "hil_af/pdaf_xcorr.py"], ["tests/test_pdaf_units.py", "tests/test_pdaf_units2.py", "tests/test_pdaf_xcorr.py", "tests/test_pdaf_structure.py"]),
     "rawdecode": (["hil_af/rawdecode.py"], ["tests/test_rawdecode.py", "tests/test_rawdecode_edges.py"]),
     "vcm": (["hil_af/drivers/vcm_chips.py", "hil_af/drivers/i2c_vcm.py"],
             ["tests/test_hw_i2c.py", "tests/test_chip_bytes.py"]),
