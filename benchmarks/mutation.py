@@ -61,6 +61,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "controller": (["hil_af/controller/*"],
                    ["tests/test_controller_units.py", "tests/test_controller_methods_units.py",
                     "tests/test_controller_edges_units.py", "tests/test_controller_thresholds_units.py",
+                    "tests/test_controller_cycle_units.py",
                     "tests/test_controller.py",
                     "tests/test_pe_structure_gate.py::test_views_structure_is_high_on_a_shifted_texture_and_near_zero_on_noise",
                     "tests/test_focusfom.py::test_region_weights_are_libcamera_computeweights",
