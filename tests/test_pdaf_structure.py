@@ -90,3 +90,23 @@ def test_the_gate_decides_as_its_previous_definition_on_rois_of_mixed_sizes():
     gate = MethodConfig.pe_min_structure
     assert list(got >= gate) == [True, False, True, False, True]
     np.testing.assert_array_equal(windows_structure(frame.patches, rois, white_level=1023.0), got)
+
+
+def test_windows_structure_passes_max_shift_and_white_level_on():
+    """Per size group, windows_structure is structure with the caller's max_shift and white_level;
+    the frame is made so that both matter (a 5 px shift beyond max_shift 3; a saturated band)."""
+    rng = np.random.default_rng(11)
+    H, W = 128, 200
+    tex = rng.uniform(100, 900, (H, W + 10))
+    left = tex[:, 5:W + 5] + rng.normal(0, 2, (H, W))
+    right = tex[:, 0:W] + rng.normal(0, 2, (H, W))
+    left[:24] = 1000.0  # saturated at white level 1000 (not at the default: none)
+    frame = DualPixelFrame(left.astype(np.float32), right.astype(np.float32))
+    rois = np.array([[10, 0, 64, 64], [100, 40, 64, 64], [30, 70, 40, 48]])
+    got = windows_structure(frame.patches, rois, max_shift=3, white_level=1000.0)
+    want = np.empty(3)
+    want[:2] = structure(*frame.patches(rois[:2]), max_shift=3, white_level=1000.0)
+    want[2:] = structure(*frame.patches(rois[2:]), max_shift=3, white_level=1000.0)
+    assert got.tobytes() == want.tobytes()
+    assert not np.allclose(windows_structure(frame.patches, rois), got)  # the defaults give other values
+    assert not np.allclose(windows_structure(frame.patches, rois, max_shift=3), got)  # white_level matters
