@@ -110,3 +110,26 @@ def test_windows_structure_passes_max_shift_and_white_level_on():
     assert got.tobytes() == want.tobytes()
     assert not np.allclose(windows_structure(frame.patches, rois), got)  # the defaults give other values
     assert not np.allclose(windows_structure(frame.patches, rois, max_shift=3), got)  # white_level matters
+
+
+def test_windows_structure_takes_rois_as_floats_and_hands_the_patches_integers():
+    """As estimate_windows: integral float RoIs are accepted, and ``patches`` gets them as integers
+    (a window decoder that slices with the values it is given cannot take floats)."""
+    rng = np.random.default_rng(12)
+    img = rng.uniform(100, 900, (16, 48))
+    seen = []
+
+    def patches(sub):
+        seen.append(sorted({(r[2], r[3]) for r in sub.tolist()}))
+        crop = [img[y:y + h, x:x + w] for x, y, w, h in sub]
+        return np.stack(crop), np.stack(crop)
+
+    rois = np.array([[0.0, 0.0, 16.0, 8.0], [20.0, 2.0, 12.0, 8.0], [4.0, 4.0, 16.0, 8.0]])  # two widths
+    got = windows_structure(patches, rois, max_shift=2)
+    assert sorted(seen) == [[(12, 8)], [(16, 8)]]
+    ints = rois.astype(np.int64)
+    want = np.empty(3)
+    want[[0, 2]] = structure(*patches(ints[[0, 2]]), max_shift=2)
+    want[1:2] = structure(*patches(ints[1:2]), max_shift=2)
+    assert got.tobytes() == want.tobytes()
+    assert (got > 0).all()
