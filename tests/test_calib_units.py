@@ -1,0 +1,177 @@
+"""Calibration bookkeeping on hand-made stacks: in-focus positions, measure_stacks' columns and
+refusals, predict_patches with a flat field, one_shot_errors (expected values from the definitions
+in hil_af/calibration/fit.py and predict.py; seconds in all)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hil_af.calibration.fit import in_focus_positions, measure_stacks
+from hil_af.calibration.flatfield import FlatField
+from hil_af.calibration.predict import PdafPredictor, one_shot_errors
+from hil_af.errors import BadInput
+from hil_af.pdaf import estimate_rois
+from hil_af.stacks import FocalStack, save_stack
+from test_calib_fit import SENSOR, _cal_for_predictor, _textured_frame
+
+LP = np.array([100.0, 110.0, 120.0, 130.0, 140.0])  # lens positions, native units (spacing 10)
+
+
+def _stripes(amplitudes: np.ndarray, width: int = 16, h: int = 16, mean: float = 200.0) -> np.ndarray:
+    """[n, h, width] float32: mean + a_k x vertical stripes of period 4 (+1 +1 -1 -1).  Over any RoI
+    whose width is a multiple of 4 the mean is ``mean`` and the Sobel energy is proportional to a_k^2,
+    so contrast_curve is K a_k^2 (K the same for every slice)."""
+    t = np.where((np.arange(width) // 2) % 2 == 0, 1.0, -1.0)
+    return (mean + amplitudes[:, None, None] * t[None, None, :] * np.ones((1, h, 1))).astype(np.float32)
+
+
+def _curve_stack(curves, gt_index, meta=None, origin=(0, 0)) -> FocalStack:
+    """One 16 x 16 RoI per curve side by side; the RoI's contrast over the slices is proportional to its curve."""
+    views = np.concatenate([_stripes(np.sqrt(np.asarray(c, np.float64))) for c in curves], axis=2)
+    P = len(curves)
+    rois = np.array([[16 * i, 0, 16, 16] for i in range(P)], np.int32)
+    return FocalStack(views, views.copy(), LP.copy(), rois, np.asarray(gt_index, np.int16), (64, 16 * P + 32), origin,
+                      {"format": "focal-stack", "version": 1, "black_level": 0, "white_level": 4095,
+                       "lens_units": "vcm_code", **(meta or {})})
+
+
+def _parabola(vertex: float) -> list[float]:
+    return [100.0 - (k - vertex) ** 2 for k in range(LP.size)]
+
+
+def test_in_focus_position_exact_then_contrast_peak_then_the_gt_slice():
+    curves = [_parabola(2.0),                # 0: exact value given (123.0)
+              _parabola(2.25),               # 1: no exact value: contrast vertex 2.25 -> 100 + 22.5
+              _parabola(3.0),                # 2: vertex exactly one slice from gt 2: still the contrast peak, 130
+              [1, 2, 3, 4, 50.0],            # 3: peak at the last slice, 3 from gt 1: the gt slice's position, 110
+              _parabola(2.0),                # 4: exact 131 (an int) wins over the curve
+              [50.0, 4, 3, 2, 1],            # 5: gt slice 0 is a known slice: peak at slice 0 -> 100
+              _parabola(2.0)]                # 6: gt -1 and no exact value: unknown
+    exact = [123.0, None, float("nan"), "x", 131, float("inf"), None]
+    st = _curve_stack(curves, [2, 2, 2, 1, 3, 0, -1], {"gt_lens_positions": exact})
+    out = in_focus_positions(st)
+    assert out.dtype == np.float64 and out.shape == (7,)
+    np.testing.assert_allclose(out[:6], [123.0, 122.5, 130.0, 110.0, 131.0, 100.0], atol=1e-3)
+    assert math.isnan(out[6])
+    # a list of the wrong length is ignored: every RoI from its curve or gt slice
+    st.meta["gt_lens_positions"] = exact[:6]
+    np.testing.assert_allclose(in_focus_positions(st)[:6], [120.0, 122.5, 130.0, 110.0, 120.0, 100.0], atol=1e-3)
+    st.meta["gt_lens_positions"] = "123"
+    assert in_focus_positions(st)[0] == pytest.approx(120.0, abs=1e-3)
+
+
+def _save(path, st):
+    return save_stack(path, st, compressed=False)
+
+
+def test_measure_stacks_columns(tmp_path):
+    """One row per (stack, known RoI, slice): stack and RoI numbers, full-plane centres, lens position,
+    defocus = lens position - in-focus position, and the estimator's disparity and confidence."""
+    rng = np.random.default_rng(0)
+    tex = (300 + 40 * rng.standard_normal((5, 24, 80))).astype(np.float32)
+    right = np.roll(tex, 2, axis=2)
+    rois = np.array([[0, 0, 24, 24], [28, 0, 24, 24], [52, 0, 24, 24]], np.int32)
+    meta = {"format": "focal-stack", "version": 1, "black_level": 16, "white_level": 1000, "lens_units": "um",
+            "gt_lens_positions": [105.0, 125.0, 135.0]}
+    a = _save(tmp_path / "a.npz", FocalStack(tex, right, LP.copy(), rois, np.array([-1, -1, -1], np.int16), (100, 200),
+                                             (10, 30), {**meta, "gt_lens_positions": [None, None, None]}))
+    b = _save(tmp_path / "b.npz", FocalStack(tex, right, LP.copy(), rois, np.array([1, -1, 3], np.int16), (100, 200),
+                                             (10, 30), meta))
+    c = _save(tmp_path / "c.npz", FocalStack(tex, right, 2 * LP, rois[:1], np.array([2], np.int16), (100, 200),
+                                             (0, 0), {**meta, "gt_lens_positions": [250.0]}))
+    s = measure_stacks([a, b, c], method="zncc", max_shift=5, refine="parabola")
+    # stack a has no known RoI: skipped; b: all three (exact values); c: its one RoI
+    n = LP.size
+    assert s.stack.tolist() == [1] * 3 * n + [2] * n
+    assert s.roi.tolist() == [0, 1, 2] * n + [0] * n
+    assert s.stack.dtype == np.int64 and s.roi.dtype == np.int64
+    np.testing.assert_array_equal(s.cx, [30 + 12, 30 + 40, 30 + 64] * n + [12] * n)
+    np.testing.assert_array_equal(s.cy, [10 + 12] * 3 * n + [12] * n)
+    np.testing.assert_array_equal(s.lens_position, np.concatenate([np.repeat(LP, 3), 2 * LP]))
+    np.testing.assert_array_equal(s.defocus, np.concatenate([np.repeat(LP, 3) - np.tile([105.0, 125.0, 135.0], n),
+                                                             2 * LP - 250.0]))
+    want = [estimate_rois(tex[k] - 16, right[k] - 16, rois, method="zncc", max_shift=5, refine="parabola",
+                          white_level=1000 - 16) for k in range(n)]
+    want_c = [estimate_rois(tex[k] - 16, right[k] - 16, rois[:1], method="zncc", max_shift=5, refine="parabola",
+                            white_level=1000 - 16) for k in range(n)]
+    np.testing.assert_allclose(s.disparity, np.concatenate([w.disparity_px for w in want + want_c]))
+    np.testing.assert_allclose(s.confidence, np.concatenate([w.confidence for w in want + want_c]))
+    assert np.all(np.abs(s.disparity) > 1)  # the pair is shifted: not a trivial 0
+    assert s.sensor_hw == (100, 200) and s.lens_units == "um"
+    assert s.slice_spacing == 10.0  # median of the stacks' spacings 10, 10, 20
+    assert s.files == [str(a), str(b), str(c)]
+
+
+def test_measure_stacks_refusals(tmp_path):
+    st = _curve_stack([_parabola(2.0)], [2])
+    p = _save(tmp_path / "p.npz", st)
+    with pytest.raises(BadInput, match="^no focal stacks to fit$"):
+        measure_stacks([])
+    other = _curve_stack([_parabola(2.0)], [2])
+    other.sensor_hw = (64, 64)
+    q = _save(tmp_path / "q.npz", other)
+    with pytest.raises(BadInput, match=r"^the stacks come from sensors of different sizes \[\(64, 48\), \(64, 64\)\]: "
+                                       "fit them separately$"):
+        measure_stacks([p, q])
+    other = _curve_stack([_parabola(2.0)], [2], {"lens_units": "dioptre"})
+    q = _save(tmp_path / "u.npz", other)
+    with pytest.raises(BadInput, match=r"^the stacks use different lens units \['dioptre', 'vcm_code'\]: "
+                                       "fit them separately$"):
+        measure_stacks([p, q])
+    blind = _save(tmp_path / "blind.npz", _curve_stack([_parabola(2.0)], [-1]))
+    with pytest.raises(BadInput, match=r"^none of the stacks has a RoI with a known in-focus position \(gt_index all -1\)$"):
+        measure_stacks([blind])
+
+
+def _vignetted_frame(d_px, lens_position, ff):
+    """A shifted texture pair whose left view is divided by the flat field's left gain: applying the
+    flat field gives back the exact pair."""
+    fr = _textured_frame(d_px, lens_position)
+    gl, gr = ff.gains((0, 0), SENSOR)
+    fr.left = (fr.left / gl).astype(np.float32)
+    fr.right = (fr.right / gr).astype(np.float32)
+    return fr
+
+
+def test_predict_patches_takes_the_flat_field_gains_at_each_roi_place():
+    H, W = SENSOR
+    ff = FlatField(gain_left=np.array([[0.6, 1.0, 1.4, 1.8], [1.2, 0.8, 0.7, 1.5]], np.float32),
+                   gain_right=np.array([[1.0, 1.3, 0.9, 1.0], [0.8, 1.0, 1.2, 1.1]], np.float32),
+                   knot_y=np.array([H / 4, 3 * H / 4]), knot_x=(np.arange(4) + 0.5) * W / 4, sensor_hw=SENSOR)
+    cal = _cal_for_predictor([[-0.02] * 4] * 3, [[0.5] * 4] * 3)
+    pr = PdafPredictor(cal, flatfield=ff, grow=1)
+    fr = _vignetted_frame(2.5, 400.0, ff)
+    rois = np.array([[20, 20, 64, 64], [200, 150, 64, 64], [130, 90, 64, 64]], np.int32)
+    est = pr.predict(fr, rois)
+    np.testing.assert_allclose(est.disparity_px, 2.5, atol=0.05)  # the flat field undoes the vignetting
+    L = np.stack([fr.left[y:y + h, x:x + w] for x, y, w, h in rois])
+    R = np.stack([fr.right[y:y + h, x:x + w] for x, y, w, h in rois])
+    cen = np.stack([2 * (rois[:, 0] + 32) / W - 1, 2 * (rois[:, 1] + 32) / H - 1], 1)
+    est2 = pr.predict_patches(L, R, cen, [400.0] * 3, white_level=4000.0)
+    np.testing.assert_allclose(est2.disparity_px, est.disparity_px, atol=1e-5)
+    np.testing.assert_allclose(est2.confidence, est.confidence, atol=1e-5)
+    np.testing.assert_allclose(est2.target_position, est.target_position, atol=1e-3)
+    np.testing.assert_allclose(est2.defocus, (est2.disparity_px - 0.5) / -0.02)
+
+
+def test_one_shot_errors_in_slices_from_each_start():
+    """The calibration's offset is 2 px too high: every prediction lands 2 / 0.02 = 100 units (one
+    slice of 100) before the truth, from every start; a RoI without truth is NaN."""
+    lp = np.array([300.0, 400.0, 500.0])
+    g, truth = -0.02, 400.0
+    frames = [_textured_frame(g * (p - truth), p) for p in lp]
+    rois = np.array([[40, 40, 64, 64], [180, 120, 64, 64]], np.int32)
+    st = FocalStack(np.stack([f.left for f in frames]), np.stack([f.right for f in frames]), lp, rois,
+                    np.array([1, -1], np.int16), SENSOR, (0, 0),
+                    {"black_level": 0, "white_level": 4000, "gt_lens_positions": [truth, None]})
+    pr = PdafPredictor(_cal_for_predictor([[g] * 4] * 3, [[2.0] * 4] * 3))
+    e = one_shot_errors(pr, st)
+    assert e.shape == (3, 2)
+    np.testing.assert_allclose(e[:, 0], 1.0, atol=0.05)
+    assert np.all(np.isnan(e[:, 1]))
+    e2 = one_shot_errors(pr, st, start_slices=[2, 0])
+    assert e2.shape == (2, 2)
+    np.testing.assert_allclose(e2[:, 0], e[[2, 0], 0])
