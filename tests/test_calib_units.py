@@ -46,7 +46,7 @@ def test_in_focus_position_exact_then_contrast_peak_then_the_gt_slice():
     curves = [_parabola(2.0),                # 0: exact value given (123.0)
               _parabola(2.25),               # 1: no exact value: contrast vertex 2.25 -> 100 + 22.5
               _parabola(3.0),                # 2: vertex exactly one slice from gt 2: still the contrast peak, 130
-              [1, 2, 3, 4, 50.0],            # 3: peak at the last slice, 3 from gt 1: the gt slice's position, 110
+              _parabola(3.0),                # 3: vertex two slices from gt 1: the gt slice's position, 110
               _parabola(2.0),                # 4: exact 131 (an int) wins over the curve
               [50.0, 4, 3, 2, 1],            # 5: gt slice 0 is a known slice: peak at slice 0 -> 100
               _parabola(2.0)]                # 6: gt -1 and no exact value: unknown
@@ -72,8 +72,9 @@ def test_measure_stacks_columns(tmp_path):
     defocus = lens position - in-focus position, and the estimator's disparity and confidence."""
     rng = np.random.default_rng(0)
     tex = (300 + 40 * rng.standard_normal((5, 24, 80))).astype(np.float32)
+    tex[:, :6, 4:14] = 1000  # saturated (white level 1000): the confidence's saturation term
     right = np.roll(tex, 2, axis=2)
-    rois = np.array([[0, 0, 24, 24], [28, 0, 24, 24], [52, 0, 24, 24]], np.int32)
+    rois = np.array([[0, 0, 24, 20], [28, 0, 24, 20], [52, 0, 24, 20]], np.int32)  # w != h
     meta = {"format": "focal-stack", "version": 1, "black_level": 16, "white_level": 1000, "lens_units": "um",
             "gt_lens_positions": [105.0, 125.0, 135.0]}
     a = _save(tmp_path / "a.npz", FocalStack(tex, right, LP.copy(), rois, np.array([-1, -1, -1], np.int16), (100, 200),
@@ -89,7 +90,7 @@ def test_measure_stacks_columns(tmp_path):
     assert s.roi.tolist() == [0, 1, 2] * n + [0] * n
     assert s.stack.dtype == np.int64 and s.roi.dtype == np.int64
     np.testing.assert_array_equal(s.cx, [30 + 12, 30 + 40, 30 + 64] * n + [12] * n)
-    np.testing.assert_array_equal(s.cy, [10 + 12] * 3 * n + [12] * n)
+    np.testing.assert_array_equal(s.cy, [10 + 10] * 3 * n + [10] * n)
     np.testing.assert_array_equal(s.lens_position, np.concatenate([np.repeat(LP, 3), 2 * LP]))
     np.testing.assert_array_equal(s.defocus, np.concatenate([np.repeat(LP, 3) - np.tile([105.0, 125.0, 135.0], n),
                                                              2 * LP - 250.0]))
@@ -103,6 +104,16 @@ def test_measure_stacks_columns(tmp_path):
     assert s.sensor_hw == (100, 200) and s.lens_units == "um"
     assert s.slice_spacing == 10.0  # median of the stacks' spacings 10, 10, 20
     assert s.files == [str(a), str(b), str(c)]
+    # with a flat field each frame is flat-fielded (its own origin) before the estimator
+    ff = FlatField(gain_left=np.array([[0.7, 1.3], [1.1, 0.9]], np.float32), gain_right=np.ones((2, 2), np.float32),
+                   knot_y=np.array([25.0, 75.0]), knot_x=np.array([50.0, 150.0]), sensor_hw=(100, 200))
+    f = measure_stacks([b], method="zncc", max_shift=5, refine="parabola", flatfield=ff)
+    gl, gr = ff.gains((10, 30), (24, 80))
+    want = [estimate_rois((tex[k] - 16) * gl, (right[k] - 16) * gr, rois, method="zncc", max_shift=5,
+                          refine="parabola", white_level=1000 - 16) for k in range(n)]
+    np.testing.assert_allclose(f.disparity, np.concatenate([w.disparity_px for w in want]), rtol=1e-6)
+    np.testing.assert_allclose(f.confidence, np.concatenate([w.confidence for w in want]), rtol=1e-6)
+    assert not np.allclose(f.confidence, s.confidence[:3 * n])
 
 
 def test_measure_stacks_refusals(tmp_path):
@@ -147,6 +158,7 @@ def test_predict_patches_takes_the_flat_field_gains_at_each_roi_place():
     rois = np.array([[20, 20, 64, 64], [200, 150, 64, 64], [130, 90, 64, 64]], np.int32)
     est = pr.predict(fr, rois)
     np.testing.assert_allclose(est.disparity_px, 2.5, atol=0.05)  # the flat field undoes the vignetting
+    assert np.all((est.confidence > 0.5) & (est.confidence < 1))  # the texture term is < 1 on any texture
     L = np.stack([fr.left[y:y + h, x:x + w] for x, y, w, h in rois])
     R = np.stack([fr.right[y:y + h, x:x + w] for x, y, w, h in rois])
     cen = np.stack([2 * (rois[:, 0] + 32) / W - 1, 2 * (rois[:, 1] + 32) / H - 1], 1)
@@ -175,3 +187,87 @@ def test_one_shot_errors_in_slices_from_each_start():
     e2 = one_shot_errors(pr, st, start_slices=[2, 0])
     assert e2.shape == (2, 2)
     np.testing.assert_allclose(e2[:, 0], e[[2, 0], 0])
+
+
+def _flat(tmp_path, name, left=500.0):
+    from hil_af.calibration.flatfield import fit_flatfield
+    from hil_af.frames import DualPixelFrame
+
+    white = DualPixelFrame(left=np.full(SENSOR, left, np.float32), right=np.full(SENSOR, 400, np.float32),
+                           white_level=4000.0)
+    return fit_flatfield(white, grid=(3, 4)).save(tmp_path / name)
+
+
+def test_from_file_flat_field_choice_and_warnings(tmp_path):
+    """The flat field passed wins (with a warning when it is not the recorded one, or none is
+    recorded); else the recorded one, found by its path or by its name beside CAL.json."""
+    import warnings
+
+    from hil_af.calibration.flatfield import file_sha256
+    from hil_af.calibration.store import save_calibration
+
+    rec, other = _flat(tmp_path, "rec.npz"), _flat(tmp_path, "other.npz", left=600.0)
+    base = _cal_for_predictor([[-0.02] * 4] * 3, [[0.5] * 4] * 3)
+    cp = save_calibration(tmp_path / "CAL.json", dict(base, flatfield={"path": "rec.npz", "sha256": file_sha256(rec)}))
+    bare = save_calibration(tmp_path / "BARE.json", dict(base, flatfield=None))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        pr = PdafPredictor.from_file(cp, interpolation="nearest")   # relative path, beside CAL.json
+        assert pr.flatfield is not None and pr.flatfield.path == rec and pr.name == str(cp)
+        assert pr.interpolation == "nearest"
+        assert PdafPredictor.from_file(cp, flatfield_path=rec).flatfield.path == rec
+        assert PdafPredictor.from_file(bare).flatfield is None
+    assert w == []
+    with pytest.warns(UserWarning, match=rf"^{other} differs from the flat field {cp} was fitted with \(rec\.npz\)$"):
+        assert PdafPredictor.from_file(cp, flatfield_path=other).flatfield.path == other
+    with pytest.warns(UserWarning, match=rf"^{bare} was fitted without a flat field; applying {other} anyway$"):
+        assert PdafPredictor.from_file(bare, flatfield_path=other).flatfield.path == other
+    # an absolute recorded path that moved: its name beside CAL.json is taken
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    cp2 = save_calibration(sub / "CAL.json", dict(base, flatfield={"path": str(tmp_path / "gone" / "rec.npz"),
+                                                                   "sha256": file_sha256(rec)}))
+    (sub / "rec.npz").write_bytes(rec.read_bytes())
+    assert PdafPredictor.from_file(cp2).flatfield.path == sub / "rec.npz"
+    # only files with other contents: named in the message
+    (sub / "rec.npz").write_bytes(other.read_bytes())
+    with pytest.raises(BadInput, match=rf"^{cp2} was fitted with the flat field {tmp_path / 'gone' / 'rec.npz'} "
+                                       rf"\(sha256 {file_sha256(rec)[:12]}\.\.\.\), but {sub / 'rec.npz'} has other "
+                                       r"contents: pass --flatfield FLAT\.npz$"):
+        PdafPredictor.from_file(cp2)
+
+
+def test_predict_refuses_another_sensor_and_an_unknown_lens_position():
+    pr = PdafPredictor(_cal_for_predictor([[-0.02] * 4] * 3, [[0.5] * 4] * 3))
+    fr = _textured_frame(1.0, 400.0)
+    fr.sensor_hw = (240, 400)
+    with pytest.raises(BadInput, match=r"^calibration is for a \(240, 320\) sensor, the frame's sensor_hw is \(240, 400\)$"):
+        pr.predict(fr, np.array([[0, 0, 64, 64]]))
+    with pytest.raises(BadInput, match="^the frame does not say its lens position: PDAF cannot give a target$"):
+        pr.predict(_textured_frame(1.0, float("nan")), np.array([[0, 0, 64, 64]]))
+
+
+def test_predictor_passes_its_method_and_the_white_level_to_the_estimator():
+    """A zncc calibration on a frame with saturated pixels: predict and predict_patches give the
+    estimator's own disparity and confidence for that method and white level."""
+    from hil_af.pdaf import estimate
+
+    cal = _cal_for_predictor([[-0.02] * 4] * 3, [[0.5] * 4] * 3)
+    cal["estimator"]["method"] = "zncc"
+    pr = PdafPredictor(cal, grow=1)
+    fr = _textured_frame(2.0, 400.0)
+    fr.left[20:40, 20:60] = 4000.0
+    fr.right[20:40, 20:60] = 4000.0
+    rois = np.array([[20, 20, 64, 64], [200, 150, 64, 64]], np.int32)
+    L = np.stack([fr.left[y:y + h, x:x + w] for x, y, w, h in rois])
+    R = np.stack([fr.right[y:y + h, x:x + w] for x, y, w, h in rois])
+    want = estimate(L, R, method="zncc", max_shift=12, refine=cal["estimator"].get("refine", "upsample"),
+                    white_level=4000.0)
+    assert want.confidence[0] < want.confidence[1] - 0.1  # the saturated RoI is distrusted
+    est = pr.predict(fr, rois)
+    np.testing.assert_allclose(est.disparity_px, want.disparity_px, atol=1e-9)
+    np.testing.assert_allclose(est.confidence, want.confidence, atol=1e-9)
+    cen = np.stack([2 * (rois[:, 0] + 32) / SENSOR[1] - 1, 2 * (rois[:, 1] + 32) / SENSOR[0] - 1], 1)
+    est2 = pr.predict_patches(L, R, cen, [400.0, 400.0], white_level=4000.0)
+    np.testing.assert_allclose(est2.disparity_px, want.disparity_px, atol=1e-9)
+    np.testing.assert_allclose(est2.confidence, want.confidence, atol=1e-9)
