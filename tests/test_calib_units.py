@@ -271,3 +271,45 @@ def test_predictor_passes_its_method_and_the_white_level_to_the_estimator():
     est2 = pr.predict_patches(L, R, cen, [400.0, 400.0], white_level=4000.0)
     np.testing.assert_allclose(est2.disparity_px, want.disparity_px, atol=1e-9)
     np.testing.assert_allclose(est2.confidence, want.confidence, atol=1e-9)
+
+
+def test_coefficients_bilinear_between_cell_centres_held_at_the_edges_and_nearest():
+    """3 x 4 grid on 240 x 320: centres at y 40, 120, 200 and x 40, 120, 200, 280; offsets
+    10 r + c^2 (not linear in c), gains -0.01 (1 + c).  Values worked by hand."""
+    gain = [[-0.01 * (1 + c) for c in range(4)] for _ in range(3)]
+    off = [[10 * r + c * c for c in range(4)] for r in range(3)]
+    pr = PdafPredictor(_cal_for_predictor(gain, off))
+    cx = np.array([40, 80, 260, 0, 320, 100, 180])
+    cy = np.array([40, 40, 200, 0, 240, 80, 150])
+    g, o = pr.coefficients(cx, cy)
+    np.testing.assert_allclose(o, [0, 0.5, 27.75, 0, 29, 5.75, 17.0], atol=1e-12)
+    np.testing.assert_allclose(g, [-0.01, -0.015, -0.0375, -0.01, -0.04, -0.0175, -0.0275], atol=1e-12)
+    g, o = PdafPredictor(_cal_for_predictor(gain, off), interpolation="nearest").coefficients(
+        np.array([0, 319, 100, 79.9, 80]), np.array([0, 239, 170, 79.9, 80]))
+    np.testing.assert_allclose(o, [0, 29, 21, 0, 11])
+    np.testing.assert_allclose(g, [-0.01, -0.04, -0.02, -0.01, -0.02])
+    # one cell (a global fit): the same everywhere; one row / one column: along the other axis only
+    g, o = PdafPredictor(_cal_for_predictor([[-0.02]], [[0.5]])).coefficients(np.array([0, 160, 319]), np.array([5, 120, 239]))
+    assert g.shape == o.shape == (3,)
+    np.testing.assert_allclose(g, -0.02)
+    np.testing.assert_allclose(o, 0.5)
+    g, o = PdafPredictor(_cal_for_predictor([[-0.01, -0.03]], [[0.0, 2.0]])).coefficients(np.array([160, 0, 200]),
+                                                                                          np.array([10, 239, 120]))
+    np.testing.assert_allclose(o, [1.0, 0.0, 1.5])
+    np.testing.assert_allclose(g, [-0.02, -0.01, -0.025])
+    g, o = PdafPredictor(_cal_for_predictor([[-0.01], [-0.03]], [[0.0], [2.0]])).coefficients(np.array([300, 10, 5]),
+                                                                                              np.array([120, 0, 150]))
+    np.testing.assert_allclose(o, [1.0, 0.0, 1.5])
+    np.testing.assert_allclose(g, [-0.02, -0.01, -0.025])
+
+
+def test_predict_reads_the_coefficients_at_each_rois_centre_on_the_full_plane():
+    gain = [[-0.01 * (1 + c) for c in range(4)] for _ in range(3)]
+    off = [[10 * r + c * c for c in range(4)] for r in range(3)]
+    pr = PdafPredictor(_cal_for_predictor(gain, off), grow=1)
+    fr = _textured_frame(1.0, 400.0, origin=(30, 50), view_hw=(200, 260))
+    rois = np.array([[10, 20, 64, 40], [150, 100, 48, 80]], np.int32)  # w != h
+    est = pr.predict(fr, rois)
+    g, o = pr.coefficients(np.array([50 + 10 + 32, 50 + 150 + 24]), np.array([30 + 20 + 20, 30 + 100 + 40]))
+    np.testing.assert_allclose(est.defocus, (est.disparity_px - o) / g, rtol=1e-12)
+    np.testing.assert_allclose(est.target_position, 400.0 - est.defocus, rtol=1e-12)
