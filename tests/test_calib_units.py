@@ -107,9 +107,9 @@ def test_measure_stacks_columns(tmp_path):
     # with a flat field each frame is flat-fielded (its own origin) before the estimator
     ff = FlatField(gain_left=np.array([[0.7, 1.3], [1.1, 0.9]], np.float32), gain_right=np.ones((2, 2), np.float32),
                    knot_y=np.array([25.0, 75.0]), knot_x=np.array([50.0, 150.0]), sensor_hw=(100, 200))
-    f = measure_stacks([b], method="zncc", max_shift=5, refine="parabola", flatfield=ff)
+    f = measure_stacks([b], method="xcorr", max_shift=5, refine="parabola", flatfield=ff)  # not xcorr's default refine
     gl, gr = ff.gains((10, 30), (24, 80))
-    want = [estimate_rois((tex[k] - 16) * gl, (right[k] - 16) * gr, rois, method="zncc", max_shift=5,
+    want = [estimate_rois((tex[k] - 16) * gl, (right[k] - 16) * gr, rois, method="xcorr", max_shift=5,
                           refine="parabola", white_level=1000 - 16) for k in range(n)]
     np.testing.assert_allclose(f.disparity, np.concatenate([w.disparity_px for w in want]), rtol=1e-6)
     np.testing.assert_allclose(f.confidence, np.concatenate([w.confidence for w in want]), rtol=1e-6)
@@ -229,6 +229,11 @@ def test_from_file_flat_field_choice_and_warnings(tmp_path):
                                                                    "sha256": file_sha256(rec)}))
     (sub / "rec.npz").write_bytes(rec.read_bytes())
     assert PdafPredictor.from_file(cp2).flatfield.path == sub / "rec.npz"
+    # a relative recorded path with a folder resolves beside CAL.json (not against the working directory)
+    (sub / "ff").mkdir()
+    (sub / "ff" / "rec.npz").write_bytes(rec.read_bytes())
+    cp3 = save_calibration(sub / "CAL3.json", dict(base, flatfield={"path": "ff/rec.npz", "sha256": file_sha256(rec)}))
+    assert PdafPredictor.from_file(cp3).flatfield.path == sub / "ff" / "rec.npz"
     # only files with other contents: named in the message
     (sub / "rec.npz").write_bytes(other.read_bytes())
     with pytest.raises(BadInput, match=rf"^{cp2} was fitted with the flat field {tmp_path / 'gone' / 'rec.npz'} "
