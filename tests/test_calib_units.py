@@ -252,13 +252,15 @@ def test_predict_refuses_another_sensor_and_an_unknown_lens_position():
         pr.predict(_textured_frame(1.0, float("nan")), np.array([[0, 0, 64, 64]]))
 
 
-def test_predictor_passes_its_method_and_the_white_level_to_the_estimator():
-    """A zncc calibration on a frame with saturated pixels: predict and predict_patches give the
-    estimator's own disparity and confidence for that method and white level."""
+@pytest.mark.parametrize("method, refine", [("zncc", "upsample"), ("xcorr", "parabola")])
+def test_predictor_passes_its_method_and_the_white_level_to_the_estimator(method, refine):
+    """A zncc calibration, or an xcorr one with parabola refinement, on a frame with saturated pixels:
+    predict and predict_patches give the estimator's own disparity and confidence for that method,
+    refinement and white level."""
     from hil_af.pdaf import estimate
 
     cal = _cal_for_predictor([[-0.02] * 4] * 3, [[0.5] * 4] * 3)
-    cal["estimator"]["method"] = "zncc"
+    cal["estimator"].update(method=method, refine=refine)
     pr = PdafPredictor(cal, grow=1)
     fr = _textured_frame(2.0, 400.0)
     fr.left[20:40, 20:60] = 4000.0
@@ -266,8 +268,7 @@ def test_predictor_passes_its_method_and_the_white_level_to_the_estimator():
     rois = np.array([[20, 20, 64, 64], [200, 150, 64, 64]], np.int32)
     L = np.stack([fr.left[y:y + h, x:x + w] for x, y, w, h in rois])
     R = np.stack([fr.right[y:y + h, x:x + w] for x, y, w, h in rois])
-    want = estimate(L, R, method="zncc", max_shift=12, refine=cal["estimator"].get("refine", "upsample"),
-                    white_level=4000.0)
+    want = estimate(L, R, method=method, max_shift=12, refine=refine, white_level=4000.0)
     assert want.confidence[0] < want.confidence[1] - 0.1  # the saturated RoI is distrusted
     est = pr.predict(fr, rois)
     np.testing.assert_allclose(est.disparity_px, want.disparity_px, atol=1e-9)
