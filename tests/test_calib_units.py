@@ -319,3 +319,45 @@ def test_predict_reads_the_coefficients_at_each_rois_centre_on_the_full_plane():
     g, o = pr.coefficients(np.array([50 + 10 + 32, 50 + 150 + 24]), np.array([30 + 20 + 20, 30 + 100 + 40]))
     np.testing.assert_allclose(est.defocus, (est.disparity_px - o) / g, rtol=1e-12)
     np.testing.assert_allclose(est.target_position, 400.0 - est.defocus, rtol=1e-12)
+
+
+def _track_samples(tracks):
+    """Samples from (cell, defocus list, gain, offset) tracks, one stack each: disparity = gain x defocus + offset."""
+    from hil_af.calibration.fit import Samples
+
+    st, x, d, cell = [], [], [], []
+    for t, (c, xs, g, o) in enumerate(tracks):
+        xs = np.asarray(xs, np.float64)
+        st.append(np.full(xs.size, t))
+        x.append(xs)
+        d.append(g * xs + o)
+        cell.append(np.full(xs.size, c))
+    x_ = np.concatenate(x)
+    N = x_.size
+    s = Samples(stack=np.concatenate(st), roi=np.zeros(N, np.int64), cx=np.full(N, 100.0), cy=np.full(N, 100.0),
+                lens_position=x_, defocus=x_, disparity=np.concatenate(d), confidence=np.ones(N), sensor_hw=SENSOR,
+                slice_spacing=16.0, lens_units="vcm_code")
+    return s, np.concatenate(cell)
+
+
+def test_track_consensus_per_cell_with_the_size_and_spread_rules():
+    """Slice spacing 16: a track is judged with >= 5 points spread over >= 2 spacings (32 units); only
+    judged tracks that agree with the best-supported one are kept, per cell; a cell with fewer than 3
+    judged tracks keeps everything."""
+    from hil_af.calibration.fit import track_consensus
+
+    five = [0.0, 8.0, 16.0, 24.0, 32.0]  # exactly 5 points spread over exactly 2 spacings: judged
+    s, cell = _track_samples([
+        (0, five, -0.015, 0.2), (0, five, -0.015, 0.25), (0, five, -0.015, 0.15),   # cell 0: the common line
+        (0, five, -0.05, 2.0),                                                        # an outlier track
+        (0, [0.0, 4.0, 8.0, 12.0, 16.0], -0.015, 0.2),   # on the line but spread 16 < 32: not judged, dropped
+        (0, [10.0], -0.015, 0.2),                        # one point: not judged, dropped
+        (1, five, -0.03, 1.0), (1, five, -0.03, 1.1), (1, five, -0.03, 0.9), (1, five, -0.03, 1.05),  # cell 1: its own line
+        (2, five, -0.015, 0.2), (2, five, -0.05, 2.0),   # cell 2: two judged tracks: all kept
+    ])
+    keep = track_consensus(s, np.ones(s.defocus.size, bool), cell)
+    assert sorted(set(s.stack[keep].tolist())) == [0, 1, 2, 6, 7, 8, 9, 10, 11]
+    kept_part = np.ones(s.defocus.size, bool)
+    kept_part[s.stack == 1] = False  # points outside ``use`` are never kept
+    keep = track_consensus(s, kept_part, cell)
+    assert sorted(set(s.stack[keep].tolist())) == [0, 2, 6, 7, 8, 9, 10, 11]
