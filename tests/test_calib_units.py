@@ -250,6 +250,9 @@ def test_predict_refuses_another_sensor_and_an_unknown_lens_position():
         pr.predict(fr, np.array([[0, 0, 64, 64]]))
     with pytest.raises(BadInput, match="^the frame does not say its lens position: PDAF cannot give a target$"):
         pr.predict(_textured_frame(1.0, float("nan")), np.array([[0, 0, 64, 64]]))
+    old = _cal_for_predictor([[-0.02] * 4] * 3, [[0.5] * 4] * 3)
+    del old["estimator"]["refine"]  # a calibration written before refine was recorded: xcorr's default
+    assert PdafPredictor(old).refine == "upsample"
     from hil_af.errors import FormatError
 
     with pytest.raises(FormatError, match=r"^rig-7\.json\b.*format"):  # an invalid object is refused under its name
