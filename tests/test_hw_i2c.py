@@ -111,6 +111,22 @@ def test_readback_reads_the_registers_where_the_chip_answers():
     lens.move_to(300)
     model.regs[0x03], model.regs[0x04] = 0x01, 0x90  # something else wrote 400
     assert lens.read_position() == 400 and lens.readback
+    # one combined transfer: the MSB register address 0x03, then the two bytes MSB 0x03 + LSB 0x04
+    assert bus.log[-1] == ("wr", ADDR, bytes([0x03]), bytes([0x01, 0x90]))
+
+
+def test_readback_refusal_is_logged_with_the_device_and_the_reason(caplog):
+    """A word chip (DW9714) has no register to address: the warning names the device and why."""
+    lens, bus, _, _ = make(DW9714, readback=True)
+    lens.move_to(300)
+    n = len(bus.log)
+    with caplog.at_level("WARNING", logger="hil_af.drivers.i2c_vcm"):
+        assert lens.read_position() == 300 and lens.readback is False
+    assert len(bus.log) == n  # nothing sent: there is no register to read
+    label = "i2c addr 0x0c (dw9714)"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{label}: position read-back not supported ({label}: the chip has no position register to read); "
+        "using the commanded code"]
 
 
 @pytest.mark.parametrize("name", ["dw9817", "ak7375", "dw9714", "ad5398"])
@@ -304,6 +320,7 @@ def test_url_dw9714_slew_bits_on_the_wire(smbus):
     ("i2c://1/0x0c?chip=dw9999", "unknown chip 'dw9999'"),
     ("i2c://one/0x0c?chip=dw9807", "bus 'one'"),
     ("i2c://1/zz?chip=dw9807", "address 'zz'"),
+    ("i2c://1/X12?chip=dw9807", "address 'X12'"),   # the address as typed, not a part of it
     ("i2c://1/0x0c?chip=dw9807&speed=3", "unknown query parameter"),
     ("i2c://1/0x0c?chip=dw9807&slew=3", "slew applies to dw9714"),
     ("i2c://1/0x0c?chip=dw9714&slew=16", "slew must be 0..15"),
@@ -313,6 +330,15 @@ def test_url_errors_are_bad_input(smbus, url, msg):
     smbus[1] = FakeI2CBus({ADDR: Dw98xxModel()})
     with pytest.raises(BadInput, match=msg):
         open_lens(url)
+
+
+def test_url_without_an_address_opens_the_chip_at_0x0c(smbus):
+    """i2c://BUS?chip=...: the address defaults to 0x0c, where every supported chip answers."""
+    smbus[1] = bus = FakeI2CBus({0x0C: Dw98xxModel(), 0x0D: Dw98xxModel()})
+    with open_lens("i2c://1?chip=dw9807", clock=SimClock()) as lens:
+        lens.move_to(5)
+        assert lens.addr == 0x0C and "addr 0x0c" in lens.label
+    assert {e[1] for e in bus.log} == {0x0C}
 
 
 def test_missing_bus_device_says_what_to_do(smbus):
