@@ -193,8 +193,11 @@ class FocusSession:
         """After the final move: one frame that checks the lens arrived (FocusFailed if not).
 
         Counted in ``verify_frames``, not ``captures`` (the frames the method used to
-        decide), so captures per focus compare with the paper's; skipped when the
-        final move did not move the lens after the method's last frame.
+        decide), so captures per focus compare with the paper's.  Skipped when the lens
+        was never moved, or when the trace's last entry is a capture (nothing was done
+        after the method's last frame).  A method that records anything after its last
+        frame (its estimate, a move) gets the verify frame even when its final move left
+        the lens where it was: the rule reads the trace, not the lens.
         """
         if self._moved_at is None or (self.trace and "capture" in self.trace[-1]):
             return
