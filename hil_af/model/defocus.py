@@ -70,8 +70,10 @@ def relative_defocus(predictor: PEPredictor, frame: DualPixelFrame, rois: Any, k
     (module doc)."""
     n = int(n or predictor.n_slices)
     rois = validate_rois(rois, frame.shape)
-    size = int(predictor.encoding.size) if predictor.encoding.fit == "crop" else 1 << 30
-    wins, owner = tile_windows(rois, size)
+    if predictor.encoding.fit == "crop":
+        wins, owner = tile_windows(rois, int(predictor.encoding.size))
+    else:  # the model resamples the whole RoI: one window each
+        wins, owner = rois, np.arange(len(rois))
     P = len(rois)
 
     def ask(kk: int) -> tuple[np.ndarray, np.ndarray]:
