@@ -61,17 +61,26 @@ def test_a_burst_of_connects_is_queued_not_refused():
             s.setblocking(False)
             s.connect(r.path)  # BlockingIOError (EAGAIN) if the backlog were small
             socks.append(s)
-        answered = 0
+        answered, refused, pipe_closed = 0, 0, []
         for s in socks:
             s.setblocking(True)
             s.settimeout(30)
-            s.sendall(b'{"cmd": "status"}\n')
-        for s in socks:
+            try:
+                s.sendall(b'{"cmd": "status"}\n')
+                pipe_closed.append(False)
+            except (BrokenPipeError, ConnectionResetError):
+                # a refused client may already be closed by the daemon (its refusal line is queued)
+                pipe_closed.append(True)
+        for s, closed in zip(socks, pipe_closed):
             line = s.makefile("rb").readline()
-            assert line.endswith(b"\n")
+            assert line.endswith(b"\n"), line
+            if b"too many clients" in line:
+                refused += 1
+            else:
+                assert not closed and b'"ok": true' in line.replace(b'"ok":true', b'"ok": true'), line
             answered += 1
             s.close()
-        assert answered == n
+        assert answered == n and refused < n
     finally:
         for s in socks:
             s.close()
