@@ -301,9 +301,18 @@ def test_too_many_clients_get_an_error(running):
         rep = c.reply()
         assert rep["ok"] is False and "too many clients" in rep["error"]
     a.close()
-    time.sleep(0.1)
-    with r.client() as d:
-        assert d.ask({"cmd": "status"})["ok"]
+    deadline = time.monotonic() + 20.0  # the daemon frees a's slot once its handler sees EOF
+    while True:
+        with r.client() as d:
+            try:
+                rep = d.ask({"cmd": "status"})
+            except (BrokenPipeError, ConnectionResetError):  # refused and closed before our request: read why
+                rep = d.reply()
+        if rep["ok"] or time.monotonic() > deadline:
+            break
+        assert "too many clients" in rep["error"]
+        time.sleep(0.05)
+    assert rep["ok"], rep
     b.close()
     r.stop()
 
@@ -314,7 +323,11 @@ def test_watchdog_pings_stop_while_a_rig_call_hangs_and_resume_after(running):
     r.ctl.gate.clear()  # the next focus "hangs" in the driver
     c = r.client()
     c.send_raw(b'{"cmd":"focus"}\n')
-    time.sleep(0.45)
+    deadline = time.monotonic() + 20.0  # withheld once the call has run hang_s (0.3 s), however loaded the machine
+    while not r.daemon.withheld and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert r.daemon.withheld
+    time.sleep(0.1)  # a ping sent just before the switch has arrived
     t_hung = time.monotonic()
     time.sleep(0.4)
     assert r.notify.count("WATCHDOG=1", since=t_hung) == 0
@@ -331,15 +344,17 @@ def test_continuous_mode_runs_the_control_loop(running):
     r = running()
     with r.client() as c:
         assert c.ask({"cmd": "mode", "mode": "continuous"})["ok"]
-        time.sleep(0.3)
+        deadline = time.monotonic() + 20.0
+        while r.ctl.continuous_calls < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
         n = r.ctl.continuous_calls
         assert n >= 5
         mv = c.ask({"cmd": "move", "position": 200})
         assert mv["ok"] is False and "move needs mode manual" in mv["error"] and r.lens.position != 200
         assert c.ask({"cmd": "mode", "mode": "single"})["ok"]
-        time.sleep(0.1)
+        time.sleep(0.3)  # a step already under way when the mode changed ends
         n2 = r.ctl.continuous_calls
-        time.sleep(0.2)
+        time.sleep(0.3)
         assert r.ctl.continuous_calls == n2  # the loop only steps in continuous mode
     assert any(ln.startswith("STATUS=Idle mode=continuous") for ln in r.notify.lines())
     r.stop()
