@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import sys
@@ -150,6 +151,10 @@ def _fit(args) -> int:
     max_shift = args.max_shift if args.max_shift is not None else F.DEFAULT_MAX_SHIFT
     if not max_shift >= 1:
         raise BadInput(f"--max-shift must be >= 1 px, got {max_shift}")
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
+        raise BadInput(f"--min-confidence must be in [0, 1] (a PDAF confidence), got {args.min_confidence}")
+    if args.disparity_limit is not None and not (math.isfinite(args.disparity_limit) and args.disparity_limit > 0):
+        raise BadInput(f"--disparity-limit must be a finite number of px > 0, got {args.disparity_limit}")
     files = F.stack_files(args.stacks)
     ff = ff_rec = None
     if args.flatfield:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..cli import emit_json
 from ..controller.methods import METHODS
 from ..progress import add_progress_option
-from .focus import add_controller_options
+from .focus import add_controller_options, check_controller_options
 
 
 def add_arguments(p) -> None:
@@ -78,6 +78,9 @@ def run(args) -> int:
     from ..evaluation import format_table, stack_files, timed_evaluate
     from .focus import resolve_calibrations
 
+    if args.start_stride < 1:
+        raise BadInput(f"--start-stride must be >= 1 (every K-th start slice), got {args.start_stride}")
+    check_controller_options(args)
     resolve_calibrations(args)
     if args.method:
         methods = args.method
