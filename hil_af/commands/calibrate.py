@@ -130,7 +130,7 @@ def _capture(args) -> int:
     summary = {"out": str(args.out), "scenes": args.scenes, "done": sorted(man["done"])}
     if args.json:
         emit_json(summary, args.json)
-    else:
+    if args.json != "-":
         print(f"{plural(len(man['done']), 'sweep')} in {args.out}")
     return 0
 
@@ -178,7 +178,7 @@ def _fit(args) -> int:
                    "borrowed_cells": n_borrowed, "global_fit": gf,
                    "cells": [{k: c[k] for k in ("row", "col", "dcc_units_per_px", "offset_px", "residual_rms_px", "n_points", "r2", "borrowed")}
                              for c in cal["cells"]]}, args.json)
-    else:
+    if args.json != "-":
         print(f"wrote {path}: {cal['kind']} {cal['grid'][0]}x{cal['grid'][1]} from {plural(len(files), 'stack')} "
               f"({cal['stacks']['used']}/{cal['stacks']['measurements']} measurements used, {plural(n_borrowed, 'borrowed cell')}); "
               f"global DCC {gf['dcc_units_per_px']:.4g} {cal['lens_units']}/px, offset {gf['offset_px']:+.3f} px, "
@@ -213,7 +213,7 @@ def _report(args) -> int:
     files = write_report(cal, args.out, cal_path=str(args.calibration), samples=samples)
     if args.json:
         emit_json({"out": str(args.out), "files": [str(f) for f in files]}, args.json)
-    else:
+    if args.json != "-":
         print(f"wrote {plural(len(files), 'file')} into {args.out}: open {files[-1]}")
     return 0
 
@@ -265,7 +265,7 @@ def _flatfield(args) -> int:
     if args.json:
         emit_json({"path": str(path), "grid": list(grid), "sensor_hw": list(ff.sensor_hw), "origin": list(ff.origin),
                    "lr_ratio_min": m["lr_ratio_min"], "lr_ratio_max": m["lr_ratio_max"]}, args.json)
-    else:
+    if args.json != "-":
         print(f"wrote {path}: {grid[0]}x{grid[1]} knots; the raw left/right ratio spans "
               f"{m['lr_ratio_min']:.3f}..{m['lr_ratio_max']:.3f} over the field")
     return 0

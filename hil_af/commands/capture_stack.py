@@ -84,7 +84,7 @@ def run(args) -> int:
     }
     if args.json:
         emit_json(summary, args.json)
-    else:
+    if args.json != "-":
         H, W = stack.view_hw
         print(f"wrote {path}: {stack.n} slices of {W}x{H} {stack.left.dtype}, lens {lp[0]:g}..{lp[-1]:g} {units}, "
               f"{known}/{len(gt)} RoIs with ground truth ({stack.meta.get('gt_source')}), {elapsed:.1f} s")

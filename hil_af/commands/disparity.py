@@ -102,7 +102,7 @@ def run(args) -> int:
     if args.json:
         emit_json({"cells": cells, "method": args.method, "max_shift_px": max_shift,
                    "flatfield": args.flatfield, "frame": str(args.frame), "slice": args.slice}, args.json)
-    else:
+    if args.json != "-":
         which = f" slice {args.slice}" if args.slice is not None else ""
         print(f"{args.frame}{which}: {rows}x{cols} cells, method {args.method}, disparity px (confidence)")
         for r in range(rows):

@@ -121,11 +121,11 @@ def run(args) -> int:
     out = res.to_json(trace=args.trace)
     if args.json:
         emit_json(out, args.json)
-    else:
+    if args.json != "-":
         d = f", {res.dioptres:.3f} dpt" if res.dioptres is not None else ""
         extra = f" ({res.reason})" if res.reason else (f" via {res.fallback}" if res.fallback else "")
         print(f"{res.state.value}: position {res.position:g}{d}, {plural(res.captures, 'capture')}, {plural(res.moves, 'move')}, "
               f"{res.elapsed_s * 1000:.1f} ms, method {res.method}{extra}")
-    if res.state != AFState.FOCUSED and not args.json:
+    if res.state != AFState.FOCUSED and args.json != "-":
         print(f"hil-af focus: focus failed: {res.reason}", file=sys.stderr)
     return 0 if res.state == AFState.FOCUSED else 1
