@@ -41,6 +41,7 @@ class ServiceConfig:
     method: str = "pe2"
     mode: str = "single"
     calibration: str | None = None
+    global_calibration: str | None = None
     model_dir: str | None = None
     flatfield: str | None = None
     park: float | None = None
@@ -97,7 +98,7 @@ class AFService:
 
         c = self.config
         ctl = Controller(rig, method=c.method, calibration=c.calibration, model_dir=c.model_dir,
-                         flatfield=c.flatfield)
+                         flatfield=c.flatfield, global_calibration=c.global_calibration)
         ctl.set_mode(c.mode)
         self._preload(ctl, c.method)
         return ctl
