@@ -76,7 +76,8 @@ def add_arguments(p) -> None:
     p.add_argument("--grid", default="3x4", metavar="RxC", help="cells as RxC (default 3x4)")
     p.add_argument("--method", default="xcorr", choices=METHODS, help="estimator (default xcorr)")
     p.add_argument("--max-shift", type=float, default=None, metavar="PX",
-                   help=f"largest |disparity| searched, px (default {DEFAULT_MAX_SHIFT:g}, at most a quarter of the cell width)")
+                   help=f"largest |disparity| searched, px (default {DEFAULT_MAX_SHIFT:g}, or a quarter of the cell width "
+                        "when that is less; at most half the cell width)")
     p.add_argument("--flatfield", metavar="FLAT.npz", help="flat-field gain map applied first (hil-af calibrate flatfield)")
     add_json_option(p)
 
