@@ -83,3 +83,16 @@ def test_calibrate_fit_thresholds_out_of_range(argv, option, tiny_stack, tmp_pat
     assert main(["calibrate", "fit", "--stacks", str(tiny_stack), "--out", str(tmp_path / "c.json"), *argv]) == 2
     _one_line_naming(capsys, option)
     assert not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["capture-stack", SIM, "--out", "{out}/s.npz"],
+    ["calibrate", "capture", SIM, "--out", "{out}/sweeps", "--scenes", "1"],
+])
+def test_more_slices_than_a_stack_file_may_hold_is_refused_before_capturing(argv, tmp_path, capsys):
+    # hil_af.stackcheck.MAX_SLICES = 1024: every reader refuses a stack of 1025 slices, so capturing one
+    # (minutes of sweeping, GBs of frames) can only end in a file the project cannot read back
+    argv = [a.format(out=tmp_path) for a in argv]
+    assert main([*argv, "--slices", "1025", "--clock", "sim", "--no-progress"]) == 2
+    assert "1024" in _one_line_naming(capsys, "--slices")
+    assert list(tmp_path.iterdir()) == []

@@ -118,11 +118,10 @@ def _capture(args) -> int:
     from ..clock import SimClock
     from ..drivers.registry import open_rig
     from ..frames import grid_rois
-    from .capture_stack import parse_rois_spec
+    from .capture_stack import check_slices, parse_rois_spec
 
     rows, cols = parse_rois_spec(args.rois)
-    if args.slices is not None and args.slices < 2:
-        raise BadInput(f"--slices must be >= 2, got {args.slices}")
+    check_slices(args.slices)
     clock = SimClock() if args.clock == "sim" else None
     with open_rig(args.rig, lens=args.lens, clock=clock) as rig:
         man = capture_sweeps(rig, args.out, args.scenes, n_slices=args.slices, rois=lambda hw: grid_rois(hw, rows, cols),
