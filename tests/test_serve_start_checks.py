@@ -1,6 +1,7 @@
-"""``hil-af serve --calibration`` sorts the file by the kind it records, as focus and eval do
-(docs/cli.md "Methods": a global one serves pdaf-global, a per-position one pdaf and hybrid).
+"""What ``hil-af serve`` checks when it starts.
 
+``--calibration`` is sorted by the kind the file records, as focus and eval do
+(docs/cli.md "Methods": a global one serves pdaf-global, a per-position one pdaf and hybrid).
 Before, serve handed any --calibration to the controller as the per-position one: a global file
 was used by ``pdaf`` and ignored by ``pdaf-global``, so on a rig profile without a [calibration]
 table ``serve RIG --calibration CALG.json --method pdaf-global`` exited 2 asking for
@@ -8,6 +9,8 @@ table ``serve RIG --calibration CALG.json --method pdaf-global`` exited 2 asking
 """
 
 from __future__ import annotations
+
+import pytest
 
 from _daemon_util import REPO, DaemonProcess
 from hil_af.clock import SimClock
@@ -31,3 +34,14 @@ def test_a_global_file_given_as_calibration_serves_pdaf_global():
         # a calibration of another camera: the answer only has to be a focus, not the best one
         assert f["state"] == "Focused" and abs(f["position"] - truth) <= 6 * spacing, (f, truth)
         assert d.terminate() == 0, d.stderr()
+
+
+@pytest.mark.parametrize("park", ["5000", "-1", "nan"])
+def test_a_park_position_outside_the_lens_range_is_refused_at_start(park):
+    # the sim VCM takes codes 0..1023.  Before, the daemon served, and only on SIGTERM
+    # failed to park ("parking the lens failed ...", exit 1), possibly hours later
+    with DaemonProcess("sim://?seed=1", "--park", park, method="cdaf") as d:
+        assert d.proc.wait(30) == 2, d.stderr()
+        err = d.stderr()
+        assert err.startswith("hil-af serve: error: --park") and "[0, 1023]" in err and err.count("\n") == 1, err
+        assert "READY=1" not in d.notify.lines()
