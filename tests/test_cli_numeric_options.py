@@ -5,6 +5,7 @@ checks `eval --start-stride 0` died in a traceback (range() step 0), `--start-st
 "no samples to score", `focus --max-steps 0` and `--time-budget -1` ran a cycle that ended
 Failed (exit 1, "step limit reached (0 captures)"), `--threads -2` was silently taken as 1,
 and `calibrate fit --min-confidence nan` blamed the stacks for having "only 0 measurements".
+Also here: `--slices` above what a stack file may hold, and `eval` without stacks.
 """
 
 from __future__ import annotations
@@ -96,3 +97,12 @@ def test_more_slices_than_a_stack_file_may_hold_is_refused_before_capturing(argv
     assert main([*argv, "--slices", "1025", "--clock", "sim", "--no-progress"]) == 2
     assert "1024" in _one_line_naming(capsys, "--slices")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stacks", ["missing", "empty"])
+def test_eval_without_stacks_is_one_error_line_and_no_skipped_lines(stacks, tmp_path, capsys):
+    # without --method eval lists the methods it skips; before, those lines came first and the
+    # error about --stacks fourth, though docs/cli.md says an error is one line on stderr
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", "--stacks", str(tmp_path / stacks)]) == 2
+    assert "skipped" not in _one_line_naming(capsys, "--stacks")

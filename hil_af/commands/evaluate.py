@@ -81,6 +81,7 @@ def run(args) -> int:
     if args.start_stride < 1:
         raise BadInput(f"--start-stride must be >= 1 (every K-th start slice), got {args.start_stride}")
     check_controller_options(args)
+    files = stack_files(args.stacks)  # a missing or empty --stacks is one error line, before any "skipped" line
     resolve_calibrations(args)
     if args.method:
         methods = args.method
@@ -94,7 +95,7 @@ def run(args) -> int:
         for line in skipped:
             print(f"hil-af eval: skipped {line}", file=sys.stderr)
     result, secs = timed_evaluate(
-        stack_files(args.stacks), methods, calibration=args.calibration,
+        files, methods, calibration=args.calibration,
         global_calibration=args.global_calibration, zncc_calibration=args.zncc_calibration,
         model_dir=args.model, flatfield=args.flatfield,
         threads=args.threads, start_stride=args.start_stride, memoise=not args.no_memo,
