@@ -59,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:
-    """``--json`` prints one JSON object to stdout; ``--json PATH`` writes it to PATH."""
+    """``--json`` prints one JSON object to stdout; ``--json PATH`` writes it to PATH.
+
+    With ``--json PATH`` a command still prints its human-readable output (``args.json != "-"``);
+    with ``--json`` alone stdout holds the JSON object and nothing else.
+    """
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                         help="print one JSON object (or write it to PATH)")
 

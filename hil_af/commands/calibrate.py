@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import sys
@@ -117,11 +118,10 @@ def _capture(args) -> int:
     from ..clock import SimClock
     from ..drivers.registry import open_rig
     from ..frames import grid_rois
-    from .capture_stack import parse_rois_spec
+    from .capture_stack import check_slices, parse_rois_spec
 
     rows, cols = parse_rois_spec(args.rois)
-    if args.slices is not None and args.slices < 2:
-        raise BadInput(f"--slices must be >= 2, got {args.slices}")
+    check_slices(args.slices)
     clock = SimClock() if args.clock == "sim" else None
     with open_rig(args.rig, lens=args.lens, clock=clock) as rig:
         man = capture_sweeps(rig, args.out, args.scenes, n_slices=args.slices, rois=lambda hw: grid_rois(hw, rows, cols),
@@ -129,7 +129,7 @@ def _capture(args) -> int:
     summary = {"out": str(args.out), "scenes": args.scenes, "done": sorted(man["done"])}
     if args.json:
         emit_json(summary, args.json)
-    else:
+    if args.json != "-":
         print(f"{plural(len(man['done']), 'sweep')} in {args.out}")
     return 0
 
@@ -150,6 +150,10 @@ def _fit(args) -> int:
     max_shift = args.max_shift if args.max_shift is not None else F.DEFAULT_MAX_SHIFT
     if not max_shift >= 1:
         raise BadInput(f"--max-shift must be >= 1 px, got {max_shift}")
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
+        raise BadInput(f"--min-confidence must be in [0, 1] (a PDAF confidence), got {args.min_confidence}")
+    if args.disparity_limit is not None and not (math.isfinite(args.disparity_limit) and args.disparity_limit > 0):
+        raise BadInput(f"--disparity-limit must be a finite number of px > 0, got {args.disparity_limit}")
     files = F.stack_files(args.stacks)
     ff = ff_rec = None
     if args.flatfield:
@@ -173,7 +177,7 @@ def _fit(args) -> int:
                    "borrowed_cells": n_borrowed, "global_fit": gf,
                    "cells": [{k: c[k] for k in ("row", "col", "dcc_units_per_px", "offset_px", "residual_rms_px", "n_points", "r2", "borrowed")}
                              for c in cal["cells"]]}, args.json)
-    else:
+    if args.json != "-":
         print(f"wrote {path}: {cal['kind']} {cal['grid'][0]}x{cal['grid'][1]} from {plural(len(files), 'stack')} "
               f"({cal['stacks']['used']}/{cal['stacks']['measurements']} measurements used, {plural(n_borrowed, 'borrowed cell')}); "
               f"global DCC {gf['dcc_units_per_px']:.4g} {cal['lens_units']}/px, offset {gf['offset_px']:+.3f} px, "
@@ -208,7 +212,7 @@ def _report(args) -> int:
     files = write_report(cal, args.out, cal_path=str(args.calibration), samples=samples)
     if args.json:
         emit_json({"out": str(args.out), "files": [str(f) for f in files]}, args.json)
-    else:
+    if args.json != "-":
         print(f"wrote {plural(len(files), 'file')} into {args.out}: open {files[-1]}")
     return 0
 
@@ -260,7 +264,7 @@ def _flatfield(args) -> int:
     if args.json:
         emit_json({"path": str(path), "grid": list(grid), "sensor_hw": list(ff.sensor_hw), "origin": list(ff.origin),
                    "lr_ratio_min": m["lr_ratio_min"], "lr_ratio_max": m["lr_ratio_max"]}, args.json)
-    else:
+    if args.json != "-":
         print(f"wrote {path}: {grid[0]}x{grid[1]} knots; the raw left/right ratio spans "
               f"{m['lr_ratio_min']:.3f}..{m['lr_ratio_max']:.3f} over the field")
     return 0

@@ -85,7 +85,7 @@ def run(args) -> int:
     atomic_write_text(args.out, json.dumps(doc, indent=4) + "\n")
     if args.json:
         emit_json({"out": args.out, **fit.to_json()}, args.json)
-    else:
+    if args.json != "-":
         print(f"rpi.af map {fit.knots} (code = {fit.offset:.1f} + {fit.slope:.2f} x dioptres, "
               f"rms {fit.rms_codes:.2f} codes) -> {args.out}")
     return 0

@@ -51,7 +51,7 @@ def run(args) -> int:
                "lens_position": lp if math.isfinite(lp) else None, "black_level": black or 0}
     if args.json:
         emit_json(summary, args.json)
-    else:
+    if args.json != "-":
         where = f", lens at {lp:g}" if math.isfinite(lp) else ""
         print(f"wrote {path}: one {W}x{H} dual-pixel frame from {name}{where}")
     return 0

@@ -21,6 +21,16 @@ from ..progress import add_progress_option
 _GRID = re.compile(r"^grid:(\d+)x(\d+)$")
 
 
+def check_slices(n: int | None) -> None:
+    """``--slices``: None (the rig's AF slices) or 2..MAX_SLICES, the most a focal stack file may hold."""
+    from ..stackcheck import MAX_SLICES
+
+    if n is not None and n < 2:
+        raise BadInput(f"--slices must be >= 2, got {n}")
+    if n is not None and n > MAX_SLICES:
+        raise BadInput(f"--slices must be <= {MAX_SLICES} (the most slices a focal stack file may hold), got {n}")
+
+
 def parse_rois_spec(spec: str) -> tuple[int, int]:
     """``grid:RxC`` -> (R, C); BadInput for anything else."""
     m = _GRID.match(spec.strip().lower())
@@ -54,8 +64,7 @@ def run(args) -> int:
     from ..stacks import save_stack
 
     rows, cols = parse_rois_spec(args.rois)
-    if args.slices is not None and args.slices < 2:
-        raise BadInput(f"--slices must be >= 2, got {args.slices}")
+    check_slices(args.slices)
     t0 = time.monotonic()
     clock = SimClock() if args.clock == "sim" else None
     with open_rig(args.rig, lens=args.lens, clock=clock) as rig:
@@ -84,7 +93,7 @@ def run(args) -> int:
     }
     if args.json:
         emit_json(summary, args.json)
-    else:
+    if args.json != "-":
         H, W = stack.view_hw
         print(f"wrote {path}: {stack.n} slices of {W}x{H} {stack.left.dtype}, lens {lp[0]:g}..{lp[-1]:g} {units}, "
               f"{known}/{len(gt)} RoIs with ground truth ({stack.meta.get('gt_source')}), {elapsed:.1f} s")

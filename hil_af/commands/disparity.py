@@ -76,7 +76,8 @@ def add_arguments(p) -> None:
     p.add_argument("--grid", default="3x4", metavar="RxC", help="cells as RxC (default 3x4)")
     p.add_argument("--method", default="xcorr", choices=METHODS, help="estimator (default xcorr)")
     p.add_argument("--max-shift", type=float, default=None, metavar="PX",
-                   help=f"largest |disparity| searched, px (default {DEFAULT_MAX_SHIFT:g}, at most a quarter of the cell width)")
+                   help=f"largest |disparity| searched, px (default {DEFAULT_MAX_SHIFT:g}, or a quarter of the cell width "
+                        "when that is less; at most half the cell width)")
     p.add_argument("--flatfield", metavar="FLAT.npz", help="flat-field gain map applied first (hil-af calibrate flatfield)")
     add_json_option(p)
 
@@ -102,7 +103,7 @@ def run(args) -> int:
     if args.json:
         emit_json({"cells": cells, "method": args.method, "max_shift_px": max_shift,
                    "flatfield": args.flatfield, "frame": str(args.frame), "slice": args.slice}, args.json)
-    else:
+    if args.json != "-":
         which = f" slice {args.slice}" if args.slice is not None else ""
         print(f"{args.frame}{which}: {rows}x{cols} cells, method {args.method}, disparity px (confidence)")
         for r in range(rows):

@@ -320,7 +320,7 @@ def run(args) -> int:
     warns = sum(c.status == "WARN" for c in checks)
     if args.json:
         emit_json({"ok": fails == 0, "fails": fails, "warns": warns, "checks": [asdict(c) for c in checks]}, args.json)
-    else:
+    if args.json != "-":
         width = max(len(c.name) for c in checks)
         for c in checks:
             print(f"{c.status:<4}  {c.name:<{width}}  {c.detail}")

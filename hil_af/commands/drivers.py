@@ -14,7 +14,7 @@ def run(args) -> int:
     table = schemes()
     if args.json:
         emit_json({"schemes": table}, args.json)
-    else:
+    if args.json != "-":
         width = max(len(s) for s in table)
         for s, d in table.items():
             print(f"{s + '://':<{width + 3}}  {d}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..cli import emit_json
 from ..controller.methods import METHODS
 from ..progress import add_progress_option
-from .focus import add_controller_options
+from .focus import add_controller_options, check_controller_options
 
 
 def add_arguments(p) -> None:
@@ -78,6 +78,10 @@ def run(args) -> int:
     from ..evaluation import format_table, stack_files, timed_evaluate
     from .focus import resolve_calibrations
 
+    if args.start_stride < 1:
+        raise BadInput(f"--start-stride must be >= 1 (every K-th start slice), got {args.start_stride}")
+    check_controller_options(args)
+    files = stack_files(args.stacks)  # a missing or empty --stacks is one error line, before any "skipped" line
     resolve_calibrations(args)
     if args.method:
         methods = args.method
@@ -91,7 +95,7 @@ def run(args) -> int:
         for line in skipped:
             print(f"hil-af eval: skipped {line}", file=sys.stderr)
     result, secs = timed_evaluate(
-        stack_files(args.stacks), methods, calibration=args.calibration,
+        files, methods, calibration=args.calibration,
         global_calibration=args.global_calibration, zncc_calibration=args.zncc_calibration,
         model_dir=args.model, flatfield=args.flatfield,
         threads=args.threads, start_stride=args.start_stride, memoise=not args.no_memo,

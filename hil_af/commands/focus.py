@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 from ..cli import add_json_option, emit_json
@@ -40,6 +41,12 @@ def add_controller_options(p) -> None:
     p.add_argument("--flatfield", metavar="FLAT.npz", help="flat-field gain map applied before PDAF")
     p.add_argument("--model", metavar="MODEL_DIR", help="ONNX model directory (default: the shipped models/)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+
+
+def check_controller_options(args) -> None:
+    """Refuse what ``add_controller_options`` parsed but cannot mean anything (BadInput, exit 2)."""
+    if args.threads < 1:
+        raise BadInput(f"--threads must be >= 1, got {args.threads}")
 
 
 def resolve_calibrations(args) -> None:
@@ -90,6 +97,11 @@ def run(args) -> int:
     from ..drivers.registry import open_rig
 
     rois = [parse_roi(r) for r in args.roi] if args.roi else None
+    check_controller_options(args)
+    if args.max_steps < 1:
+        raise BadInput(f"--max-steps must be >= 1, got {args.max_steps}")
+    if not (math.isfinite(args.time_budget) and args.time_budget > 0):
+        raise BadInput(f"--time-budget must be a finite number of seconds > 0, got {args.time_budget}")
     resolve_calibrations(args)
     weights = None
     if args.weights:
@@ -109,11 +121,11 @@ def run(args) -> int:
     out = res.to_json(trace=args.trace)
     if args.json:
         emit_json(out, args.json)
-    else:
+    if args.json != "-":
         d = f", {res.dioptres:.3f} dpt" if res.dioptres is not None else ""
         extra = f" ({res.reason})" if res.reason else (f" via {res.fallback}" if res.fallback else "")
         print(f"{res.state.value}: position {res.position:g}{d}, {plural(res.captures, 'capture')}, {plural(res.moves, 'move')}, "
               f"{res.elapsed_s * 1000:.1f} ms, method {res.method}{extra}")
-    if res.state != AFState.FOCUSED and not args.json:
+    if res.state != AFState.FOCUSED and args.json != "-":
         print(f"hil-af focus: focus failed: {res.reason}", file=sys.stderr)
     return 0 if res.state == AFState.FOCUSED else 1

@@ -41,7 +41,7 @@ def run(args) -> int:
     res = import_tree(args.root, args.out, cfg, split=args.split, resume=args.resume)
     if args.json:
         emit_json({k: [str(p) for p in v] for k, v in res.items()}, args.json)
-    else:
+    if args.json != "-":
         kept = f" (kept {len(res['kept'])} already there)" if res["kept"] else ""
         print(f"wrote {plural(len(res['written']), 'focal stack')} to {args.out}{kept}")
     return 0

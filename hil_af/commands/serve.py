@@ -22,7 +22,9 @@ def add_arguments(p) -> None:
     p.add_argument("--method", choices=METHODS, default="pe2", help="default AF method (default: pe2)")
     p.add_argument("--mode", choices=MODES, default="single",
                    help="AF mode at start: single (focus on request), continuous, manual (default: single)")
-    p.add_argument("--calibration", metavar="CAL.json", default=None, help="per-position calibration for pdaf")
+    p.add_argument("--calibration", metavar="CAL.json", default=None,
+                   help="PDAF calibration from hil-af calibrate fit: a per-position one serves pdaf and hybrid, "
+                        "one fitted with --global serves pdaf-global (the file says which it is)")
     p.add_argument("--flatfield", metavar="FLAT.npz", default=None, help="flat field applied before PDAF")
     p.add_argument("--model", metavar="DIR", default=None, help="model directory (default: the shipped models/)")
     p.add_argument("--park", type=float, default=None, metavar="POS",
@@ -51,10 +53,14 @@ def run(args) -> int:
     if not (1 <= args.max_clients <= 1024) or not all(math.isfinite(v) and v > 0 for v in
                                                        (args.tick, args.hang_timeout, args.idle_timeout)):
         raise BadInput("--max-clients must be in 1..1024; --tick, --hang-timeout and --idle-timeout finite and > 0")
+    from .focus import resolve_calibrations
+
+    resolve_calibrations(args)  # a global file given as --calibration serves pdaf-global, as in focus and eval
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(levelname)s %(name)s: %(message)s")
     cfg = ServiceConfig(rig=args.rig, lens=args.lens, method=args.method, mode=args.mode,
-                        calibration=args.calibration, model_dir=args.model, flatfield=args.flatfield,
+                        calibration=args.calibration, global_calibration=getattr(args, "global_calibration", None),
+                        model_dir=args.model, flatfield=args.flatfield,
                         park=args.park)
     clock = None
     if args.clock == "sim":

@@ -124,7 +124,7 @@ def run(args) -> int:
                "two_step_before": val.get("two_step_before"), "kept": val.get("kept"), "timing_s": card["timing_s"]}
     if args.json is not None:
         emit_json(summary, args.json)
-    else:
+    if args.json != "-":
         print(summary_line(card, args.out))
     return 0
 

@@ -41,6 +41,7 @@ class ServiceConfig:
     method: str = "pe2"
     mode: str = "single"
     calibration: str | None = None
+    global_calibration: str | None = None
     model_dir: str | None = None
     flatfield: str | None = None
     park: float | None = None
@@ -96,8 +97,12 @@ class AFService:
         from ..controller.core import Controller
 
         c = self.config
+        if c.park is not None:  # checked at start (exit 2), not first met when stopping
+            lo, hi = rig.lens.range
+            if not lo <= c.park <= hi:
+                raise BadInput(f"--park {c.park:g} is outside the lens range [{lo:g}, {hi:g}] (native units)")
         ctl = Controller(rig, method=c.method, calibration=c.calibration, model_dir=c.model_dir,
-                         flatfield=c.flatfield)
+                         flatfield=c.flatfield, global_calibration=c.global_calibration)
         ctl.set_mode(c.mode)
         self._preload(ctl, c.method)
         return ctl

@@ -6,7 +6,7 @@ URL grammar::
           &fault_stall=P&fault_frame=KIND&fault_p=P
 
 seed         int, default 0: scene, noise and fault generators (deterministic).
-scene        cards (default) | chart | white | flat-centre | dark (hil_af.sim.scene.SCENES).
+scene        cards (default) | chart | white | flat-centre | dark | natural (hil_af.sim.scene.SCENES).
 profile      rig profile name or TOML path (hil_af.profiles.load_profile); its
              [sim] table holds the parameters (hil_af.sim.params.SimParams),
              a [sim_family] table makes each seed a different camera (hil_af.sim.family),
