@@ -76,10 +76,11 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # test_calib_units: in_focus_positions, measure_stacks' columns and refusals, predict_patches with a
     # flat field and one_shot_errors on hand-made stacks (seconds); test_calib_units2: the predictor's second
     # look (windows, search, flat field), its defaults and messages, track_consensus' rules (seconds);
+    # test_calib_fit_units: every CAL.json key of fit_calibration on exact lines (seconds);
     # test_calib_sim's statistical sim check is not listed
     "calibration": (["hil_af/calibration/fit.py", "hil_af/calibration/predict.py"],
-                    ["tests/test_calib_units.py", "tests/test_calib_units2.py", "tests/test_calib_fit.py",
-                     "tests/test_protocol_regressions.py"]),
+                    ["tests/test_calib_units.py", "tests/test_calib_units2.py", "tests/test_calib_fit_units.py",
+                     "tests/test_calib_fit.py", "tests/test_protocol_regressions.py"]),
     "model": (["hil_af/model/encoding.py", "hil_af/model/dataset.py", "hil_af/model/train.py"],
               ["tests/test_model_encoding.py", "tests/test_model_train.py", "tests/test_protocol_regressions.py"]),
 }

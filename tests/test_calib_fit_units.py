@@ -1,0 +1,149 @@
+"""fit_calibration on hand-made samples that lie exactly on known lines: every key of the CAL.json
+object, the point selection (confidence floor, disparity limit, unknown defocus), the per-cell
+rules (enough points, enough spread, the global fit's sign, inliers) and borrowing, all worked out
+by hand from the rules in hil_af/calibration/fit.py (seconds)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from hil_af.calibration.fit import Samples, fit_calibration
+from hil_af.calibration.store import MODEL_TEXT
+from hil_af.errors import BadInput
+
+SENSOR = (240, 320)
+A = (-0.02, 0.5)  # gain px/unit, offset px
+B = (-0.01, -0.3)
+
+
+def _samples(parts, spacing=10.0):
+    """Samples from (cx, defocus list, disparity list or (g, o), confidence) parts; each part is one
+    track (its own RoI number, stack 0); every point at cy = 120."""
+    cols = {k: [] for k in ("roi", "cx", "x", "d", "c")}
+    for r, (cx, xs, d, c) in enumerate(parts):
+        xs = np.asarray(xs, np.float64)
+        d = d[0] * xs + d[1] if isinstance(d, tuple) else np.asarray(d, np.float64)
+        for k, v in (("roi", np.full(xs.size, r)), ("cx", np.full(xs.size, float(cx))), ("x", xs), ("d", d),
+                     ("c", np.full(xs.size, float(c)))):
+            cols[k].append(v)
+    a = {k: np.concatenate(v) for k, v in cols.items()}
+    N = a["x"].size
+    return Samples(stack=np.zeros(N, np.int64), roi=a["roi"].astype(np.int64), cx=a["cx"], cy=np.full(N, 120.0),
+                   lens_position=a["x"] + 500, defocus=a["x"], disparity=a["d"], confidence=a["c"], sensor_hw=SENSOR,
+                   slice_spacing=spacing, lens_units="vcm_code", files=["/data/sweeps/a.npz", "/data/sweeps/b.npz"])
+
+
+X1 = np.linspace(-60, 60, 13)  # 13 points over 120 units (12 slices of 10)
+X2 = np.linspace(-55, 65, 13)
+
+
+def _three_cell_samples():
+    """1 x 3 grid (cells 106.67 px wide): lines A in cell 0 and B in cell 2 (two tracks each, 26 points);
+    cell 1 only low-confidence junk; one point beyond the 2.04 px limit (cell 0), one of unknown defocus (cell 2)."""
+    return _samples([(50, X1, A, 0.9), (60, X2, A, 0.6),
+                     (50, [10.0], [3.0], 1.0),                          # |d| 3 > 2.04 px: not used
+                     (160, np.arange(10.0), 0.03 * np.arange(10.0), 0.1),  # confidence 0.1 < 0.2: not used
+                     (270, X1, B, 0.8), (260, X2, B, 0.7),
+                     (270, [np.nan], [0.0], 1.0)])                      # unknown defocus: not used
+
+
+def test_fit_calibration_writes_every_key_from_exact_lines():
+    s = _three_cell_samples()
+    ff = {"path": "flat.npz", "sha256": "ab" * 32}
+    cal = fit_calibration(s, (1, 3), method="zncc", refine="parabola", flatfield=ff, stacks_dir="sweeps")
+    assert cal["format"] == "hil-af-calibration" and cal["version"] == 1 and cal["kind"] == "per-position"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", cal["created_utc"])
+    assert cal["lens_units"] == "vcm_code" and cal["sensor_hw"] == [240, 320] and cal["grid"] == [1, 3]
+    assert cal["model"] == MODEL_TEXT
+    assert cal["estimator"] == {"method": "zncc", "max_shift_px": 12.0, "refine": "parabola", "min_confidence": 0.2}
+    assert cal["slice_spacing"] == 10.0 and cal["disparity_limit_px"] == 2.04  # 0.17 x 12
+    assert cal["flatfield"] == ff
+    assert cal["stacks"] == {"dir": "sweeps", "count": 2, "files": ["a.npz", "b.npz"], "measurements": 64, "used": 52}
+    c0, c1, c2 = cal["cells"]
+    bounds = [(0.0, 106.667), (106.667, 213.333), (213.333, 320.0)]
+    for i, (c, (x0, x1)) in enumerate(zip(cal["cells"], bounds)):
+        assert (c["row"], c["col"], c["y0"], c["y1"], c["x0"], c["x1"]) == (0, i, 0.0, 240.0, x0, x1)
+    for c, (g, o) in ((c0, A), (c2, B)):
+        assert (c["gain_px_per_unit"], c["offset_px"]) == (g, o)
+        assert c["dcc_units_per_px"] == 1 / g and c["gain_px_per_slice"] == pytest.approx(10 * g, abs=1e-12)
+        assert c["residual_rms_px"] == pytest.approx(0, abs=1e-9) and c["r2"] == 1.0
+        assert (c["n_points"], c["n_total"], c["inlier_fraction"]) == (26, 26, 1.0)
+        assert not c["borrowed"] and c["borrowed_from"] == []
+    # cell 1 has no usable point: the mean of its two nearest cells (both one cell away)
+    assert c1["borrowed"] and c1["borrowed_from"] == [[0, 0], [0, 2]] and c1["n_points"] == 0
+    assert c1["gain_px_per_unit"] == -0.015 and c1["offset_px"] == pytest.approx(0.1, abs=1e-12)
+    assert c1["dcc_units_per_px"] == -66.6667 and c1["gain_px_per_slice"] == pytest.approx(-0.15, abs=1e-12)
+    assert "n_total" not in c1 and c1["r2"] == 1.0
+    assert cal["global_fit"]["gain_px_per_unit"] < 0 and cal["global_fit"]["n_total"] == 52
+    # every point is in the plot subsample (fewer than 150 per cell), cell by cell, rounded
+    order = np.concatenate([np.flatnonzero(s.cx < 106.667), np.flatnonzero((s.cx > 106.667) & (s.cx < 213.333)),
+                            np.flatnonzero(s.cx > 213.333)])
+    sm = cal["samples"]
+    assert sm["cell"] == [0] * 27 + [1] * 10 + [2] * 27
+    np.testing.assert_array_equal(sm["defocus"], np.round(s.defocus[order], 3))
+    np.testing.assert_array_equal(sm["disparity_px"], np.round(s.disparity[order], 4))
+    np.testing.assert_array_equal(sm["confidence"], np.round(s.confidence[order], 3))
+
+
+def test_fit_calibration_controller_block_is_read_from_the_fitted_cells():
+    """predicted defocus (d - o) / g with each point's cell; ``near``: used or below the confidence
+    floor, known defocus, |g x defocus| <= 2.04 px."""
+    from hil_af.calibration.thresholds import controller_thresholds
+
+    s = _three_cell_samples()
+    cal = fit_calibration(s, (1, 3))
+    col = np.floor(s.cx / (320 / 3)).astype(int)
+    g = np.array([-0.02, -0.015, -0.01])[col]
+    o = np.array([0.5, 0.1, -0.3])[col]
+    rows = (s.confidence < 0.2) | ((np.abs(s.disparity) <= 2.04) & np.isfinite(s.defocus))
+    near = rows & np.isfinite(s.defocus) & (np.abs(g * s.defocus) <= 2.04)
+    assert near.sum() == 52 + 10  # every used point and the junk (|g x defocus| <= 1.3 px on A and B, 0.135 on the junk)
+    assert cal["controller"] == controller_thresholds(s.defocus, (s.disparity - o) / g, s.confidence, near, 10.0)
+
+
+def test_fit_calibration_cell_rules():
+    """1 x 5 grid (64 px cells).  Col 0: line A.  Col 1: a rising line (the global fit falls): refused.
+    Col 2: spread 30 < 4 spacings: refused.  Col 3: spread exactly 40: fitted.  Col 4: 20 points, 2 of
+    them 1 px off the line, so 18 inliers < 20: refused.  Refused cells borrow from the nearest fitted ones."""
+    x40 = np.linspace(0, 40, 13)
+    x30 = np.linspace(0, 30, 13)
+    x18 = np.linspace(-60, 60, 18)
+    d4 = np.concatenate([A[0] * x18 + A[1], A[0] * np.array([-20.0, 0.0]) + A[1] + 1.0])
+    s = _samples([(30, X1, A, 0.9), (40, X2, A, 0.9), (100, X1, (0.02, 0.0), 0.9), (110, X2, (0.02, 0.0), 0.9),
+                  (150, x30, A, 0.9), (160, x30, A, 0.9), (220, x40, A, 0.9), (230, x40, A, 0.9),
+                  (290, np.concatenate([x18, [-20.0, 0.0]]), d4, 0.9)])
+    cal = fit_calibration(s, (1, 5))
+    assert cal["global_fit"]["gain_px_per_unit"] < 0
+    cells = cal["cells"]
+    assert [c["borrowed"] for c in cells] == [False, True, True, False, True]
+    assert [c["borrowed_from"] for c in cells] == [[], [[0, 0]], [[0, 3]], [], [[0, 3]]]
+    assert [c["n_points"] for c in cells] == [26, 0, 0, 26, 0]
+    assert all((c["gain_px_per_unit"], c["offset_px"]) == A for c in cells)
+    # with min_points 18, col 4's 18 inliers are enough; a global fit is the one line
+    cal = fit_calibration(s, (1, 5), min_points=18)
+    assert [c["borrowed"] for c in cal["cells"]] == [False, True, True, False, False]
+    assert cal["cells"][4]["n_points"] == 18 and cal["cells"][4]["n_total"] == 20
+
+
+def test_fit_calibration_global_kind_and_refusals():
+    s = _samples([(50, X1, A, 0.9), (60, X2, A, 0.6), (270, X1, A, 0.8)])
+    g = fit_calibration(s, (3, 4), global_fit=True, max_shift=20, disparity_limit=1.05)
+    assert g["kind"] == "global" and g["grid"] == [1, 1] and len(g["cells"]) == 1
+    assert g["disparity_limit_px"] == 1.05 and g["estimator"]["max_shift_px"] == 20.0
+    c = g["cells"][0]
+    assert (c["gain_px_per_unit"], c["offset_px"], c["x1"], c["y1"]) == (A[0], A[1], 320.0, 240.0)
+    assert c["n_points"] == g["stacks"]["used"] == 28  # |d| <= 1.05 on line A: defocus >= -27.5 (9 of X1, 10 of X2, 9)
+    with pytest.raises(BadInput, match=r"^grid must be at least 1x1, got \(0, 2\)$"):
+        fit_calibration(s, (0, 2))
+    with pytest.raises(BadInput, match=r"^only 2 measurements with confidence >= 0\.95 and \|disparity\| <= 2\.04 px: "
+                                       r"the stacks lack texture or in-focus labels$"):
+        fit_calibration(_samples([(50, [0.0, 10.0], A, 1.0), (50, [20.0], A, 0.9)]), (1, 1), min_confidence=0.95)
+    flat = _samples([(50, X1, (0.0, 0.3), 0.9), (60, X2, (0.0, 0.3), 0.9)])
+    with pytest.raises(BadInput, match="^the disparity does not change with defocus in these stacks: cannot calibrate$"):
+        fit_calibration(flat, (1, 1))
+    with pytest.raises(BadInput, match=r"^no cell of the 1x3 grid has 30 usable measurements: use a coarser --grid "
+                                       "or more stacks$"):
+        fit_calibration(s, (1, 3), min_points=30)
