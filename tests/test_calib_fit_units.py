@@ -217,11 +217,11 @@ def test_fit_calibration_weighs_points_by_confidence_and_defaults():
 
 def test_fit_calibration_edge_cases_that_still_fit():
     """Exactly 3 usable points (min_points 3) spread over 4 slices; a cell with exactly min_points
-    points; a gain of exactly 1 px/unit (slice spacing 0.1, |d| <= 1)."""
+    points; a fitted gain of exactly 1 px/unit (slice spacing 0.1, |d| <= 0.75) is a gain like any other."""
     three = _samples([(50, [0.0, 20.0, 40.0], A, 0.9)])
     assert fit_calibration(three, (1, 1), min_points=3)["cells"][0]["n_points"] == 3
     cal = fit_calibration(_samples([(50, X1, A, 0.9), (60, X2, A, 0.9)]), (1, 1), min_points=26)
     assert cal["cells"][0]["n_points"] == 26 and not cal["cells"][0]["borrowed"]
-    x = np.linspace(-1, 1, 21)
-    one = fit_calibration(_samples([(50, x, (1.0, 0.0), 0.9)], spacing=0.1), (1, 1))
+    x = np.arange(-12, 13) / 16.0  # multiples of 1/16 with weights 1: every sum of the fit is exact
+    one = fit_calibration(_samples([(50, x, (1.0, 0.0), 1.0)], spacing=0.1), (1, 1))
     assert one["cells"][0]["gain_px_per_unit"] == 1.0 and one["cells"][0]["dcc_units_per_px"] == 1.0
