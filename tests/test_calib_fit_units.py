@@ -225,3 +225,25 @@ def test_fit_calibration_edge_cases_that_still_fit():
     x = np.arange(-12, 13) / 16.0  # multiples of 1/16 with weights 1: every sum of the fit is exact
     one = fit_calibration(_samples([(50, x, (1.0, 0.0), 1.0)], spacing=0.1), (1, 1))
     assert one["cells"][0]["gain_px_per_unit"] == 1.0 and one["cells"][0]["dcc_units_per_px"] == 1.0
+
+
+def test_robust_line_fit_quality_by_hand():
+    """y = 0.1 x + 0.5 + 0.1 e on x = 0..7, e = (+ - - + + - - +): e sums to 0 and is orthogonal to x,
+    and every |residual| is 0.1, so the biweights are equal and the fit is the line itself:
+    rms 0.1, r2 = 1 - 8 x 0.01 / (0.01 x 42 + 0.08) = 0.84.  A ninth point 1.5 px off (beyond
+    4.685 x 1.4826 x MAD 0.2 = 1.389 px) is rejected: n_points 8 of n_total 9, same line and quality."""
+    from hil_af.calibration.fit import robust_line
+
+    x = np.arange(8.0)
+    y = 0.1 * x + 0.5 + 0.1 * np.array([1, -1, -1, 1, 1, -1, -1, 1.0])
+    f = robust_line(x, y)
+    want = {"gain_px_per_unit": 0.1, "offset_px": 0.5, "residual_rms_px": 0.1, "n_points": 8, "r2": 0.84,
+            "n_total": 8, "inlier_fraction": 1.0}
+    assert f == pytest.approx(want, abs=1e-9)
+    f = robust_line(np.append(x, 3.5), np.append(y, 0.1 * 3.5 + 0.5 + 1.5), np.ones(9))
+    assert f == pytest.approx(dict(want, n_total=9, inlier_fraction=8 / 9), abs=1e-9)
+    # a spread below 1 unit is still a spread; weights <= 0 drop points; fewer than 3 points: None
+    assert robust_line(np.array([0, 0.25, 0.5]), np.array([1.0, 1.5, 2.0])) == pytest.approx(
+        {"gain_px_per_unit": 2.0, "offset_px": 1.0, "residual_rms_px": 0.0, "n_points": 3, "r2": 1.0, "n_total": 3,
+         "inlier_fraction": 1.0}, abs=1e-12)
+    assert robust_line(x[:4], y[:4], np.array([1.0, 0.0, -1.0, 1.0])) is None
