@@ -247,3 +247,19 @@ def test_robust_line_fit_quality_by_hand():
         {"gain_px_per_unit": 2.0, "offset_px": 1.0, "residual_rms_px": 0.0, "n_points": 3, "r2": 1.0, "n_total": 3,
          "inlier_fraction": 1.0}, abs=1e-12)
     assert robust_line(x[:4], y[:4], np.array([1.0, 0.0, -1.0, 1.0])) is None
+
+
+def test_robust_line_starts_from_theil_sen_so_a_45_percent_outlier_line_does_not_pull_it():
+    """45 % of the points lie on another line (0.002 x + 4.0, a RoI's other depth): started from the
+    median of pairwise slopes, the biweight IRLS ends on the true line (-0.02 x + 0.3); a least-squares
+    start sits between the two lines, where the MAD scale keeps both as inliers."""
+    from hil_af.calibration.fit import robust_line
+
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-300, 300, 200)
+    y = -0.02 * x + 0.3 + rng.normal(0, 0.03, 200)
+    out = rng.random(200) < 0.45
+    y[out] = 0.002 * x[out] + 4.0
+    f = robust_line(x, y)
+    assert f["gain_px_per_unit"] == pytest.approx(-0.02, rel=0.02) and f["offset_px"] == pytest.approx(0.3, abs=0.03)
+    assert f["n_points"] < 200 - 0.4 * out.sum()  # the other line is (mostly) rejected
