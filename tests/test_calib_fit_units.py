@@ -247,6 +247,8 @@ def test_robust_line_fit_quality_by_hand():
         {"gain_px_per_unit": 2.0, "offset_px": 1.0, "residual_rms_px": 0.0, "n_points": 3, "r2": 1.0, "n_total": 3,
          "inlier_fraction": 1.0}, abs=1e-12)
     assert robust_line(x[:4], y[:4], np.array([1.0, 0.0, -1.0, 1.0])) is None
+    flat = robust_line(x, np.full(8, 0.5))  # no variance in y: gain 0 and r2 0 (not 1)
+    assert (flat["gain_px_per_unit"], flat["offset_px"], flat["r2"]) == (0.0, 0.5, 0.0)
 
 
 def test_robust_line_starts_from_theil_sen_so_a_45_percent_outlier_line_does_not_pull_it():
