@@ -248,6 +248,11 @@ def test_robust_line_fit_quality_by_hand():
          "inlier_fraction": 1.0}, abs=1e-12)
     assert robust_line(x[:4], y[:4], np.array([1.0, 0.0, -1.0, 1.0])) is None
     flat = robust_line(x, np.full(8, 0.5))  # no variance in y: gain 0 and r2 0 (not 1)
+    # 3 points, one off the Theil-Sen line (slope: median of 0, 0.5, 1): MAD 0, so it is rejected and,
+    # with fewer than 3 points left, the iteration stops there: the line through the other two
+    f = robust_line(np.array([0.0, 1.0, 2.0]), np.array([0.0, 0.0, 1.0]))
+    assert f == pytest.approx({"gain_px_per_unit": 0.5, "offset_px": 0.0, "residual_rms_px": 0.0, "n_points": 2,
+                               "r2": 1.0, "n_total": 3, "inlier_fraction": 2 / 3}, abs=1e-12)
     assert (flat["gain_px_per_unit"], flat["offset_px"], flat["r2"]) == (0.0, 0.5, 0.0)
 
 
