@@ -74,9 +74,13 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "vcm": (["hil_af/drivers/vcm_chips.py", "hil_af/drivers/i2c_vcm.py"],
             ["tests/test_hw_i2c.py", "tests/test_chip_bytes.py"]),
     # test_calib_units: in_focus_positions, measure_stacks' columns and refusals, predict_patches with a
-    # flat field and one_shot_errors on hand-made stacks (seconds); test_calib_sim's statistical sim check is not listed
+    # flat field and one_shot_errors on hand-made stacks (seconds); test_calib_units2: the predictor's second
+    # look (windows, search, flat field), its defaults and messages, track_consensus' rules (seconds);
+    # test_calib_fit_units: every CAL.json key of fit_calibration on exact lines (seconds);
+    # test_calib_sim's statistical sim check is not listed
     "calibration": (["hil_af/calibration/fit.py", "hil_af/calibration/predict.py"],
-                    ["tests/test_calib_units.py", "tests/test_calib_fit.py", "tests/test_protocol_regressions.py"]),
+                    ["tests/test_calib_units.py", "tests/test_calib_units2.py", "tests/test_calib_fit_units.py",
+                     "tests/test_calib_fit.py", "tests/test_protocol_regressions.py"]),
     "model": (["hil_af/model/encoding.py", "hil_af/model/dataset.py", "hil_af/model/train.py"],
               ["tests/test_model_encoding.py", "tests/test_model_train.py", "tests/test_protocol_regressions.py"]),
 }
@@ -109,7 +113,9 @@ def mutmut_config(modules: list[str], tests: list[str], fast: bool = True) -> st
         'source_paths = ["hil_af"]\n'
         f"only_mutate = {q(modules)}\n"
         f"pytest_add_cli_args_test_selection = {q(tests)}\n"
-        f"pytest_add_cli_args = {q(['-p', 'no:cacheprovider', '-x', '-q'] + (['-m', 'not slow'] if fast else []))}\n"
+        # --tb=no --assert=plain: a killed mutant's failure report is not formatted (tracebacks and assertion
+        # diffs took ~15 s per killed calibration mutant under load, 0.3-0.5 s without; the exit code decides)
+        f"pytest_add_cli_args = {q(['-p', 'no:cacheprovider', '-x', '-q'] + (['-m', 'not slow'] if fast else []) + ['--tb=no', '--assert=plain'])}\n"
         f"also_copy = {q([c for c in COPY if c not in ('hil_af', 'tests', 'pyproject.toml')])}\n"
         "use_git_change_detection = false\n"
     )
