@@ -149,6 +149,10 @@ def run_group(group: str, budget_s: float, tests: list[str] | None = None, mutan
         write_config(dst, modules, tests, fast=group != "model")  # slow tests (training) only for the model
     t0 = time.monotonic()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(dst), os.environ.get("PYTHONPATH", "")) if p))
+    # one OpenMP thread: mutmut forks each mutant's test run from a process whose torch already started
+    # its OpenMP team (the stats pass); GNU OpenMP is not fork-safe, and a child's first parallel torch op
+    # waited forever at the team barrier (gdb: gomp_team_barrier_wait_end), scored as a CPU-time "timeout"
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     try:
         proc = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1", *(mutants or [])],
                               cwd=dst, env=env,
