@@ -120,3 +120,72 @@ def test_stacks_are_found_in_subfolders(tmp_path):
     (tmp_path / "rig" / "day1").mkdir(parents=True)
     make_stack(tmp_path / "rig" / "day1" / "deep.npz", n=3, gts=(1,), size=8)
     assert [p.name for p in find_stacks(tmp_path)] == ["deep.npz", "top.npz"]
+
+
+def test_batch_augments_only_when_asked_and_jitters_both_ways(tmp_path):
+    ps = load_patchset([make_stack(tmp_path / "a.npz", n=3, gts=(1,), size=8, seed=0)], EncodingConfig(size=8))
+    pairs = np.array([[0, 1]] * 200)
+    x0, y0 = ps.batch(pairs)
+    assert x0.dtype == np.float32 and y0.dtype == np.float32 and y0.tolist() == [1.0] * 200
+    x1, _ = ps.batch(pairs, np.random.default_rng(0))  # an rng alone: noise 0 and jitter 0 by default
+    np.testing.assert_array_equal(x1, x0)
+    xj, _ = ps.batch(pairs, np.random.default_rng(1), jitter=3)  # the RoI lies 8 px from every border
+    W, H = ps.sensor_hw[0, 1], ps.sensor_hw[0, 0]
+    dx = np.rint((xj[:, 2, 0, 0] - x0[:, 2, 0, 0]) * W / 2).astype(int)
+    dy = np.rint((xj[:, 3, 0, 0] - x0[:, 3, 0, 0]) * H / 2).astype(int)
+    assert set(dx.tolist()) == set(dy.tolist()) == set(range(-3, 4))  # every shift in [-3, 3], both ways
+
+
+def test_batch_jitter_is_clipped_at_the_view_borders_independently_in_x_and_y(tmp_path):
+    """Two 8 px RoIs on a 40 x 24 view; RoI 0 at (8, 8) may move to x in [0, 32] and y in [0, 16]."""
+    ps = load_patchset([make_stack(tmp_path / "a.npz", n=3, gts=(1, 2), size=8, seed=0)], EncodingConfig(size=8))
+    assert tuple(ps.views[0].shape[2:]) == (24, 40) and ps.crop[0].tolist() == [8, 8]
+    pairs = np.array([[0, 1]] * 300)
+    x0, _ = ps.batch(pairs)
+    W, H = ps.sensor_hw[0, 1], ps.sensor_hw[0, 0]
+    for jitter, lo_x, hi_x, lo_y, hi_y in ((10, -8, 10, -8, 8), (1, -1, 1, -1, 1)):
+        xj, _ = ps.batch(pairs, np.random.default_rng(jitter), jitter=jitter)
+        dx = np.rint((xj[:, 2, 0, 0] - x0[:, 2, 0, 0]) * W / 2).astype(int)
+        dy = np.rint((xj[:, 3, 0, 0] - x0[:, 3, 0, 0]) * H / 2).astype(int)
+        assert (dx.min(), dx.max(), dy.min(), dy.max()) == (lo_x, hi_x, lo_y, hi_y)
+        assert np.any(dx != dy)  # drawn apart for x and y
+        for b in range(0, 300, 37):  # the pixels moved with the RoI-PE
+            moved = np.array([[ps.crop[0, 0] + dx[b], ps.crop[0, 1] + dy[b], 8, 8]])
+            from hil_af.model.encoding import encode_frame_rois
+
+            st_l, st_r = ps.views[0][1, 0].astype(np.float32), ps.views[0][1, 1].astype(np.float32)
+            ref = encode_frame_rois(st_l, st_r, moved, (0, 0), (H, W), 1, 3, ps.cfg)[0]
+            np.testing.assert_allclose(xj[b], ref, atol=1e-5)
+    # no rng: no augmentation, whatever noise and jitter say (the inference encoding)
+    np.testing.assert_array_equal(ps.batch(pairs[:5], None, noise=0.5, jitter=3)[0], x0[:5])
+
+
+def test_batch_noise_has_one_uniform_std_per_sample_for_both_views(tmp_path):
+    ps = load_patchset([make_stack(tmp_path / "a.npz", n=3, gts=(1,), size=16, seed=0)], EncodingConfig(size=16))
+    pairs = np.array([[0, 1]] * 400)
+    x0, _ = ps.batch(pairs)
+    xn, _ = ps.batch(pairs, np.random.default_rng(7), noise=0.2)
+    np.testing.assert_array_equal(xn[:, 2:], x0[:, 2:])  # the PE planes untouched
+    sd = (xn[:, :2] - x0[:, :2]).std(axis=(2, 3))  # per sample and view
+    assert sd.max() <= 0.2 * 1.15 and sd.min() < 0.2 * 0.1  # std drawn from U(0, 0.2)
+    assert np.quantile(sd[:, 0], 0.25) == pytest.approx(0.05, abs=0.02)  # uniform: a quarter below 0.05
+    big = sd[:, 0] > 0.05
+    np.testing.assert_allclose(sd[big, 1] / sd[big, 0], 1.0, atol=0.3)  # the same std for both views
+    assert np.ptp(sd[:, 0]) > 0.1  # drawn per sample
+    xn1, _ = ps.batch(pairs[:50], np.random.default_rng(7), noise=0.5)
+    assert not np.allclose(xn1[:, :2], x0[:50, :2], atol=1e-3)  # noise 0.5 (< 1) is applied too
+
+
+def test_batch_uses_the_configs_eps_as_inference_does(tmp_path):
+    from hil_af.model.encoding import encode_frame_rois
+    from hil_af.stacks import load_stack
+
+    path = make_stack(tmp_path / "a.npz", n=3, gts=(1,), size=8, seed=0)
+    cfg = EncodingConfig(size=8, eps=0.5)
+    ps = load_patchset([path], cfg)
+    st = load_stack(path)
+    f = st.frame(2)
+    ref = encode_frame_rois(f.left, f.right, st.rois, st.origin, st.sensor_hw, 2, 3, cfg)
+    np.testing.assert_allclose(ps.batch(np.array([[0, 2]]))[0], ref, atol=2e-2)
+    plain = encode_frame_rois(f.left, f.right, st.rois, st.origin, st.sensor_hw, 2, 3, EncodingConfig(size=8))
+    assert np.abs(ref[:, :2] - plain[:, :2]).max() > 0.1
