@@ -189,3 +189,85 @@ def test_batch_uses_the_configs_eps_as_inference_does(tmp_path):
     np.testing.assert_allclose(ps.batch(np.array([[0, 2]]))[0], ref, atol=2e-2)
     plain = encode_frame_rois(f.left, f.right, st.rois, st.origin, st.sensor_hw, 2, 3, EncodingConfig(size=8))
     assert np.abs(ref[:, :2] - plain[:, :2]).max() > 0.1
+
+
+def _placed_stack(tmp_path, name, gts, n=3, origin=(4, 6), meta_extra=None):
+    """A synthetic stack moved to ``origin`` (y0, x0) of a larger sensor, with extra meta keys."""
+    import json
+
+    path = make_stack(tmp_path / f"{name}.npz", n=n, gts=gts, size=8, seed=len(name))
+    with np.load(path) as z:
+        d = dict(z)
+    H, W = d["left"].shape[1:]
+    d["origin"] = np.array(origin, np.int32)
+    d["sensor_hw"] = np.array([H + 10, W + 20], np.int32)
+    meta = json.loads(str(d["meta"]))
+    meta.update(meta_extra or {})
+    d["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **d)
+    return path
+
+
+def test_load_patchset_keeps_gt_from_slice_0_skips_stacks_without_gt_and_names_each_stack(tmp_path):
+    none = _placed_stack(tmp_path, "none", gts=(-1, -1))
+    a = _placed_stack(tmp_path, "a", gts=(0, -1, 2), meta_extra={"source": "sim", "scene": "s1", "rig": "r9", "x": 1})
+    b = _placed_stack(tmp_path, "b", gts=(1,), n=2)  # two slices: the shortest sweep
+    seen = []
+
+    def progress(it):
+        seen.append(list(it))
+        return seen[-1]
+
+    ps = load_patchset([none, a, b], EncodingConfig(size=8), progress=progress)
+    assert seen == [[none, a, b]]
+    assert ps.stacks == [str(a), str(b)] and ps.stack_id.tolist() == [0, 0, 1]
+    assert ps.gt.tolist() == [0, 2, 1] and ps.n_rows.tolist() == [3, 3, 2] and ps.n == 3
+    assert ps.stack_meta == [{"source": "sim", "scene": "s1", "rig": "r9"}, {}]
+    assert ps.views[0].dtype == np.float16 and ps.views[0].shape == (3, 2, 24, 3 * 16 + 8)
+    only_first = load_patchset([a, b], EncodingConfig(size=8), progress=lambda it: list(it)[:1])
+    assert only_first.stacks == [str(a)]  # the stacks are the ones the progress wrapper yields
+
+
+def test_load_patchset_refuses_a_one_slice_stack_and_sets_without_gt(tmp_path):
+    one = _placed_stack(tmp_path, "one", gts=(0,), n=1)
+    with pytest.raises(BadInput, match=r"one\.npz: a focal stack needs n >= 2 slices, got 1"):  # load_stack's check
+        load_patchset([one], EncodingConfig(size=8))
+    with pytest.raises(BadInput, match=r"^no RoI with a known ground truth"):
+        load_patchset([_placed_stack(tmp_path, "none", gts=(-1,))], EncodingConfig(size=8))
+
+
+def test_load_patchset_multiplies_the_views_by_the_flat_fields_gains_at_their_place(tmp_path):
+    from hil_af.calibration.flatfield import FlatField
+    from hil_af.stacks import load_stack
+
+    path = _placed_stack(tmp_path, "a", gts=(1,), origin=(4, 6))
+    st = load_stack(path)
+    H, W = st.sensor_hw
+    ff = FlatField(np.array([[1.0, 2.0]]), np.array([[1.5, 1.5]]), np.array([H / 2]), np.array([0.0, 100.0]), (H, W))
+    ps = load_patchset([path], EncodingConfig(size=8), flatfield=ff)
+    gain_x = 1.0 + (6 + np.arange(st.view_hw[1]) + 0.5) / 100.0  # 1 -> 2 over x = 0 .. 100, from x0 = 6
+    want_l = (st.left.astype(np.float32) - st.black_level) * gain_x[None, None, :]
+    want_r = (st.right.astype(np.float32) - st.black_level) * 1.5
+    np.testing.assert_allclose(ps.views[0][:, 0], want_l, rtol=2e-3)
+    np.testing.assert_allclose(ps.views[0][:, 1], want_r, rtol=2e-3)
+
+
+def test_batch_of_an_ablation_model_has_zero_pe_planes(tmp_path):
+    path = make_stack(tmp_path / "a.npz", n=3, gts=(1,), size=8, seed=0)
+    for roi_pe, lens_pe in ((False, False), (False, True), (True, False)):
+        ps = load_patchset([path], EncodingConfig(size=8, roi_pe=roi_pe, lens_pe=lens_pe))
+        x, _ = ps.batch(np.array([[0, 2], [0, 1]]))
+        assert np.all(x[:, 2:4] == 0) != roi_pe
+        assert np.all(x[:, 4] == 0) != lens_pe
+        if lens_pe:
+            assert x[0, 4, 0, 0] == 1.0 and x[1, 4, 0, 0] == 0.5
+
+
+def test_a_patchset_made_without_slice_counts_has_n_slices_per_row():
+    from hil_af.model.dataset import PatchSet
+
+    z = np.zeros(3, np.int64)
+    ps = PatchSet([], z, np.zeros((3, 2), np.int64), np.ones(3, bool), z - 1, np.zeros((0,)), np.zeros((3, 4)),
+                  np.zeros((3, 2), np.int64), np.array([0, 4, 6]), 7, EncodingConfig(size=8))
+    assert ps.n_rows.dtype == np.int64 and ps.n_rows.tolist() == [7, 7, 7]
+    np.testing.assert_array_equal(ps.label(np.array([2, 1])), [6.0, 4.0])
