@@ -271,3 +271,46 @@ def test_a_patchset_made_without_slice_counts_has_n_slices_per_row():
                   np.zeros((3, 2), np.int64), np.array([0, 4, 6]), 7, EncodingConfig(size=8))
     assert ps.n_rows.dtype == np.int64 and ps.n_rows.tolist() == [7, 7, 7]
     np.testing.assert_array_equal(ps.label(np.array([2, 1])), [6.0, 4.0])
+
+
+def _roi_stack(tmp_path, rois):
+    """One 3-slice textured stack (48 x 64 view, gt 1) with the given RoIs (x, y, w, h)."""
+    from hil_af.stacks import FocalStack, save_stack
+
+    rng = np.random.default_rng(5)
+    left = rng.integers(100, 900, (3, 48, 64)).astype(np.uint16)
+    right = rng.integers(100, 900, (3, 48, 64)).astype(np.uint16)
+    st = FocalStack(left, right, np.arange(3, dtype=np.float64), np.array(rois, dtype=np.int32),
+                    np.ones(len(rois), dtype=np.int16), (60, 80), (5, 7),
+                    {"format": "focal-stack", "version": 1, "black_level": 64, "white_level": 1023, "lens_units": "vcm_code"})
+    save_stack(tmp_path / "r.npz", st)
+    return tmp_path / "r.npz", st
+
+
+@pytest.mark.parametrize("fit", ["area", "crop"])
+def test_rois_of_one_patch_side_are_fitted_as_inference_fits_them_with_exact_pe(tmp_path, fit):
+    """8 x 12 and 12 x 6 RoIs into 8 px patches: not plain crops, so resampled (area) or cropped on
+    the long side and resampled on the short one (crop); pixels as inference encodes them, RoI-PE
+    exactly its pe_planes."""
+    from hil_af.model.encoding import encode_frame_rois, pe_planes
+
+    rois = [[3, 4, 8, 12], [20, 9, 12, 6], [40, 30, 8, 8]]
+    path, st = _roi_stack(tmp_path, rois)
+    cfg = EncodingConfig(size=8, fit=fit)
+    ps = load_patchset([path], cfg)
+    assert ps.croppable.tolist() == [fit == "crop", False, True]  # crop: 8 x 12 is cropped to 8 x 8
+    f = st.frame(2)
+    ref = encode_frame_rois(f.left, f.right, st.rois, st.origin, st.sensor_hw, 2, 3, cfg)
+    x, _ = ps.batch(np.array([[0, 2], [1, 2], [2, 2]]))
+    np.testing.assert_allclose(x[:, :2], ref[:, :2], atol=2e-2)  # views stored as float16
+    for b, roi in enumerate(rois):
+        px, py = pe_planes(np.array(roi) + [7, 5, 0, 0], (60, 80), 8, fit)
+        np.testing.assert_allclose(x[b, 2], px, atol=1e-6)
+        np.testing.assert_allclose(x[b, 3], py, atol=1e-6)
+
+
+def test_the_model_needs_two_bins(tmp_path):
+    path = make_stack(tmp_path / "a.npz", n=3, gts=(1,), size=8)
+    assert load_patchset([path], EncodingConfig(size=8), n_bins=2).n == 2
+    with pytest.raises(BadInput, match=r"^the model needs at least 2 output bins, got 1$"):
+        load_patchset([path], EncodingConfig(size=8), n_bins=1)
