@@ -322,3 +322,21 @@ def test_without_lens_pe_the_slice_index_is_still_checked():
     for k in (9, -1):
         with pytest.raises(BadInput, match=rf"^slice index {k} is outside \[0, 9\)$"):
             encode_fitted(z, z, np.zeros((2, 4), int), (64, 64), np.array([0, k]), 9, cfg)
+
+
+def test_config_refusals_name_the_bad_value():
+    assert EncodingConfig(size=8).size == 8  # the smallest patch
+    for kw, msg in (({"size": 7}, r"^encoding size must be >= 8, got 7$"),
+                    ({"fit": "zoom"}, r"^encoding fit must be 'crop' or 'area', got 'zoom'$"),
+                    ({"norm": "global"}, r"^encoding norm must be 'view-mean', got 'global'$")):
+        with pytest.raises(BadInput, match=msg):
+            EncodingConfig(**kw)
+
+
+def test_normalisation_computes_in_float32_whatever_the_input_dtype():
+    left, right = _views(16, 16, seed=9)
+    nl, nr = normalise_views(left.astype(np.float64), right.astype(np.float64))
+    assert nl.dtype == nr.dtype == np.float32
+    ref_l, ref_r = normalise_views(left, right)
+    np.testing.assert_array_equal(nl, ref_l)
+    np.testing.assert_array_equal(nr, ref_r)
