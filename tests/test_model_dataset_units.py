@@ -137,20 +137,20 @@ def test_batch_augments_only_when_asked_and_jitters_both_ways(tmp_path):
 
 
 def test_batch_jitter_is_clipped_at_the_view_borders_independently_in_x_and_y(tmp_path):
-    """Two 8 px RoIs on a 40 x 24 view; RoI 0 at (8, 8) may move to x in [0, 32] and y in [0, 16]."""
+    """Two 8 px RoIs on a 40 x 24 view, at (8, 8) and (24, 8): a crop may start at x in [0, 32], y in [0, 16]."""
     ps = load_patchset([make_stack(tmp_path / "a.npz", n=3, gts=(1, 2), size=8, seed=0)], EncodingConfig(size=8))
-    assert tuple(ps.views[0].shape[2:]) == (24, 40) and ps.crop[0].tolist() == [8, 8]
-    pairs = np.array([[0, 1]] * 300)
-    x0, _ = ps.batch(pairs)
+    assert tuple(ps.views[0].shape[2:]) == (24, 40) and ps.crop.tolist() == [[8, 8], [24, 8]]
     W, H = ps.sensor_hw[0, 1], ps.sensor_hw[0, 0]
-    for jitter, lo_x, hi_x, lo_y, hi_y in ((10, -8, 10, -8, 8), (1, -1, 1, -1, 1)):
+    for roi, jitter, lo_x, hi_x, lo_y, hi_y in ((0, 10, -8, 10, -8, 8), (1, 10, -10, 8, -8, 8), (0, 1, -1, 1, -1, 1)):
+        pairs = np.array([[roi, 1]] * 300)
+        x0, _ = ps.batch(pairs)
         xj, _ = ps.batch(pairs, np.random.default_rng(jitter), jitter=jitter)
         dx = np.rint((xj[:, 2, 0, 0] - x0[:, 2, 0, 0]) * W / 2).astype(int)
         dy = np.rint((xj[:, 3, 0, 0] - x0[:, 3, 0, 0]) * H / 2).astype(int)
         assert (dx.min(), dx.max(), dy.min(), dy.max()) == (lo_x, hi_x, lo_y, hi_y)
         assert np.any(dx != dy)  # drawn apart for x and y
         for b in range(0, 300, 37):  # the pixels moved with the RoI-PE
-            moved = np.array([[ps.crop[0, 0] + dx[b], ps.crop[0, 1] + dy[b], 8, 8]])
+            moved = np.array([[ps.crop[roi, 0] + dx[b], ps.crop[roi, 1] + dy[b], 8, 8]])
             from hil_af.model.encoding import encode_frame_rois
 
             st_l, st_r = ps.views[0][1, 0].astype(np.float32), ps.views[0][1, 1].astype(np.float32)
