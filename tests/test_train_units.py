@@ -301,3 +301,24 @@ def test_onnx_export_has_a_dynamic_batch_and_the_check_measures_the_difference(t
     m.train()
     assert T.onnx_max_abs_diff(m, tmp_path / "m.onnx", x) == 0.25
     assert not m.training
+
+
+class Params(nn.Module):
+    """Named 1-d parameters of one length, to make weights files that fit or not."""
+
+    def __init__(self, names, length=2):
+        super().__init__()
+        for n in names:
+            self.register_parameter(n, nn.Parameter(torch.zeros(length)))
+
+
+def test_weight_mismatches_are_refused_alone_and_listed_three_at_most(tmp_path):
+    T.save_weights(tmp_path / "w.npz", {"step1": Params(["p1", "p2", "p3", "p4"])})
+    cases = ((Params(["p1", "p2", "p3", "p4", "z"]), r"missing \['z'\], unexpected \[\], wrong shape \[\]"),
+             (Params(["p1", "p2", "p3"]), r"missing \[\], unexpected \['p4'\], wrong shape \[\]"),
+             (Params(["q1", "q2", "q3", "q4"]), r"missing \['q1', 'q2', 'q3'\], unexpected \['p1', 'p2', 'p3'\], "
+                                                r"wrong shape \[\]$"),
+             (Params(["p1", "p2", "p3", "p4"], 3), r"missing \[\], unexpected \[\], wrong shape \['p1', 'p2', 'p3'\]$"))
+    for model, msg in cases:
+        with pytest.raises(FormatError, match=msg):
+            T.load_weights(model, tmp_path / "w.npz", "step1")
