@@ -53,11 +53,11 @@ def run(tmp_path_factory):
     (d / "st").mkdir()
     for s in range(3):
         make_stack(d / "st" / f"s{s}.npz", n=N, gts=(1, 3), size=S, seed=s)
-    cfg = T.TrainConfig(size=S, epochs=2, epochs2=1, batch=8, lr=4e-3, lr2=0.0, weight_decay=0.01, threads=1,
-                        val_frac=0.34, jitter=2, noise=0.05, seed=0)
+    cfg = T.TrainConfig(size=S, epochs=2, epochs2=1, batch=4, lr=4e-3, lr2=0.0, weight_decay=0.01, threads=1,
+                        val_frac=0.67, jitter=2, noise=0.05, seed=0, max_step2_pairs=7)
     card, rec = _recorded_train(d / "st", d / "m", cfg)
     ps = load_patchset(find_stacks(d / "st"), EncodingConfig(size=S))
-    tr, va, ids = split_by_stack(ps, 0.34, 0)
+    tr, va, ids = split_by_stack(ps, 0.67, 0)  # round(0.67 * 3) = 2 sweeps held out (a fine-tuning split: 1)
     models = {}
     for step in ("step1", "step2"):
         models[step] = T.build("mcunet", N)
@@ -81,14 +81,14 @@ def test_the_card_counts_the_stacks_and_the_split(run):
         assert (run.out / f).is_file()
     assert not (run.out / "flatfield.npz").exists() and "flatfield" not in c
     assert (c["arch"], c["n_slices"], c["encoding"]) == ("mcunet", N, EncodingConfig(size=S).to_dict())
-    assert len(run.ids) == 1
-    assert c["data"] == {"stacks_dir": str(run.dir / "st"), "stacks": 3, "rois_with_gt": 6, "train_rois": 4,
-                         "val_rois": 2, "val_stacks": [f"s{run.ids[0]}.npz"], "val_pairs": 10, "sources": [],
-                         "step1_samples": 20, "step2_samples": 20, "slices_per_stack": [N]}
+    assert len(run.ids) == 2
+    assert c["data"] == {"stacks_dir": str(run.dir / "st"), "stacks": 3, "rois_with_gt": 6, "train_rois": 2,
+                         "val_rois": 4, "val_stacks": [f"s{i}.npz" for i in run.ids], "val_pairs": 20, "sources": [],
+                         "step1_samples": 10, "step2_samples": 7, "slices_per_stack": [N]}  # step 2: max_step2_pairs
     st = c["settings"]
     assert (st["epochs"], st["epochs2"], st["lr"], st["lr2"], st["init"], st["size"]) == (2, 1, 4e-3, 0.0, None, S)
     assert "+-2 px" in st["augmentation"] and "U(0,0.05)" in st["augmentation"]
-    assert c["onnx_check"]["batch"] == 10 and max(c["onnx_check"]["max_abs_logit_diff"].values()) < 1e-4
+    assert c["onnx_check"]["batch"] == 20 and max(c["onnx_check"]["max_abs_logit_diff"].values()) < 1e-4
     assert set(c["timing_s"]) == {"step1", "step2", "total"}
     assert c["val"]["kept"] == "trained" and c["val"]["two_step_before"] is None
     assert [(h["step"], h["epoch"]) for h in c["val"]["history"]] == [("step1", 1), ("step1", 2), ("step2", 1)]
@@ -98,7 +98,7 @@ def test_the_card_counts_the_stacks_and_the_split(run):
 def test_optimisers_get_lr_lr2_and_the_steps_of_each_step(run):
     opts = run.rec["opts"]
     assert [o["kw"] for o in opts] == [{"lr": 4e-3, "weight_decay": 0.01}, {"lr": 0.0, "weight_decay": 0.01}]
-    assert [o["steps"] for o in opts] == [20 // 8 * 2, 20 // 8 * 1]
+    assert [o["steps"] for o in opts] == [10 // 4 * 2, 7 // 4 * 1]
 
 
 def test_step2_starts_from_the_step1_model(run):
@@ -153,15 +153,16 @@ def test_init_must_match_the_arch_and_the_patch_size(run, tmp_path):
 
 
 def test_fine_tuning_starts_from_the_init_model_on_whole_held_out_sweeps(run, tmp_path):
-    cfg = T.TrainConfig(size=S, epochs=1, epochs2=1, batch=8, lr=1e-3, lr2=1e-3, threads=1, val_frac=0.25, seed=2)
+    cfg = T.TrainConfig(size=S, epochs=1, epochs2=1, batch=8, lr=1e-3, lr2=1e-3, threads=1, val_frac=0.0, seed=2,
+                        max_val_pairs=6)
     card, rec = _recorded_train(run.dir / "st", tmp_path / "ft", cfg, init=run.out)
-    _, va, ids = fine_tune_split(run.ps, 0.25, 2)  # 3 sweeps: a third held out
+    _, va, ids = fine_tune_split(run.ps, 0.0, 2)  # 3 sweeps, val_frac 0: still one held out (split_by_stack: none)
     assert card["data"]["val_stacks"] == [f"s{ids[0]}.npz"] and card["settings"]["init"] == str(run.out)
     init1 = [p.detach() for p in run.step1.parameters()]
     assert all(torch.equal(a, b) for a, b in zip(rec["opts"][0]["start"], init1))  # step 1 starts from the init model
-    vp = va.all_pairs()
-    assert card["val"]["two_step_before"] == {"step1": recipe.two_step(run.step1, None, va, vp),
-                                             "pe2": recipe.two_step(run.step1, run.step2, va, vp)}
+    assert card["data"]["val_pairs"] == card["controller"]["samples"] == 6  # max_val_pairs of the 10
+    before = card["val"]["two_step_before"]
+    assert before["step1"]["samples"] == before["pe2"]["samples"] == 6
     with np.load(tmp_path / "ft" / "weights.npz", allow_pickle=False) as f, \
             np.load(run.out / "weights.npz", allow_pickle=False) as b:
         same = all(np.array_equal(f[k], b[k]) for k in b.files)
