@@ -171,3 +171,15 @@ def test_fine_tuning_starts_from_the_init_model_on_whole_held_out_sweeps(run, tm
     else:
         assert card["val"]["kept"] == "trained" and not same
         assert card["val"]["two_step"]["pe2"]["mae"] <= card["val"]["two_step_before"]["pe2"]["mae"]
+
+
+def test_without_held_out_sweeps_training_writes_a_model_without_validation(run, tmp_path):
+    cfg = T.TrainConfig(size=S, epochs=1, epochs2=1, batch=8, threads=1, val_frac=0.0, seed=1)
+    card, rec = _recorded_train(run.dir / "st", tmp_path / "nv", cfg)
+    assert card["data"]["val_rois"] == 0 and card["data"]["val_stacks"] == [] and card["data"]["val_pairs"] == 0
+    assert card["data"]["train_rois"] == 6 and card["data"]["step2_samples"] == 30
+    v = card["val"]
+    assert (v["step1"], v["step2"], v["two_step"], v["two_step_before"], v["kept"]) == (None, None, None, None, "trained")
+    assert v["best_epoch"] == {"step1": 0, "step2": 0} and not any(k.startswith("val_") for h in v["history"] for k in h)
+    assert "controller" not in card and card["onnx_check"]["batch"] == 30  # checked on training pairs
+    assert [o["steps"] for o in rec["opts"]] == [30 // 8, 30 // 8]
