@@ -183,3 +183,13 @@ def test_without_held_out_sweeps_training_writes_a_model_without_validation(run,
     assert v["best_epoch"] == {"step1": 0, "step2": 0} and not any(k.startswith("val_") for h in v["history"] for k in h)
     assert "controller" not in card and card["onnx_check"]["batch"] == 30  # checked on training pairs
     assert [o["steps"] for o in rec["opts"]] == [30 // 8, 30 // 8]
+
+
+def test_fine_tuning_on_one_sweep_has_nothing_to_compare_and_keeps_the_trained_model(run, tmp_path):
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(run.dir / "st" / "s0.npz", one / "s0.npz")
+    cfg = T.TrainConfig(size=S, epochs=1, epochs2=1, batch=8, threads=1, val_frac=0.25, seed=0)
+    card = T.train(one, tmp_path / "ft1", cfg, init=run.out)
+    assert card["data"]["val_stacks"] == [] and card["settings"]["init"] == str(run.out)
+    assert card["val"]["two_step_before"] is None and card["val"]["kept"] == "trained"
