@@ -104,6 +104,8 @@ def test_lr_schedule_warms_up_linearly_then_falls_as_a_cosine_to_two_percent():
     assert T._lr_at(105, 105, peak) == pytest.approx(peak * 0.02)
     # 4 steps: a warm-up of one step (at least 1), then t = 0, 1/3, 2/3 of the cosine
     assert [T._lr_at(s, 4, 1.0) for s in range(4)] == pytest.approx([1.0, 1.0, 0.755, 0.265])
+    # 40 steps: a warm-up of 40 // 20 = 2 steps
+    assert [T._lr_at(s, 40, 1.0) for s in range(3)] == pytest.approx([0.5, 1.0, 1.0])
     # one step in all: the warm-up's single step at the peak
     assert T._lr_at(0, 1, 0.3) == pytest.approx(0.3)
 
