@@ -219,3 +219,124 @@ def test_encode_fitted_planes_are_pe_planes_of_each_roi(fit):
         assert np.all(x[b, 4] == np.float32(lens_pe_value(int(ks[b]), 49)))
     with pytest.raises(BadInput, match="slice index 49 is outside"):
         encode_fitted(np.zeros((1, 32, 32)), np.zeros((1, 32, 32)), rois[:1], (256, 384), 49, 49, cfg)
+
+
+def test_config_writes_the_shipped_cards_encoding_block_and_reads_every_key():
+    """The card's ``encoding`` block (models/card.json, read by inference) is what training writes;
+    from_dict takes every setting back, and names all missing required keys."""
+    import json
+
+    from hil_af.paths import models_dir
+
+    shipped = json.loads((models_dir() / "card.json").read_text())["encoding"]
+    assert EncodingConfig().to_dict() == shipped
+    cfg = EncodingConfig(size=32, roi_pe=False, lens_pe=False, fit="area", eps=0.25)
+    assert EncodingConfig.from_dict({**cfg.to_dict()}) == cfg
+    assert EncodingConfig.from_dict({"size": 16, "roi_pe": True, "lens_pe": False}) == EncodingConfig(size=16, lens_pe=False)
+    with pytest.raises(BadInput, match=r"^encoding config lacks roi_pe, lens_pe$"):
+        EncodingConfig.from_dict({"size": 64})
+
+
+@pytest.mark.parametrize("n_in,n_out", [(0, 4), (4, 0), (0, 0), (-1, 3)])
+def test_resample_sizes_below_one_are_bad_input(n_in, n_out):
+    with pytest.raises(BadInput, match=rf"^resample sizes must be >= 1, got {n_in} -> {n_out}$"):
+        resample_matrix(n_in, n_out)
+
+
+def test_resample_of_one_pixel_and_to_one_pixel():
+    np.testing.assert_array_equal(resample_matrix(1, 1), [[1.0]])
+    np.testing.assert_allclose(resample_matrix(1, 3), [[1.0], [1.0], [1.0]], rtol=1e-12)  # each cell inside the pixel
+    np.testing.assert_allclose(resample_matrix(4, 1), [[0.25, 0.25, 0.25, 0.25]])  # the mean of the four
+
+
+def test_pe_planes_are_float32_on_both_axes():
+    px, py = pe_planes(np.array([10, 20, 64, 64]), (200, 300), 64, "crop")
+    assert px.dtype == np.float32 and py.dtype == np.float32 and px.shape == py.shape == (64, 64)
+    # pixel centres: x = 2 (10 + c + 0.5) / 300 - 1, y = 2 (20 + r + 0.5) / 200 - 1
+    assert px[0, 0] == np.float32(2 * 10.5 / 300 - 1) and py[0, 0] == np.float32(2 * 20.5 / 200 - 1)
+
+
+def test_flatfield_receives_the_rois_own_pixels():
+    """On a view whose width is not twice the RoI's, with two RoIs at different places."""
+    left, right = _views(90, 150, seed=3)
+    seen = []
+
+    def ff(lp, rp, roi_full, sensor_hw):
+        seen.append((lp.copy(), rp.copy(), roi_full))
+        return lp, rp
+
+    rois = np.array([[5, 7, 40, 30], [100, 50, 33, 21]])
+    cfg = EncodingConfig(size=16)  # RoIs larger than the patch: centre-cropped, as without a flat field
+    x = encode_frame_rois(left, right, rois, (3, 11), (120, 200), 1, 5, cfg, flatfield=ff)
+    np.testing.assert_array_equal(x, encode_frame_rois(left, right, rois, (3, 11), (120, 200), 1, 5, cfg))
+    for (lp, rp, full), (x, y, w, h) in zip(seen, rois):
+        np.testing.assert_array_equal(lp, left[y : y + h, x : x + w])
+        np.testing.assert_array_equal(rp, right[y : y + h, x : x + w])
+        assert full == (x + 11, y + 3, w, h)
+
+
+def test_an_odd_crop_margin_rounds_the_crop_start_down_in_pixels_and_pe():
+    """A 67 x 20 RoI into 64 px, crop fit: columns x + 1 .. x + 64 (margin 3 // 2 = 1), so the RoI-PE of
+    column c is at full-plane x + 1 + c + 0.5, the same pixel centres the patch holds."""
+    W, H = 200, 100
+    view = np.tile(np.arange(W, dtype=np.float32) + 0.5, (H, 1))
+    roi = np.array([20, 30, 67, 20])
+    p = fit_patch(view, roi, 64, "crop")
+    assert p[0, 0] == 21.5 and p[0, 63] == 84.5
+    x = encode_fitted(p[None], p[None], roi[None], (H, W), 0, 5, EncodingConfig())
+    np.testing.assert_allclose(x[0, 2, 0], 2 * (21 + np.arange(64) + 0.5) / W - 1, atol=1e-6)
+
+
+def test_fit_patch_returns_float32_and_names_the_view_in_its_refusal():
+    p = fit_patch(np.arange(80 * 48, dtype=np.uint16).reshape(48, 80), [3, 4, 37, 29], 16, "area")
+    assert p.dtype == np.float32 and p.shape == (16, 16)
+    with pytest.raises(BadInput, match=r"^RoI \(x=40, y=0, w=64, h=48\) is not inside the 80x48 view$"):
+        fit_patch(np.zeros((48, 80)), [40, 0, 64, 48], 64, "crop")
+
+
+def test_two_slices_are_the_shortest_sweep():
+    assert (lens_pe_value(0, 2), lens_pe_value(1, 2)) == (0.0, 1.0)
+    with pytest.raises(BadInput, match=r"^n_slices must be >= 2, got 1$"):
+        lens_pe_value(0, 1)
+
+
+def test_encode_fitted_checks_both_views_and_uses_the_configs_eps():
+    rng = np.random.default_rng(4)
+    good = rng.uniform(1, 3, (2, 16, 16)).astype(np.float32)
+    for left, right in ((good, good[:, :8]), (good[:, :8], good)):
+        with pytest.raises(BadInput, match="patches must be"):
+            encode_fitted(left, right, np.zeros((2, 4)), (64, 64), 0, 9, EncodingConfig(size=16))
+    cfg = EncodingConfig(size=16, eps=0.5)  # eps bounds the views' mean and pads their std
+    x = encode_fitted(good, good[::-1], np.zeros((2, 4), int), (64, 64), 0, 9, cfg)
+    nl, nr = normalise_views(good, good[::-1], 0.5)
+    np.testing.assert_array_equal(x[:, 0], nl)
+    np.testing.assert_array_equal(x[:, 1], nr)
+    assert not np.allclose(nl, normalise_views(good, good[::-1])[0])
+
+
+def test_without_lens_pe_the_slice_index_is_still_checked():
+    cfg = EncodingConfig(size=16, lens_pe=False)
+    z = np.ones((2, 16, 16), np.float32)
+    x = encode_fitted(z, z, np.zeros((2, 4), int), (64, 64), np.array([0, 8]), 9, cfg)  # the first and last slice
+    assert np.all(x[:, 4] == 0)
+    for k in (9, -1):
+        with pytest.raises(BadInput, match=rf"^slice index {k} is outside \[0, 9\)$"):
+            encode_fitted(z, z, np.zeros((2, 4), int), (64, 64), np.array([0, k]), 9, cfg)
+
+
+def test_config_refusals_name_the_bad_value():
+    assert EncodingConfig(size=8).size == 8  # the smallest patch
+    for kw, msg in (({"size": 7}, r"^encoding size must be >= 8, got 7$"),
+                    ({"fit": "zoom"}, r"^encoding fit must be 'crop' or 'area', got 'zoom'$"),
+                    ({"norm": "global"}, r"^encoding norm must be 'view-mean', got 'global'$")):
+        with pytest.raises(BadInput, match=msg):
+            EncodingConfig(**kw)
+
+
+def test_normalisation_computes_in_float32_whatever_the_input_dtype():
+    left, right = _views(16, 16, seed=9)
+    nl, nr = normalise_views(left.astype(np.float64), right.astype(np.float64))
+    assert nl.dtype == nr.dtype == np.float32
+    ref_l, ref_r = normalise_views(left, right)
+    np.testing.assert_array_equal(nl, ref_l)
+    np.testing.assert_array_equal(nr, ref_r)
