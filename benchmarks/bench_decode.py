@@ -142,10 +142,12 @@ def _step_fn(name: str, session, ctx, rois: np.ndarray, weights: np.ndarray):
     return step
 
 
-def controller_step(W: int, H: int, n_rois: int, size: int, repeat: int) -> list[dict]:
+def controller_step(W: int, H: int, n_rois: int, size: int, repeat: int, models: tuple[str, ...] = ()) -> list[dict]:
     """Median and best CPU ms of one controller AF step (pdaf, pe) on a picamera2:// RAW10 Bayer 2PD
     frame, whole-frame vs RoI-only decode (module doc); of the whole-frame decode alone (the ratio
-    ``decode_ratio`` = that / the RoI step, the issue's yardstick); of picamera2's make_array copy."""
+    ``decode_ratio`` = that / the RoI step, the issue's yardstick); of picamera2's make_array copy.
+    ``models``: more model folders whose PE step (with the gate) is measured in the same loop, as
+    step ``pe@<folder>``."""
     import shutil
     import tempfile
     from pathlib import Path
@@ -173,12 +175,13 @@ def controller_step(W: int, H: int, n_rois: int, size: int, repeat: int) -> list
                                   '[lens_map]\ndioptres = [0.0, 15.0]\ncodes = [0, 800]\n[sensor]\ndual_pixel = true\n')
     mod = fake_picamera2_module(raw_size=(W, H), fmt="SRGGB10_CSI2P", cfa=0, image=lambda d, n: img)
     try:
-        return _controller_rows(mod, tmp, rois, weights, repeat)
+        return _controller_rows(mod, tmp, rois, weights, repeat, models)
     finally:
         shutil.rmtree(tmp)
 
 
-def _controller_rows(mod, tmp, rois: np.ndarray, weights: np.ndarray, repeat: int) -> list[dict]:
+def _controller_rows(mod, tmp, rois: np.ndarray, weights: np.ndarray, repeat: int,
+                     models: tuple[str, ...] = ()) -> list[dict]:
     import sys
     from unittest import mock
 
@@ -200,12 +203,14 @@ def _controller_rows(mod, tmp, rois: np.ndarray, weights: np.ndarray, repeat: in
             return rig.source._decode(buf, md)
 
         decodes: list[float] = []  # every step's runs interleave it: the ratio's yardstick under the same load
-        for name in ("pdaf", "pe", "pe-nogate"):
+        for name in ("pdaf", "pe", "pe-nogate") + tuple(f"pe@{m}" for m in models):
             steps, times = {}, {"whole": [], "roi": [], "decode": []}
+            model_dir = name.partition("@")[2] or None
             for path, roi_decode in (("whole", False), ("roi", True)):
-                ctl = Controller(rig, method="pdaf", calibration=str(tmp / "cal.json"), roi_decode=roi_decode)
+                ctl = Controller(rig, method="pdaf", calibration=str(tmp / "cal.json"), roi_decode=roi_decode,
+                                 model_dir=model_dir)
                 session = FocusSession(rig, ctl.limits, ctl.slice_positions(), rois=rois if roi_decode else None)
-                steps[path] = _step_fn(name, session, ctl.estimators, rois, weights)
+                steps[path] = _step_fn(name.partition("@")[0], session, ctl.estimators, rois, weights)
             decisions = {path: fn() for path, fn in steps.items()}  # also loads the estimators
             assert decisions["whole"] == decisions["roi"], decisions  # the same decision either way
             steps["decode"] = decode
@@ -236,11 +241,13 @@ def main() -> None:
     ap.add_argument("--af-step", action="store_true", help="per-frame AF step latency, whole vs RoI-only decode")
     ap.add_argument("--rois", type=int, default=12)
     ap.add_argument("--roi", type=int, default=64)
+    ap.add_argument("--model", action="append", default=[], metavar="DIR",
+                    help="with --af-step: also the PE step with this model folder (repeatable)")
     a = ap.parse_args()
     W, H = a.width, a.height
     if a.af_step:
         res = af_step(W, H, a.rois, a.roi, a.repeat)
-        ctl = controller_step(W, H, a.rois, a.roi, a.repeat)
+        ctl = controller_step(W, H, a.rois, a.roi, a.repeat, tuple(a.model))
         if a.json:
             print(json.dumps({"width": W, "height": H, "machine": platform.machine(), "results": res,
                               "controller": ctl}, indent=2))
@@ -250,14 +257,14 @@ def main() -> None:
         for r in res:
             print(f"{r['cfa']:7} {r['whole_ms']:15.2f} {r['roi_ms']:12.2f} {r['ratio']:6.1f}")
         print("through the controller (picamera2:// Bayer 2PD, FocusSession, one step; capture to decision):")
-        print(f"{'step':9} {'whole-frame ms':>15} {'RoI-only ms':>12} {'ratio':>6} {'best of':>8} {'whole':>7} "
+        print(f"{'step':20} {'whole-frame ms':>15} {'RoI-only ms':>12} {'ratio':>6} {'best of':>8} {'whole':>7} "
               f"{'RoI':>6} {'ratio':>6} {'whole decode / RoI':>19}")
-        for r in ctl[:3]:
-            print(f"{r['step']:9} {r['whole_ms']:15.2f} {r['roi_ms']:12.2f} {r['ratio']:6.1f} {a.repeat:8d} "
+        for r in ctl[:-2]:
+            print(f"{r['step']:20} {r['whole_ms']:15.2f} {r['roi_ms']:12.2f} {r['ratio']:6.1f} {a.repeat:8d} "
                   f"{r['whole_best_ms']:7.2f} {r['roi_best_ms']:6.2f} {r['best_ratio']:6.1f} {r['decode_ratio']:19.1f}")
-        print(f"whole-frame decode alone (picamera2:// capture()'s decode_raw): {ctl[3]['ms']:.2f} ms")
-        print(f"picamera2's make_array copy of the {ctl[4]['bytes'] / 1e6:.1f} MB buffer, in the whole-frame "
-              f"step only (the RoI step reads the mapped buffer): {ctl[4]['ms']:.2f} ms")
+        print(f"whole-frame decode alone (picamera2:// capture()'s decode_raw): {ctl[-2]['ms']:.2f} ms")
+        print(f"picamera2's make_array copy of the {ctl[-1]['bytes'] / 1e6:.1f} MB buffer, in the whole-frame "
+              f"step only (the RoI step reads the mapped buffer): {ctl[-1]['ms']:.2f} ms")
         return
     rng = np.random.default_rng(0)
     rows = []

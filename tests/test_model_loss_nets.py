@@ -64,3 +64,38 @@ def test_mac_counter_on_hand_computed_layers():
                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10))
     # conv s2 on 64x64 -> 32x32: 32*32*8*5*9; depthwise: 32*32*8*1*9; linear 8*10
     assert count_macs(net) == 32 * 32 * 8 * 5 * 9 + 32 * 32 * 8 * 9 + 80
+
+
+@pytest.mark.parametrize("arch", ["mcunet-lite", "mcunet-tiny"])
+def test_cheaper_stems_differ_from_the_plain_model_only_in_the_stem(arch):
+    """mcunet-lite / mcunet-tiny (hil_af/model/nets.py): the plain model with a cheaper stem; every
+    layer after the stem, the head and the lens shift are the same shapes."""
+    plain, cheap = build("mcunet-plain", 49), build(arch, 49)  # features[0:2] is the stem in all three
+    tail_p = {k: v.shape for k, v in plain.state_dict().items() if not k.startswith(("features.0.", "features.1."))}
+    tail_c = {k: v.shape for k, v in cheap.state_dict().items() if not k.startswith(("features.0.", "features.1."))}
+    assert tail_p == tail_c
+    assert len(plain.features) == len(cheap.features)
+    cheap.eval()
+    assert cheap(torch.randn(3, 5, 64, 64)).shape == (3, 49)
+
+
+def test_cheaper_stems_cost_what_their_layers_say():
+    """The MACs the stems save, by hand: plain = 64x64x12x5x9 (3x3 s1) + 32x32x16x12x9 (3x3 s2);
+    lite = 32x32x12x5x9 (3x3 s2) + 32x32x12x9 (depthwise) + 32x32x16x12 (1x1); tiny runs both 3x3
+    convs at stride 2 (32x32 then 16x16), and every later layer at a quarter of the pixels."""
+    plain, lite, tiny = (count_macs(build(a, 49)) for a in ("mcunet-plain", "mcunet-lite", "mcunet-tiny"))
+    stem_plain = 64 * 64 * 12 * 5 * 9 + 32 * 32 * 16 * 12 * 9
+    stem_lite = 32 * 32 * 12 * 5 * 9 + 32 * 32 * 12 * 9 + 32 * 32 * 16 * 12
+    assert plain - lite == stem_plain - stem_lite
+    stem_tiny = 32 * 32 * 12 * 5 * 9 + 16 * 16 * 16 * 12 * 9
+    head = (160 + 3) * 128 + 128 * 97  # the MLP head (2n - 1 = 97 relative logits) does not depend on the pixels
+    body_plain = plain - stem_plain - head
+    assert tiny == stem_tiny + head + body_plain // 4
+
+
+def test_unknown_stem_is_refused():
+    from hil_af.errors import BadInput
+    from hil_af.model.nets import MCUNetAF
+
+    with pytest.raises(BadInput, match="unknown stem 'wide'"):
+        MCUNetAF(49, corr=False, stem_mode="wide")

@@ -32,7 +32,7 @@ def add_arguments(p) -> None:
                    help="step-2 epochs (default epochs // 2, at least 1; fine-tuning 10, early-stopped)")
     p.add_argument("--no-roi-pe", action="store_true", help="ablation: RoI-PE channels set to zero (with --init: as the init model)")
     p.add_argument("--no-lens-pe", action="store_true", help="ablation: lens-PE channel set to zero")
-    p.add_argument("--arch", choices=("mcunet", "mcunet-plain", "mobilenetv2"), default=None,
+    p.add_argument("--arch", choices=("mcunet", "mcunet-plain", "mcunet-lite", "mcunet-tiny", "mobilenetv2"), default=None,
                    help="network (hil_af/model/nets.py; default mcunet: correlation stem + lens-shift head; with --init: the init model's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the initialisation and the sample order")
     p.add_argument("--val-frac", type=float, default=None,

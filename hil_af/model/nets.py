@@ -15,7 +15,9 @@ from torch import nn
 
 from ..errors import BadInput
 
-ARCHS = ("mcunet", "mcunet-plain", "mobilenetv2")
+ARCHS = ("mcunet", "mcunet-plain", "mcunet-lite", "mcunet-tiny", "mobilenetv2")
+# the plain model's cheaper stems (MCUNetAF ``stem``): see MCUNetAF
+STEMS = {"mcunet-plain": "full", "mcunet-lite": "lite", "mcunet-tiny": "tiny"}
 
 
 def _cbr(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
@@ -90,7 +92,13 @@ class MCUNetAF(nn.Module):
     ``corr=True`` (arch "mcunet"): a correlation stem (CorrelationStem, +-8 px) whose cost
     volume is concatenated with the 5 input channels, then a depthwise-separable
     stride-2 conv (3x3 depthwise + 1x1);
-    ``corr=False`` (arch "mcunet-plain"): a full-resolution 3x3 conv stem on the 5 channels.
+    ``corr=False`` (arch "mcunet-plain"): a full-resolution 3x3 conv stem on the 5 channels
+    (``stem="full"``: 3x3 conv to 12 channels at 64 x 64, then a 3x3 stride-2 conv to 16);
+    cheaper stems for a per-frame budget (benchmarks/bench_decode.py ``--af-step``), the rest
+    unchanged: ``stem="lite"`` (arch "mcunet-lite"): the first conv at stride 2 (it still reads every
+    pixel), then a depthwise-separable 3x3 (depthwise + 1x1 to 16), 52 % of the full stem's model
+    MACs; ``stem="tiny"`` (arch "mcunet-tiny"): both stem convs at stride 2, so every stage runs
+    at a quarter of the pixels (16 x 16 after the stem), 25 % of the MACs.
     Then inverted-residual stages down to 4x4, a 1x1 head conv, global average pool; the
     pooled features plus the spatial means of the three PE channels go through a
     two-layer MLP to 2n-1 relative-offset logits, placed on the n absolute slices by
@@ -100,14 +108,18 @@ class MCUNetAF(nn.Module):
     STAGES = ((3, 16, 1, 2, 3), (3, 24, 2, 2, 3), (4, 40, 2, 2, 3), (4, 64, 2, 2, 3))
 
     def __init__(self, n_classes: int = 49, in_ch: int = 5, stem: int = 12, head: int = 160, corr: bool = True,
-                 max_shift: int = 8, hidden: int = 128):
+                 max_shift: int = 8, hidden: int = 128, stem_mode: str = "full"):
         super().__init__()
+        if stem_mode not in ("full", "lite", "tiny"):
+            raise BadInput(f"unknown stem {stem_mode!r}; known: full, lite, tiny")
         self.corr = CorrelationStem(max_shift) if corr else None
         if corr:  # depthwise 3x3 stride 2 (sums each shift's products locally), then 1x1 mixing
             c0 = in_ch + 2 * max_shift + 1
             layers: list[nn.Module] = [_cbr(c0, c0, 3, 2, groups=c0), _cbr(c0, 16, 1)]
+        elif stem_mode == "lite":
+            layers = [_cbr(in_ch, stem, 3, 2), nn.Sequential(_cbr(stem, stem, 3, 1, groups=stem), _cbr(stem, 16, 1))]
         else:
-            layers = [_cbr(in_ch, stem, 3, 1), _cbr(stem, 16, 3, 2)]
+            layers = [_cbr(in_ch, stem, 3, 2 if stem_mode == "tiny" else 1), _cbr(stem, 16, 3, 2)]
         cin = 16
         for e, c, r, s, k in self.STAGES:
             for i in range(r):
@@ -160,8 +172,8 @@ class MobileNetV2AF(nn.Module):
 def build(arch: str, n_classes: int, in_ch: int = 5) -> nn.Module:
     if arch == "mcunet":
         return MCUNetAF(n_classes, in_ch, corr=True)
-    if arch == "mcunet-plain":
-        return MCUNetAF(n_classes, in_ch, corr=False)
+    if arch in STEMS:
+        return MCUNetAF(n_classes, in_ch, corr=False, stem_mode=STEMS[arch])
     if arch == "mobilenetv2":
         return MobileNetV2AF(n_classes, in_ch)
     raise BadInput(f"unknown arch {arch!r}; known: {', '.join(ARCHS)}")
