@@ -210,3 +210,34 @@ def test_shipped_card_matches_its_files():
             key = method if method in results[cam] else f"pe2:mcunet-plain:{method}"
             assert figures == results[cam][key], (cam, method)
     assert set(card["eval_heldout"]["cameras"]["sim-wide"]) >= {"zero-shot", "fine-tuned", "pdaf", "zncc2"}
+
+
+def test_shipped_tiny_model_card_matches_its_files_and_the_results():
+    """models/mcunet-tiny (the per-frame budget model, its MODEL_CARD.md): its files are the ones its
+    card hashes, it is the stride-2-stem network at about a quarter of the default's MACs, pretrained on the
+    camera family only, and its held-out figures are the committed benchmark results."""
+    from hil_af.model.card import sha256
+    from hil_af.model.inference import PEPredictor, read_card
+    from hil_af.paths import models_dir
+
+    d = models_dir() / "mcunet-tiny"
+    if not (d / "card.json").is_file():
+        pytest.skip(f"no {d}")
+    card, default = read_card(d), read_card(models_dir())
+    assert card["arch"] == "mcunet-tiny" and card["macs"] <= 0.26 * default["macs"]  # 25.4 %: the head does not shrink
+    assert card["encoding"] == default["encoding"] and card["n_slices"] == default["n_slices"]
+    for key, fname in card["files"].items():
+        assert sha256(d / fname) == card["sha256"][key], f"{fname} differs from card.json (stale card?)"
+    assert {src.split("profile=")[1].split("&")[0] for src in card["data"]["sources"]} == {"domain-random"}
+    results = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "heldout-cameras.json").read_text())
+    for cam, block in card["eval_heldout"]["cameras"].items():
+        assert {"zero-shot", "fine-tuned"} <= set(block), cam
+        for method, figures in block.items():
+            key = method if method in results[cam] else f"pe2:mcunet-tiny:{method}"
+            assert figures == results[cam][key], (cam, method)
+    # it runs through the same inference path as the default model
+    pred = PEPredictor(d)
+    rng = np.random.default_rng(0)
+    L = rng.uniform(100, 900, (3, 64, 64))
+    p = pred.predict_patches(L, np.roll(L, 2, axis=2), np.array([[0, 0, 64, 64]] * 3), (480, 640), 10, 49)
+    assert p.probs.shape == (3, 49) and np.allclose(p.probs.sum(axis=1), 1.0, atol=1e-5)
