@@ -46,7 +46,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import BadInput
-from .pdaf_xcorr import _EPS, parabola as _parabola, scores as _xcorr_scores, xcorr as _xcorr
+from .pdaf_xcorr import _EPS, parabola as _parabola, score_at_zero as _score_at_zero, scores as _xcorr_scores, xcorr as _xcorr
 
 METHODS = ("xcorr", "zncc", "ssd")
 DEFAULT_MAX_SHIFT = 8.0
@@ -252,6 +252,36 @@ def structure(left: np.ndarray, right: np.ndarray, *, max_shift: float = DEFAULT
     return np.clip(conf, 0.0, 1.0).astype(np.float64)
 
 
+def structure_at_least(left: np.ndarray, right: np.ndarray, threshold: float, *,
+                       max_shift: float = DEFAULT_MAX_SHIFT, white_level: float | None = None) -> np.ndarray:
+    """``structure(left, right, ...) >= threshold``, bool [P], the same decisions with less work: the
+    confidence is the peak score x (0.25 + 0.75 x uniqueness) x texture x saturation term x edge term
+    (``_confidence``), the peak is at least the score at shift 0, uniqueness >= 0 and the edge term
+    >= 0.5, so ``clip(score at 0) x 0.125 x texture x saturation term`` is a lower bound that one
+    product per RoI gives (``pdaf_xcorr.score_at_zero``), and ``texture x saturation term`` an upper
+    bound.  The full +-``max_shift`` search runs only for the RoIs neither bound settles (a margin of
+    1e-9 relative keeps float rounding from deciding)."""
+    checked = _batches(left, right, "xcorr", max_shift)
+    if checked is None:
+        return np.zeros(0, dtype=bool)
+    L, R, S = checked
+    Ln, Rn, texture, sat, valid = _prepare(L, R, white_level, None)
+    t = float(threshold)
+    upper = np.where(valid, texture * np.clip(1.0 - 2.0 * sat, 0.0, 1.0), 0.0)
+    lower = 0.125 * np.clip(_score_at_zero(Ln, Rn, S), 0.0, 1.0) * upper
+    lower = np.where(np.isfinite(lower), lower, 0.0)
+    margin = 1e-9 * max(abs(t), 1e-12)
+    out = lower >= t + margin
+    todo = ~out & (upper >= t - margin)  # neither bound settles these: the full search
+    if todo.any():
+        i = np.flatnonzero(todo)
+        score = _xcorr_scores(Ln[i], Rn[i], S)[0]
+        i0 = np.argmax(score, axis=1)
+        conf = _confidence(score[np.arange(len(i)), i0], score, i0, S, texture[i], sat[i], valid[i])
+        out[i] = np.clip(conf, 0.0, 1.0) >= t
+    return out
+
+
 def crop_patches(left: np.ndarray, right: np.ndarray, rois: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Stack the RoIs (x, y, w, h) of two views into [P, h, w] arrays (all RoIs the same size)."""
     rois = np.asarray(rois, dtype=np.int64).reshape(-1, 4)
@@ -302,6 +332,16 @@ def estimate_windows(patches: Callable[[np.ndarray], tuple[np.ndarray, np.ndarra
         res = estimate(L, R, gains=g, **kw)
         d[idx], c[idx], pk[idx] = res.disparity_px, res.confidence, res.peak
     return DisparityResult(d, c, pk)
+
+
+def windows_structure_at_least(patches: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], rois: np.ndarray,
+                               threshold: float, **kw) -> np.ndarray:
+    """``windows_structure(patches, rois, **kw) >= threshold``, bool [P], by ``structure_at_least``."""
+    rois = np.asarray(rois, dtype=np.int64).reshape(-1, 4)
+    ok = np.zeros(rois.shape[0], dtype=bool)
+    for idx in _size_groups(rois):
+        ok[idx] = structure_at_least(*patches(rois[idx]), threshold, **kw)
+    return ok
 
 
 def windows_structure(patches: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], rois: np.ndarray,

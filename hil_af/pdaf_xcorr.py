@@ -179,6 +179,25 @@ def scores(L: np.ndarray, R: np.ndarray, S: int):
     return num / np.sqrt(np.maximum(eL[:, None] * eR, _EPS)), eL, C, R2, sw
 
 
+def score_at_zero(L: np.ndarray, R: np.ndarray, S: int) -> np.ndarray:
+    """``scores(L, R, S)[0][:, S]`` (the normalised correlation at shift 0) without the other shifts:
+    the template against the right window at the same columns, float64 [P] (equal to that column up
+    to float64 rounding: tests/test_pdaf_structure.py).  The structure gate's cheap lower bound."""
+    P, h, w = L.shape
+    m = w - 2 * S
+    taper = taper_window(m)
+    sw = taper.sum()
+    T = L[:, :, S:S + m]
+    Tm = T - (T * taper).sum(axis=2, keepdims=True) / sw
+    Tc = Tm * taper
+    W0 = R[:, :, S:S + m]  # window j = S of R: shift 0
+    num = (Tc * W0).sum(axis=(1, 2))
+    m1 = (W0 * taper).sum(axis=2)  # [P, h]
+    eR = (W0 * W0 * taper).sum(axis=(1, 2)) - (m1 * m1).sum(axis=1) / sw
+    eL = (Tc * Tm).sum(axis=(1, 2))
+    return num / np.sqrt(np.maximum(eL * eR, _EPS))
+
+
 def xcorr(L: np.ndarray, R: np.ndarray, S: int, refine: str):
     """Windowed normalised cross-correlation along x, rows summed (module doc), of normalised
     patches L, R float64 [P, h, w] at shifts -S..S: (disparity px [P], peak score [P], scores

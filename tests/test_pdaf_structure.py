@@ -133,3 +133,86 @@ def test_windows_structure_takes_rois_as_floats_and_hands_the_patches_integers()
     want[1:2] = structure(*patches(ints[1:2]), max_shift=2)
     assert got.tobytes() == want.tobytes()
     assert (got > 0).all()
+
+
+# ---------------------------------------------------------------- the gate's bounds (structure_at_least)
+
+
+@pytest.mark.parametrize("tukey", [0.0, 0.5])
+@pytest.mark.parametrize("P,h,w,shift,noise,kind,wl,ms", CASES[::3])
+def test_score_at_zero_is_the_full_searchs_shift_zero_column(P, h, w, shift, noise, kind, wl, ms, tukey, monkeypatch):
+    """pdaf_xcorr.score_at_zero == scores(...)[0][:, S], box and Tukey template alike."""
+    from hil_af import pdaf, pdaf_xcorr
+
+    monkeypatch.setattr(pdaf_xcorr, "_TUKEY", tukey)
+    L, R = _pair(np.random.default_rng(P + h + shift), P, h, w, shift, noise, kind)
+    L, R, S = pdaf._batches(L, R, "xcorr", ms)
+    Ln, Rn, *_ = pdaf._prepare(L, R, wl, None)
+    want = pdaf_xcorr.scores(Ln, Rn, S)[0][:, S]
+    np.testing.assert_allclose(pdaf_xcorr.score_at_zero(Ln, Rn, S), want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("P,h,w,shift,noise,kind,wl,ms", CASES)
+def test_structure_at_least_decides_as_structure_at_every_threshold(P, h, w, shift, noise, kind, wl, ms):
+    """The same decision as ``structure >= t`` for thresholds around every RoI's own value (the
+    bounds may settle a RoI only where they are sure) and at the ends."""
+    from hil_af.pdaf import structure_at_least
+
+    L, R = _pair(np.random.default_rng(7 * P + w + shift), P, h, w, shift, noise, kind)
+    c = structure(L, R, max_shift=ms, white_level=wl)
+    for t in sorted({0.0, 1e-9, 0.05, 0.5, 1.0, *c.tolist(), *np.nextafter(c, 2.0).tolist(), *(0.999 * c).tolist()}):
+        got = structure_at_least(L, R, t, max_shift=ms, white_level=wl)
+        assert got.dtype == bool and got.tolist() == (c >= t).tolist(), (t, c)
+
+
+def test_structure_at_least_skips_the_search_where_the_bound_settles(monkeypatch):
+    """Textured views at a small disparity pass on the shift-0 bound alone: no +-8 px search; a RoI
+    of unrelated views (noise against texture) is searched, alone."""
+    from hil_af import pdaf
+
+    calls = []
+    real = pdaf._xcorr_scores
+    monkeypatch.setattr(pdaf, "_xcorr_scores", lambda L, R, S: calls.append(len(L)) or real(L, R, S))
+    rng = np.random.default_rng(3)
+    k = np.ones(5) / 5  # a smooth texture (defocused content is): its correlation at 1 px is high
+    base = np.apply_along_axis(np.convolve, 2, rng.uniform(0, 900, (12, 64, 80)), k, "same")
+    base = np.apply_along_axis(np.convolve, 1, base, k, "same")
+    L, R = base[:, :, 8:72] + rng.normal(0, 2, (12, 64, 64)), base[:, :, 7:71] + rng.normal(0, 2, (12, 64, 64))
+    assert pdaf.structure_at_least(L, R, 0.05, max_shift=8, white_level=1023.0).all()
+    assert calls == []
+    R[5] = rng.uniform(0, 900, (64, 64))  # RoI 5: the right view holds other content
+    ok = pdaf.structure_at_least(L, R, 0.05, max_shift=8, white_level=1023.0)
+    assert calls == [1] and ok.tolist() == (structure(L, R, max_shift=8, white_level=1023.0) >= 0.05).tolist()
+
+
+def test_the_pe_gate_decides_with_the_bounds_as_views_structure_does():
+    """The controller's gate (views_have_structure, what _pe_step applies) against views_structure on
+    a frame with textured, flat and unrelated RoIs of two sizes."""
+    from hil_af.controller.methods import views_have_structure
+
+    rng = np.random.default_rng(11)
+    base = rng.uniform(100, 900, (240, 330))
+    L, R = base[:, 2:322].copy(), base[:, :320].copy()
+    L[:60, :80] = 400.0  # a flat corner
+    R[100:180, 200:300] = rng.uniform(100, 900, (80, 100))  # unrelated views there
+    frame = DualPixelFrame(L, R, white_level=1023.0)
+    rois = np.array([[0, 0, 64, 48], [90, 10, 64, 48], [200, 110, 64, 48], [10, 150, 40, 40], [230, 120, 40, 40]])
+    want = views_structure(frame, rois)
+    for t in (0.0, 0.05, float(np.median(want)), 0.9):
+        assert views_have_structure(frame, rois, t).tolist() == (want >= t).tolist(), (t, want)
+    assert views_have_structure(frame, rois, 0.05).tolist() == [False, True, False, True, False]
+
+
+def test_the_lower_bound_is_tight_and_never_settles_above_the_value():
+    """Columns alternating 100 / 900 in both views: every even shift scores 1, so the peak is the
+    search's first shift (edge term 0.5) and other maxima equal it (uniqueness 0): the confidence is
+    exactly 0.125 x texture x saturation term, the bound itself.  Just above it the RoI fails, at it
+    it passes: a looser factor than 0.125 would settle it wrongly."""
+    from hil_af.pdaf import structure_at_least
+
+    row = np.where(np.arange(64) % 2 == 0, 100.0, 900.0)
+    L = np.broadcast_to(row, (2, 32, 64)).copy()
+    c = structure(L, L.copy(), max_shift=8, white_level=1023.0)
+    assert c[0] > 0.1 and np.allclose(c, c[0])
+    assert structure_at_least(L, L.copy(), float(c[0]), max_shift=8, white_level=1023.0).all()
+    assert not structure_at_least(L, L.copy(), float(np.nextafter(c[0], 1.0)), max_shift=8, white_level=1023.0).any()

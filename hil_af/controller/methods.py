@@ -40,7 +40,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import BadInput, FocusFailed
-from ..pdaf import windows_structure
+from ..pdaf import windows_structure, windows_structure_at_least
 from .cdaf_fast import run_cdaf_fast
 from .libcamera_af import run_cdaf_libcamera
 from .contrast import contrast_search
@@ -96,6 +96,13 @@ def views_structure(frame, rois) -> np.ndarray:
     return windows_structure(frame.patches, rois, max_shift=8, white_level=frame.white_level)
 
 
+def views_have_structure(frame, rois, min_structure: float) -> np.ndarray:
+    """``views_structure(frame, rois) >= min_structure``, bool [P], the same decisions for less work
+    (hil_af.pdaf.structure_at_least: a one-shift lower bound settles most textured RoIs without the
+    +-8 px search; benchmarks/bench_decode.py ``--af-step``)."""
+    return windows_structure_at_least(frame.patches, rois, min_structure, max_shift=8, white_level=frame.white_level)
+
+
 def _pe_step(session, predictor, rois, weights, min_structure: float = 0.0):
     """One capture + model prediction: (combined slice, confidence, frame).  RoIs whose views share
     less structure than ``min_structure`` (``views_structure``) get confidence 0: a network asked
@@ -107,7 +114,7 @@ def _pe_step(session, predictor, rois, weights, min_structure: float = 0.0):
         pred = pe_predict(predictor, frame, rois, k_now, len(session.positions))
         confidence = np.asarray(pred.confidence, dtype=np.float64)
         if min_structure > 0:
-            confidence = np.where(views_structure(frame, rois) >= min_structure, confidence, 0.0)
+            confidence = np.where(views_have_structure(frame, rois, min_structure), confidence, 0.0)
     k, conf = combine(np.asarray(pred.index, dtype=np.float64), weights, confidence)
     session.trace.append({"t": session.elapsed_s(), "predict_slice": k, "confidence": conf, "from_slice": k_now})
     return k, conf, frame
