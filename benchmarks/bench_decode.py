@@ -1,7 +1,7 @@
 """Raw decode throughput, and the per-frame latency of an AF step with RoI-only decoding.
 
 Usage: python benchmarks/bench_decode.py [--width 4608] [--height 2592] [--repeat 5] [--json]
-       python benchmarks/bench_decode.py --af-step [--rois 12] [--roi 64]
+       python benchmarks/bench_decode.py --af-step [--rois 12] [--roi 64] [--texture noise|natural] [--model DIR ...]
 
 ``--af-step``: one AF step's per-frame latency for ``--rois`` RoIs of
 ``--roi`` x ``--roi`` view pixels on a RAW10 frame (columns layout, the RoIs
@@ -142,12 +142,16 @@ def _step_fn(name: str, session, ctx, rois: np.ndarray, weights: np.ndarray):
     return step
 
 
-def controller_step(W: int, H: int, n_rois: int, size: int, repeat: int, models: tuple[str, ...] = ()) -> list[dict]:
+def controller_step(W: int, H: int, n_rois: int, size: int, repeat: int, models: tuple[str, ...] = (),
+                    texture: str = "noise") -> list[dict]:
     """Median and best CPU ms of one controller AF step (pdaf, pe) on a picamera2:// RAW10 Bayer 2PD
     frame, whole-frame vs RoI-only decode (module doc); of the whole-frame decode alone (the ratio
     ``decode_ratio`` = that / the RoI step, the issue's yardstick); of picamera2's make_array copy.
     ``models``: more model folders whose PE step (with the gate) is measured in the same loop, as
-    step ``pe@<folder>``."""
+    step ``pe@<folder>``; ``texture``: the frame's content, ``noise`` (white noise, the views 1 px
+    apart: the structure gate's worst case, its shift-0 bound settles nothing) or ``natural`` (the
+    sim's natural-image texture blurred by 1.5 px sigma, the views 2 px apart: an out-of-focus frame
+    as an AF step sees it, where the bound settles the RoIs)."""
     import shutil
     import tempfile
     from pathlib import Path
@@ -157,9 +161,20 @@ def controller_step(W: int, H: int, n_rois: int, size: int, repeat: int, models:
 
     rng = np.random.default_rng(2)
     vh, vw = H // 2, W // 4
-    tex = rng.integers(100, 900, (vh, vw + 1)).astype(np.uint16)  # L and R: one texture, 1 view px apart
+    if texture == "natural":  # the sim's natural-image texture (1/f^beta, dead leaves), defocused, 2 view px apart
+        from hil_af.sim.scene import texture_natural
+
+        t = texture_natural(rng, (vh, vw + 2)).astype(np.float64)
+        F = np.fft.rfft2(t) * np.exp(-2.0 * (np.pi * 1.5) ** 2 * (np.fft.fftfreq(vh)[:, None] ** 2
+                                                                  + np.fft.rfftfreq(vw + 2)[None, :] ** 2))
+        t = np.fft.irfft2(F, s=t.shape)  # a Gaussian blur of 1.5 px sigma: out of focus, as an AF step sees it
+        tex = np.clip(100 + 800 * t, 0, 1023).astype(np.uint16)
+        views = (tex[:, :vw], tex[:, 2:vw + 2])
+    else:  # white noise, 1 view px apart: the gate's worst case (no correlation at shift 0)
+        tex = rng.integers(100, 900, (vh, vw + 1)).astype(np.uint16)
+        views = (tex[:, :vw], tex[:, 1:])
     img = np.empty((H, W), np.uint16)
-    for k, v in enumerate((tex[:, :vw], tex[:, 1:])):
+    for k, v in enumerate(views):
         img[:, k::2] = np.repeat(np.repeat(v, 2, axis=0), 2, axis=1)
     gy, gx = 3, max(1, n_rois // 3)
     rois = np.array([[int((i % gx + 0.5) * vw / gx) - size // 2, int((i // gx + 0.5) * vh / gy) - size // 2,
@@ -241,13 +256,15 @@ def main() -> None:
     ap.add_argument("--af-step", action="store_true", help="per-frame AF step latency, whole vs RoI-only decode")
     ap.add_argument("--rois", type=int, default=12)
     ap.add_argument("--roi", type=int, default=64)
+    ap.add_argument("--texture", choices=("noise", "natural"), default="noise",
+                    help="with --af-step: the controller frame's content (controller_step)")
     ap.add_argument("--model", action="append", default=[], metavar="DIR",
                     help="with --af-step: also the PE step with this model folder (repeatable)")
     a = ap.parse_args()
     W, H = a.width, a.height
     if a.af_step:
         res = af_step(W, H, a.rois, a.roi, a.repeat)
-        ctl = controller_step(W, H, a.rois, a.roi, a.repeat, tuple(a.model))
+        ctl = controller_step(W, H, a.rois, a.roi, a.repeat, tuple(a.model), a.texture)
         if a.json:
             print(json.dumps({"width": W, "height": H, "machine": platform.machine(), "results": res,
                               "controller": ctl}, indent=2))
@@ -256,7 +273,8 @@ def main() -> None:
         print(f"{'sensor':7} {'whole-frame ms':>15} {'RoI-only ms':>12} {'ratio':>6}")
         for r in res:
             print(f"{r['cfa']:7} {r['whole_ms']:15.2f} {r['roi_ms']:12.2f} {r['ratio']:6.1f}")
-        print("through the controller (picamera2:// Bayer 2PD, FocusSession, one step; capture to decision):")
+        print(f"through the controller (picamera2:// Bayer 2PD, FocusSession, one step; capture to decision; "
+              f"{a.texture} texture):")
         print(f"{'step':20} {'whole-frame ms':>15} {'RoI-only ms':>12} {'ratio':>6} {'best of':>8} {'whole':>7} "
               f"{'RoI':>6} {'ratio':>6} {'whole decode / RoI':>19}")
         for r in ctl[:-2]:

@@ -187,14 +187,16 @@ def score_at_zero(L: np.ndarray, R: np.ndarray, S: int) -> np.ndarray:
     m = w - 2 * S
     taper = taper_window(m)
     sw = taper.sum()
+    box = bool(np.all(taper == 1.0))  # _TUKEY 0: the taper products are skipped, as in scores
     T = L[:, :, S:S + m]
-    Tm = T - (T * taper).sum(axis=2, keepdims=True) / sw
-    Tc = Tm * taper
     W0 = R[:, :, S:S + m]  # window j = S of R: shift 0
-    num = (Tc * W0).sum(axis=(1, 2))
-    m1 = (W0 * taper).sum(axis=2)  # [P, h]
-    eR = (W0 * W0 * taper).sum(axis=(1, 2)) - (m1 * m1).sum(axis=1) / sw
-    eL = (Tc * Tm).sum(axis=(1, 2))
+    Tm = T - (T if box else T * taper).sum(axis=2, keepdims=True) / sw
+    Tc = Tm if box else Tm * taper
+    Wt = W0 if box else W0 * taper
+    num = np.einsum("pyx,pyx->p", Tc, W0)
+    m1 = Wt.sum(axis=2)  # [P, h]
+    eR = np.einsum("pyx,pyx->p", Wt, W0) - np.einsum("py,py->p", m1, m1) / sw
+    eL = np.einsum("pyx,pyx->p", Tc, Tm)
     return num / np.sqrt(np.maximum(eL * eR, _EPS))
 
 
