@@ -268,8 +268,7 @@ def structure_at_least(left: np.ndarray, right: np.ndarray, threshold: float, *,
     Ln, Rn, texture, sat, valid = _prepare(L, R, white_level, None)
     t = float(threshold)
     upper = np.where(valid, texture * np.clip(1.0 - 2.0 * sat, 0.0, 1.0), 0.0)
-    lower = 0.125 * np.clip(_score_at_zero(Ln, Rn, S), 0.0, 1.0) * upper
-    lower = np.where(np.isfinite(lower), lower, 0.0)
+    lower = 0.125 * np.clip(_score_at_zero(Ln, Rn, S), 0.0, 1.0) * upper  # finite: _prepare zeroed non-finite views
     margin = 1e-9 * max(abs(t), 1e-12)
     out = lower >= t + margin
     todo = ~out & (upper >= t - margin)  # neither bound settles these: the full search

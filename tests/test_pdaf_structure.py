@@ -195,12 +195,27 @@ def test_the_pe_gate_decides_with_the_bounds_as_views_structure_does():
     L, R = base[:, 2:322].copy(), base[:, :320].copy()
     L[:60, :80] = 400.0  # a flat corner
     R[100:180, 200:300] = rng.uniform(100, 900, (80, 100))  # unrelated views there
+    L[190:240, 250:320] = R[190:240, 250:320] = 1023.0  # a saturated corner (white level 1023)
+    L[185:190, 250:320] = R[185:190, 250:320] = rng.uniform(100, 900, (5, 70))
     frame = DualPixelFrame(L, R, white_level=1023.0)
-    rois = np.array([[0, 0, 64, 48], [90, 10, 64, 48], [200, 110, 64, 48], [10, 150, 40, 40], [230, 120, 40, 40]])
+    rois = np.array([[0, 0, 64, 48], [90, 10, 64, 48], [200, 110, 64, 48], [10, 150, 40, 40], [230, 120, 40, 40],
+                     [260, 180, 40, 40]])
     want = views_structure(frame, rois)
     for t in (0.0, 0.05, float(np.median(want)), 0.9):
-        assert views_have_structure(frame, rois, t).tolist() == (want >= t).tolist(), (t, want)
-    assert views_have_structure(frame, rois, 0.05).tolist() == [False, True, False, True, False]
+        got = views_have_structure(frame, rois, t)
+        assert got.dtype == bool and got.tolist() == (want >= t).tolist(), (t, want)
+    assert views_have_structure(frame, rois, 0.05).tolist() == [False, True, False, True, False, False]
+
+
+def test_structure_at_least_at_zero_passes_a_mostly_saturated_roi():
+    """structure >= 0 holds for every RoI, a RoI more than half saturated included (its saturation
+    term 1 - 2 x fraction is clipped to 0, not negative)."""
+    from hil_af.pdaf import structure_at_least
+
+    L, R = _pair(np.random.default_rng(5), 2, 32, 48, 1, 2.0, "plain")
+    L[0, :24] = R[0, :24] = 1023.0  # 75 % of RoI 0's rows saturated
+    assert structure(L, R, max_shift=8, white_level=1023.0)[0] == 0.0
+    assert structure_at_least(L, R, 0.0, max_shift=8, white_level=1023.0).tolist() == [True, True]
 
 
 def test_the_lower_bound_is_tight_and_never_settles_above_the_value():
