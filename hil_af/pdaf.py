@@ -246,6 +246,12 @@ def structure(left: np.ndarray, right: np.ndarray, *, max_shift: float = DEFAULT
         return np.zeros(0)
     L, R, S = checked
     Ln, Rn, texture, sat, valid = _prepare(L, R, white_level, None)
+    return _searched_structure(Ln, Rn, texture, sat, valid, S)
+
+
+def _searched_structure(Ln: np.ndarray, Rn: np.ndarray, texture: np.ndarray, sat: np.ndarray, valid: np.ndarray,
+                        S: int) -> np.ndarray:
+    """The xcorr confidence from ``_prepare``'s outputs by the full +-S search, float64 [P] in [0, 1]."""
     score = _xcorr_scores(Ln, Rn, S)[0]
     i0 = np.argmax(score, axis=1)
     conf = _confidence(score[np.arange(len(i0)), i0], score, i0, S, texture, sat, valid)
@@ -274,10 +280,7 @@ def structure_at_least(left: np.ndarray, right: np.ndarray, threshold: float, *,
     todo = ~out & (upper >= t - margin)  # neither bound settles these: the full search
     if todo.any():
         i = np.flatnonzero(todo)
-        score = _xcorr_scores(Ln[i], Rn[i], S)[0]
-        i0 = np.argmax(score, axis=1)
-        conf = _confidence(score[np.arange(len(i)), i0], score, i0, S, texture[i], sat[i], valid[i])
-        out[i] = np.clip(conf, 0.0, 1.0) >= t
+        out[i] = _searched_structure(Ln[i], Rn[i], texture[i], sat[i], valid[i], S) >= t
     return out
 
 

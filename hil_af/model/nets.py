@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import BadInput
 
 ARCHS = ("mcunet", "mcunet-plain", "mcunet-lite", "mcunet-tiny", "mobilenetv2")
-# the plain model's cheaper stems (MCUNetAF ``stem``): see MCUNetAF
+# the plain model's stems (MCUNetAF ``stem_mode``): see MCUNetAF
 STEMS = {"mcunet-plain": "full", "mcunet-lite": "lite", "mcunet-tiny": "tiny"}
 
 
@@ -93,13 +93,13 @@ class MCUNetAF(nn.Module):
     volume is concatenated with the 5 input channels, then a depthwise-separable
     stride-2 conv (3x3 depthwise + 1x1);
     ``corr=False`` (arch "mcunet-plain"): a full-resolution 3x3 conv stem on the 5 channels
-    (``stem="full"``: 3x3 conv to 12 channels at 64 x 64, then a 3x3 stride-2 conv to 16);
+    (``stem_mode="full"``: 3x3 conv to ``stem`` = 12 channels at 64 x 64, then a 3x3 stride-2 conv to 16);
     cheaper stems for a per-frame budget (benchmarks/bench_decode.py ``--af-step``), the rest
-    unchanged: ``stem="lite"`` (arch "mcunet-lite"): the first conv at stride 2 (it still reads every
+    unchanged: ``stem_mode="lite"`` (arch "mcunet-lite"): the first conv at stride 2 (it still reads every
     pixel), then a depthwise-separable 3x3 (depthwise + 1x1 to 16), 52 % of the full stem's model
-    MACs; ``stem="tiny"`` (arch "mcunet-tiny"): both stem convs at stride 2, so every stage runs
+    MACs; ``stem_mode="tiny"`` (arch "mcunet-tiny"): both stem convs at stride 2, so every stage runs
     at a quarter of the pixels (16 x 16 after the stem), 25 % of the MACs.
-    Then inverted-residual stages down to 4x4, a 1x1 head conv, global average pool; the
+    Then inverted-residual stages down to 4x4 (1x1 for "tiny"), a 1x1 head conv, global average pool; the
     pooled features plus the spatial means of the three PE channels go through a
     two-layer MLP to 2n-1 relative-offset logits, placed on the n absolute slices by
     ``LensShift`` (lens-PE)."""
