@@ -336,22 +336,24 @@ def estimate_windows(patches: Callable[[np.ndarray], tuple[np.ndarray, np.ndarra
     return DisparityResult(d, c, pk)
 
 
+def _per_size_group(patches: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], rois: np.ndarray,
+                    fn: Callable[[np.ndarray, np.ndarray], np.ndarray], dtype: type) -> np.ndarray:
+    """``fn(L, R)`` [p] of the patches of each group of equal-size RoIs, gathered into [P] of ``dtype``."""
+    rois = np.asarray(rois, dtype=np.int64).reshape(-1, 4)
+    out: np.ndarray = np.zeros(rois.shape[0], dtype=dtype)
+    for idx in _size_groups(rois):
+        out[idx] = fn(*patches(rois[idx]))
+    return out
+
+
 def windows_structure_at_least(patches: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], rois: np.ndarray,
                                threshold: float, **kw) -> np.ndarray:
     """``windows_structure(patches, rois, **kw) >= threshold``, bool [P], by ``structure_at_least``."""
-    rois = np.asarray(rois, dtype=np.int64).reshape(-1, 4)
-    ok = np.zeros(rois.shape[0], dtype=bool)
-    for idx in _size_groups(rois):
-        ok[idx] = structure_at_least(*patches(rois[idx]), threshold, **kw)
-    return ok
+    return _per_size_group(patches, rois, lambda L, R: structure_at_least(L, R, threshold, **kw), bool)
 
 
 def windows_structure(patches: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], rois: np.ndarray,
                       **kw) -> np.ndarray:
     """``structure`` of each RoI, float64 [P], the patches from ``patches`` as in ``estimate_windows``
     (RoIs of different sizes grouped); ``kw``: ``max_shift``, ``white_level``."""
-    rois = np.asarray(rois, dtype=np.int64).reshape(-1, 4)
-    c = np.zeros(rois.shape[0])
-    for idx in _size_groups(rois):
-        c[idx] = structure(*patches(rois[idx]), **kw)
-    return c
+    return _per_size_group(patches, rois, lambda L, R: structure(L, R, **kw), np.float64)
