@@ -215,3 +215,25 @@ def test_init_step2_starts_from_the_new_step1_or_the_init_model_is_kept(stacks, 
             assert all(np.array_equal(f[k], b[k]) for k in b.files)
 
 
+
+
+def test_simdata_roi_size_makes_rois_of_that_size(tmp_path):
+    """``--roi-size`` sets every RoI's side (dense: still every 32 px; a grid: centred in its cells),
+    and the stacks' gt covers them; a side under 8 px is refused."""
+    from hil_af.model.simdata import dense_rois, main as simdata_main
+    from hil_af.stacks import load_stack
+
+    assert simdata_main(["--out", str(tmp_path / "d"), "--profile", "domain-random", "--scene", "natural",
+                         "--seeds", "0:1", "--slices", "3", "--grid", "dense", "--roi-size", "112"]) == 0
+    st = load_stack(tmp_path / "d" / "domain-random-s0.npz")
+    assert st.view_hw == (256, 384)
+    np.testing.assert_array_equal(st.rois, dense_rois((256, 384), 112))
+    assert len(st.rois) == 45 and set(st.rois[:, 2]) == {112} and set(st.rois[:, 3]) == {112}
+    assert st.rois[:, 0].max() + 112 <= 384 and st.rois[:, 1].max() + 112 <= 256
+    assert simdata_main(["--out", str(tmp_path / "g"), "--profile", "domain-random", "--scene", "natural",
+                         "--seeds", "0:1", "--slices", "3", "--grid", "2x3", "--roi-size", "112"]) == 0
+    g = load_stack(tmp_path / "g" / "domain-random-s0.npz").rois
+    np.testing.assert_array_equal(g[:, 2:], 112)
+    np.testing.assert_array_equal(g[:, :2], [[8, 8], [136, 8], [264, 8], [8, 136], [136, 136], [264, 136]])
+    with pytest.raises(SystemExit, match="at least 8 px"):
+        simdata_main(["--out", str(tmp_path / "x"), "--roi-size", "4"])

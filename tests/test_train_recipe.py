@@ -110,3 +110,25 @@ def test_fine_tuning_follows_the_init_models_encoding(stacks, tmp_path, capsys):
     card = json.loads((tmp_path / "ft" / "card.json").read_text())
     assert card["encoding"]["roi_pe"] is False
     capsys.readouterr()
+
+
+def test_size_flag_sets_the_input_and_fine_tuning_follows_the_init_models_size(tmp_path, capsys):
+    """``--size`` trains a model of that input (card, ONNX input, PEPredictor); ``--init`` without
+    ``--size`` keeps the init model's (a fine-tune of a 96 px model is a 96 px model)."""
+    from hil_af.model.inference import PEPredictor
+
+    d = tmp_path / "st"
+    d.mkdir()
+    for s in range(2):
+        make_stack(d / f"s{s}.npz", "sim-default", seed=s, n_slices=N, grid=(1, 2), roi_size=96)
+    args = ["--stacks", str(d), "--threads", "1", "--epochs", "1", "--epochs2", "1", "--samples-per-epoch", "32",
+            "--arch", "mcunet-tiny"]
+    assert main(["train", "--out", str(tmp_path / "m"), "--size", "96", *args]) == 0
+    assert json.loads((tmp_path / "m" / "card.json").read_text())["encoding"]["size"] == 96
+    pred = PEPredictor(tmp_path / "m")
+    assert pred.encoding.size == 96 and pred.session.get_inputs()[0].shape[2:] == [96, 96]
+    assert main(["train", "--init", str(tmp_path / "m"), "--out", str(tmp_path / "ft"), *args]) == 0
+    assert json.loads((tmp_path / "ft" / "card.json").read_text())["encoding"]["size"] == 96
+    capsys.readouterr()
+    assert main(["train", "--out", str(tmp_path / "bad"), "--size", "8", *args]) == 2
+    assert "--size must be 16..256 px, got 8" in capsys.readouterr().err

@@ -44,6 +44,8 @@ def add_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=None, help="step-1 peak learning rate (default 5e-3; fine-tuning 2e-3)")
     p.add_argument("--lr2", type=float, default=None, help="step-2 peak learning rate (default 1.5e-3; fine-tuning 8e-4)")
     p.add_argument("--fit", choices=("crop", "area"), default="crop", help="how RoIs are brought to the input size")
+    p.add_argument("--size", type=int, default=None, metavar="PX",
+                   help="model input side in px (default 64; with --init the init model's)")
     p.add_argument("--flatfield", metavar="FLAT.npz", default=None,
                    help="flat-field gains applied to the views before encoding (copied into MODEL_DIR; inference uses it)")
     p.add_argument("--samples-per-epoch", type=int, default=None, help="subsample this many samples per epoch")
@@ -71,6 +73,7 @@ def _settings(args) -> dict:
 
     base = dict(PRETRAIN)
     roi_pe, lens_pe, arch = not args.no_roi_pe, not args.no_lens_pe, args.arch or "mcunet"
+    size = args.size
     if args.init is not None:
         from ..model.inference import read_card
 
@@ -80,8 +83,10 @@ def _settings(args) -> dict:
         roi_pe = roi_pe and bool(enc.get("roi_pe", True))
         lens_pe = lens_pe and bool(enc.get("lens_pe", True))
         arch = args.arch or str(card.get("arch", "mcunet"))
+        if size is None:
+            size = int(enc.get("size", 64))
     out = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in base.items()}
-    out.update(roi_pe=roi_pe, lens_pe=lens_pe, arch=arch)
+    out.update(roi_pe=roi_pe, lens_pe=lens_pe, arch=arch, size=64 if size is None else int(size))
     return out
 
 
@@ -97,6 +102,8 @@ def run(args) -> int:
     for name in ("epochs", "batch"):
         if st[name] < 1:
             raise BadInput(f"--{name} must be >= 1, got {st[name]}")
+    if not 16 <= st["size"] <= 256:
+        raise BadInput(f"--size must be 16..256 px, got {st['size']}")
     if args.threads < 1:
         raise BadInput(f"--threads must be >= 1, got {args.threads}")
     if st["epochs2"] is not None and st["epochs2"] < 1:
@@ -106,7 +113,7 @@ def run(args) -> int:
     cfg = TrainConfig(arch=st["arch"], epochs=st["epochs"], epochs2=st["epochs2"], batch=st["batch"], lr=st["lr"],
                       lr2=st["lr2"], seed=args.seed, val_frac=st["val_frac"], threads=args.threads,
                       roi_pe=st["roi_pe"], lens_pe=st["lens_pe"], fit=args.fit, patience=st["patience"],
-                      max_samples_per_epoch=st["samples_per_epoch"], flatfield=args.flatfield)
+                      max_samples_per_epoch=st["samples_per_epoch"], flatfield=args.flatfield, size=st["size"])
     # --- issue 17: streamed / DDP (torchrun) / GPU training runs in model/distributed.py
     from ..model import distributed
 

@@ -1,12 +1,15 @@
 """Make focal stacks with the project's simulator for training / evaluating the PE model.
 
-``python -m hil_af.model.simdata --out DIR --profile sim-default --seeds 0:50 [--slices 49] [--grid 3x4|dense]``
+``python -m hil_af.model.simdata --out DIR --profile sim-default --seeds 0:50 [--slices 49] [--grid 3x4|dense] [--roi-size 64]``
 writes DIR/<profile>-s<seed>.npz, one lens sweep (hil_af.capture.sweep) of the
 ``cards`` scene of ``sim://?seed=N&profile=P&scene=cards`` each, on a virtual
 clock, gt from the sim's truth.  RoIs: ``grid_rois((H, W), R, C)`` (64 px; the
 standard 3x4 set for evaluation) or ``dense``: 64 px RoIs every 32 px (7 x 11 =
 77 overlapping RoIs on 256 x 384), which gives training 6x more RoIs per
-rendered sweep (rendering, not RoIs, is what a stack costs).
+rendered sweep (rendering, not RoIs, is what a stack costs).  ``--roi-size N``
+makes every RoI N px (a grid's RoIs at most the grid cell; dense RoIs still
+every 32 px: 5 x 9 = 45 RoIs of 112 px on 256 x 384), for a model whose input
+is N px.
 Existing files are kept (so an interrupted run resumes).
 """
 
@@ -29,7 +32,7 @@ def dense_rois(view_hw: tuple[int, int], size: int = 64, stride: int = 32) -> np
 
 
 def make_stack(out: Path, profile: str, seed: int, n_slices: int = 49, grid: tuple[int, int] | str = (3, 4),
-               scene: str = "cards") -> Path:
+               scene: str = "cards", roi_size: int = 64) -> Path:
     from ..capture import sweep
     from ..clock import SimClock
     from ..drivers.registry import open_rig
@@ -43,8 +46,8 @@ def make_stack(out: Path, profile: str, seed: int, n_slices: int = 49, grid: tup
 
         def rois(view_hw: tuple[int, int]) -> np.ndarray:  # view pixels, int32 [P, 4]
             if isinstance(grid, str):
-                return dense_rois(view_hw)
-            return grid_rois(view_hw, grid[0], grid[1])
+                return dense_rois(view_hw, roi_size)
+            return grid_rois(view_hw, grid[0], grid[1], roi_size)
 
         st = sweep(rig, n_slices, rois=rois, progress=False,
                    scene=f"{scene}:{seed}", source=url)
@@ -72,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slices", type=int, default=49)
     ap.add_argument("--grid", default="3x4")
     ap.add_argument("--scene", default="cards")
+    ap.add_argument("--roi-size", type=int, default=64, help="RoI side in view px (default 64)")
     a = ap.parse_args(argv)
+    if a.roi_size < 8:
+        raise SystemExit(f"--roi-size {a.roi_size}: must be at least 8 px")
     grid: tuple[int, int] | str
     if a.grid == "dense":
         grid = "dense"
@@ -87,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in bar(parse_seeds(a.seeds), desc=f"sim stacks {a.profile}", unit="stack"):
         p = out / f"{a.profile}-s{s}.npz"
         if not p.exists():
-            make_stack(p, a.profile, s, a.slices, grid, a.scene)
+            make_stack(p, a.profile, s, a.slices, grid, a.scene, a.roi_size)
     return 0
 
 
