@@ -237,3 +237,19 @@ def test_simdata_roi_size_makes_rois_of_that_size(tmp_path):
     np.testing.assert_array_equal(g[:, :2], [[8, 8], [136, 8], [264, 8], [8, 136], [136, 136], [264, 136]])
     with pytest.raises(SystemExit, match="at least 8 px"):
         simdata_main(["--out", str(tmp_path / "x"), "--roi-size", "4"])
+
+
+def test_cell_rois_lie_inside_one_card_cell():
+    """``--grid cells``: 9 RoIs per card cell, each inside its cell (so its truth is one card's)."""
+    from hil_af.model.simdata import cell_rois
+    from hil_af.sim.scene import cell_edges
+
+    ys, xs = cell_edges((448, 672))
+    r = cell_rois((448, 672), 112)
+    assert r.shape == (108, 4) and set(r[:, 2]) == {112} and set(r[:, 3]) == {112}
+    for x, y, w, h in r:
+        i, j = np.searchsorted(ys, y, side="right") - 1, np.searchsorted(xs, x, side="right") - 1
+        assert y + h <= ys[i + 1] and x + w <= xs[j + 1], (x, y, w, h)
+    assert len({(int(x), int(y)) for x, y, *_ in r}) == 108  # no duplicates
+    small = cell_rois((256, 384), 112)  # cells of 84 (88) x 96 px: RoIs as high as the cell, 3 per cell
+    assert small.shape == (36, 4) and set(small[:, 2]) == {84, 88} and set(small[:, 1]) == {0, 84, 168}

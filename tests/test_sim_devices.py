@@ -77,6 +77,8 @@ def test_custom_profile_file_drives_the_sim(tmp_path, monkeypatch):
         ("sim://?fault_stall=-0.1", ["fault_stall"]),
         ("sim://?scene=chart&depth_m=-1", ["depth_m"]),
         ("sim://?profile=no-such-rig", ["no-such-rig"]),
+        ("sim://?size=big", ["size", "HxW"]),
+        ("sim://?size=16x4000", ["size", "32..2048"]),
     ],
 )
 def test_bad_urls_are_rejected_naming_the_problem(url, words):

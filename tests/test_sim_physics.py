@@ -120,6 +120,29 @@ def test_truth_matches_contrast_peak_of_a_sweep(url):
         assert np.all(np.abs(peak - truth_slice) <= 1.0), np.round(peak - truth_slice, 2)
 
 
+def test_larger_views_keep_the_truth_for_roi_inside_one_card():
+    """``size=448x672`` (what the 112 px model's stacks use): 112 px RoIs inside one card cell
+    (``simdata.cell_rois``) and the 112 px 3 x 4 grid peak in contrast within 1 slice of their truth."""
+    from hil_af.model.simdata import cell_rois
+
+    rois = np.concatenate([cell_rois((448, 672), 112)[::4], grid_rois((448, 672), 3, 4, 112)])
+    with open_rig("sim://?seed=3&size=448x672", clock=SimClock()) as rig:
+        pos = rig.slice_positions()
+        C = np.zeros((len(pos), len(rois)))
+        for i, p in enumerate(pos):
+            rig.lens.move_to(p)
+            rig.clock.sleep(rig.lens.settle_time_s)
+            f = rig.source.capture()
+            assert f.shape == (448, 672) and f.sensor_hw == (448, 672)
+            for j, roi in enumerate(rois):
+                left, right = f.crop(roi)
+                C[i, j] = contrast(left + right)
+        truth = rig.truth(rois)
+        assert np.ptp(truth) > 100
+        truth_slice = np.interp(truth, pos, np.arange(len(pos)))
+        assert np.all(np.abs(C.argmax(axis=0) - truth_slice) <= 1.0), np.round(C.argmax(axis=0) - truth_slice, 2)
+
+
 def test_white_scene_uniform_apart_from_vignetting():
     with open_rig("sim://?seed=2&scene=white&noise=0", clock=SimClock()) as rig:
         f = rig.source.capture()

@@ -9,7 +9,10 @@ standard 3x4 set for evaluation) or ``dense``: 64 px RoIs every 32 px (7 x 11 =
 rendered sweep (rendering, not RoIs, is what a stack costs).  ``--roi-size N``
 makes every RoI N px (a grid's RoIs at most the grid cell; dense RoIs still
 every 32 px: 5 x 9 = 45 RoIs of 112 px on 256 x 384), for a model whose input
-is N px.
+is N px.  ``--grid cells``: N px RoIs inside each of the scene's 3 x 4 card
+cells (3 offsets per axis: 108 per sweep), so that every RoI lies on one card;
+``--view HxW`` renders larger views (the sim URL's ``size``): 112 px RoIs fit
+inside a card only on views of about 448 x 672 and up.
 Existing files are kept (so an interrupted run resumes).
 """
 
@@ -31,8 +34,25 @@ def dense_rois(view_hw: tuple[int, int], size: int = 64, stride: int = 32) -> np
                     dtype=np.int32)
 
 
+def cell_rois(view_hw: tuple[int, int], size: int) -> np.ndarray:
+    """``size`` px RoIs inside the sim scene's card cells (``hil_af.sim.scene.cell_edges``): in each
+    cell, 3 offsets per axis (start, middle, end; 1 where the cell is at most ``size``), so every RoI
+    lies on one card (its truth is the card's, but for occluders), int32 [P, 4]."""
+    from ..sim.scene import cell_edges
+
+    ys, xs = cell_edges(view_hw)
+    out = []
+    for y0, y1 in zip(ys[:-1], ys[1:]):
+        for x0, x1 in zip(xs[:-1], xs[1:]):
+            s = int(min(size, y1 - y0, x1 - x0))
+            for oy in sorted({0, (int(y1 - y0) - s) // 2, int(y1 - y0) - s}):
+                for ox in sorted({0, (int(x1 - x0) - s) // 2, int(x1 - x0) - s}):
+                    out.append((int(x0) + ox, int(y0) + oy, s, s))
+    return np.array(out, dtype=np.int32)
+
+
 def make_stack(out: Path, profile: str, seed: int, n_slices: int = 49, grid: tuple[int, int] | str = (3, 4),
-               scene: str = "cards", roi_size: int = 64) -> Path:
+               scene: str = "cards", roi_size: int = 64, view: tuple[int, int] | None = None) -> Path:
     from ..capture import sweep
     from ..clock import SimClock
     from ..drivers.registry import open_rig
@@ -40,11 +60,15 @@ def make_stack(out: Path, profile: str, seed: int, n_slices: int = 49, grid: tup
     from ..stacks import save_stack
 
     url = f"sim://?seed={seed}&profile={profile}&scene={scene}"
+    if view is not None:
+        url += f"&size={int(view[0])}x{int(view[1])}"
     with open_rig(url, clock=SimClock()) as rig:
-        if isinstance(grid, str) and grid != "dense":
-            raise BadInput(f"grid {grid!r}: expected (rows, cols) or 'dense'")
+        if isinstance(grid, str) and grid not in ("dense", "cells"):
+            raise BadInput(f"grid {grid!r}: expected (rows, cols), 'dense' or 'cells'")
 
         def rois(view_hw: tuple[int, int]) -> np.ndarray:  # view pixels, int32 [P, 4]
+            if grid == "cells":
+                return cell_rois(view_hw, roi_size)
             if isinstance(grid, str):
                 return dense_rois(view_hw, roi_size)
             return grid_rois(view_hw, grid[0], grid[1], roi_size)
@@ -76,12 +100,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid", default="3x4")
     ap.add_argument("--scene", default="cards")
     ap.add_argument("--roi-size", type=int, default=64, help="RoI side in view px (default 64)")
+    ap.add_argument("--view", default=None, metavar="HxW", help="view size in px (default: the profile's)")
     a = ap.parse_args(argv)
     if a.roi_size < 8:
         raise SystemExit(f"--roi-size {a.roi_size}: must be at least 8 px")
+    view = None
+    if a.view is not None:
+        try:
+            vh, vw = (int(v) for v in a.view.lower().split("x"))
+        except ValueError as e:
+            raise SystemExit(f"--view {a.view!r}: expected HxW") from e
+        view = (vh, vw)
     grid: tuple[int, int] | str
-    if a.grid == "dense":
-        grid = "dense"
+    if a.grid in ("dense", "cells"):
+        grid = a.grid
     else:
         try:
             r, c = (int(v) for v in a.grid.lower().split("x"))
@@ -93,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in bar(parse_seeds(a.seeds), desc=f"sim stacks {a.profile}", unit="stack"):
         p = out / f"{a.profile}-s{s}.npz"
         if not p.exists():
-            make_stack(p, a.profile, s, a.slices, grid, a.scene, a.roi_size)
+            make_stack(p, a.profile, s, a.slices, grid, a.scene, a.roi_size, view)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 URL grammar::
 
-    sim://?seed=N&scene=NAME&profile=PROFILE&depth_m=D&noise=S
+    sim://?seed=N&scene=NAME&profile=PROFILE&depth_m=D&noise=S&size=HxW
           &fault_stall=P&fault_frame=KIND&fault_p=P
 
 seed         int, default 0: scene, noise and fault generators (deterministic).
@@ -14,6 +14,9 @@ profile      rig profile name or TOML path (hil_af.profiles.load_profile); its
              open_rig when it has a [sim] table, else ``sim-default``.
 depth_m      metres, depth of the ``chart`` / ``white`` plane (default 1.0).
 noise        scale on shot + read noise (default 1; 0 = noise-free but still quantised).
+size         HxW, the views' height and width in px (default: the profile's [sim] height, width;
+             32..2048 each).  The scene keeps its 3 x 4 cards, so a larger view has larger cards:
+             what a model with a larger input needs (RoIs inside one card).
 fault_stall  probability that a lens move stalls short of its target (default 0).
 fault_frame  black | saturated | flat | timeout: what a faulty capture gives
              (``timeout`` raises hil_af.errors.DeviceTimeout) ...
@@ -42,10 +45,10 @@ from ..paths import REPO_ROOT
 from ..profiles import load_profile
 from .camera import FAULT_FRAMES, SimCamera
 from .lens import SimLens
-from .params import SimParams
+from .params import MAX_SIDE_PX, SimParams
 from .scene import SCENES
 
-ALLOWED_KEYS = {"seed", "scene", "profile", "depth_m", "noise", "fault_stall", "fault_frame", "fault_p"}
+ALLOWED_KEYS = {"seed", "scene", "profile", "depth_m", "noise", "size", "fault_stall", "fault_frame", "fault_p"}
 DEFAULT_PROFILE = "sim-default"
 DEFAULT_LENS_MAP = LensMap((0.0, 12.0), (100.0, 900.0))
 
@@ -55,6 +58,20 @@ def _prob(url: DriverURL, key: str) -> float:
     if not (math.isfinite(v) and 0.0 <= v <= 1.0):
         raise BadInput(f"{url.raw}: {key}={v} must be a probability in [0, 1]")
     return v
+
+
+def _size(url: DriverURL) -> tuple[int, int] | None:
+    """The ``size=HxW`` key as (height, width) px, None when absent; BadInput when malformed."""
+    v = url.get("size", None)
+    if v is None:
+        return None
+    try:
+        h, w = (int(t) for t in str(v).lower().split("x"))
+    except ValueError:
+        raise BadInput(f"{url.raw}: size={v!r} must be HxW in px, e.g. 448x672") from None
+    if not (32 <= h <= MAX_SIDE_PX and 32 <= w <= MAX_SIDE_PX):
+        raise BadInput(f"{url.raw}: size={v!r}: height and width must be in 32..{MAX_SIDE_PX} px")
+    return h, w
 
 
 def _resolve_profile(url: DriverURL, ctx: dict[str, Any]) -> dict[str, Any]:
@@ -101,9 +118,13 @@ def open_sim(url: DriverURL, ctx: dict[str, Any]) -> Rig:
     if fault_p > 0 and fault_frame is None:
         raise BadInput(f"{url.raw}: fault_p given without fault_frame ({', '.join(FAULT_FRAMES)})")
 
+    size = _size(url)
     profile = _resolve_profile(url, ctx)
     where = f"{profile.get('_path', 'profile')}: [sim]"
-    params = SimParams.from_table(profile.get("sim"), where)
+    table = dict(profile.get("sim") or {})
+    if size is not None:
+        table.update(height=size[0], width=size[1])
+    params = SimParams.from_table(table, where)
     lm = profile.get("lens_map")
     lens_map = LensMap(tuple(lm["dioptres"]), tuple(lm["codes"])) if lm else (ctx.get("lens_map") or DEFAULT_LENS_MAP)
     name = profile.get("rig", {}).get("name", DEFAULT_PROFILE)
