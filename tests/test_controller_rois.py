@@ -29,6 +29,7 @@ from hil_af.drivers.fakes import fake_picamera2_module
 from hil_af.drivers.registry import open_rig
 from hil_af.frames import DualPixelFrame, grid_rois
 from hil_af.paths import REPO_ROOT, models_dir
+from hil_af.model.encoding import model_windows
 from hil_af.roiframe import RoiFrame
 
 VH, VW = 256, 384                 # the view plane: the sim-default calibrations' sensor_hw
@@ -38,6 +39,7 @@ GAIN = -0.0125                    # disparity px per code from focus (the sim-de
 FOCUS_CODE = 430.0
 CAL = REPO_ROOT / "calibration/examples/sim-default"
 ROIS = grid_rois((VH, VW), 3, 4, size=32)   # 12 RoIs of 32 x 32 view pixels
+WINDOWS = model_windows(ROIS, 64, (VH, VW))  # what the 64 px PE model reads for them
 needs_model = pytest.mark.skipif(not (models_dir() / "step1.onnx").exists(), reason="no shipped model in models/")
 
 _rng = np.random.default_rng(7)
@@ -130,23 +132,27 @@ def test_a_focus_cycle_gives_the_whole_frame_result_and_never_decodes_the_whole_
     got = focus(rig, method, roi_decode=True)
     assert whole_unpack.call_count == 0  # not one frame unpacked whole
     assert roi_unpack.call_count >= got.captures
-    # pixels unpacked per frame: the RoIs' raw rectangles (and, for PDAF's second look or a grown
-    # contrast window, wider ones), far from the 786k of the frame
+    # pixels unpacked per frame: the RoIs' raw rectangles (the 64 px windows the PE model reads
+    # around these 32 px RoIs, PDAF's second look or a grown contrast window: wider ones), far from
+    # the 786k of the frame
     px = sum(c.args[1] * c.args[2] for c in roi_unpack.call_args_list)
-    roi_px = int(roi_raw_mask(ROIS).sum())
-    assert px / got.captures < 4 * roi_px < 0.6 * RAW_W * RAW_H
+    model = method in ("pe", "pe2", "hybrid")  # on this small view the model's 64 px windows cover half of it
+    roi_px = int(roi_raw_mask(np.concatenate([ROIS, WINDOWS]) if model else ROIS).sum())
+    assert px / got.captures < 4 * roi_px
+    assert px / got.captures < (0.7 if model else 0.5) * RAW_W * RAW_H
     assert got.to_json(trace=True) == want.to_json(trace=True)
     assert got.captures >= 1 and (got.state.value, got.reason) == (want.state.value, want.reason)
 
 
 @needs_model
-def test_pe2_reads_nothing_outside_the_rois_and_the_model_gets_the_same_inputs(rig, mocker):
-    """Raw pixels outside the RoIs' RAW10 groups are saturated garbage: the RoI path gives the
-    clean whole-frame result (so it read none of them) and the same model inputs, RoI-PE included."""
+def test_pe2_reads_nothing_outside_the_model_windows_and_the_model_gets_the_same_inputs(rig, mocker):
+    """Raw pixels outside the RAW10 groups of the windows the model reads (the 32 px RoIs grown to
+    64 px about their centres) are saturated garbage: the RoI path gives the clean whole-frame result
+    (so it read none of them) and the same model inputs, RoI-PE included."""
     import onnxruntime as ort
 
     run = mocker.spy(ort.InferenceSession, "run")
-    outside = ~roi_raw_mask(ROIS)
+    outside = ~roi_raw_mask(WINDOWS)
 
     def poisoned(d, n):
         img = raw_image(d / 15.0 * CODES, n)
@@ -162,11 +168,13 @@ def test_pe2_reads_nothing_outside_the_rois_and_the_model_gets_the_same_inputs(r
     assert len(got_inputs) == len(want_inputs) == 2  # step 1 and step 2, one batch each
     for a, b in zip(got_inputs, want_inputs):
         np.testing.assert_array_equal(a, b)
-    # RoI-PE x / y planes: the true full-plane positions (32 px RoIs area-resampled to 64 cells)
+    # RoI-PE x / y planes: the true full-plane positions of the 64 px windows' pixels
     x = got_inputs[0]
-    for b, (rx, ry, w, h) in enumerate(ROIS):
-        cx = rx + (np.arange(64) + 0.5) * w / 64
-        cy = ry + (np.arange(64) + 0.5) * h / 64
+    for b, (rx, ry, w, h) in enumerate(WINDOWS):
+        assert (w, h) == (64, 64)
+        assert (rx + 32, ry + 32) == (ROIS[b, 0] + 16, ROIS[b, 1] + 16)  # the RoI's centre
+        cx = rx + np.arange(64) + 0.5
+        cy = ry + np.arange(64) + 0.5
         np.testing.assert_allclose(x[b, 2, 0], 2 * cx / VW - 1, atol=1e-6)
         np.testing.assert_allclose(x[b, 3, :, 0], 2 * cy / VH - 1, atol=1e-6)
     # the poison is there: the whole-frame path on the same buffers sees a saturated frame

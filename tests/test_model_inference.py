@@ -89,6 +89,23 @@ def test_predict_is_batched_and_matches_predict_patches(model_dir):
     assert p.session is s
 
 
+def test_a_small_roi_is_read_through_a_window_grown_about_its_centre(model_dir):
+    """A crop-fit model reads an RoI smaller than its input through the input-sized window about the
+    RoI's centre (pixel scale kept), shifted inside the view at an edge; bigger RoIs are unchanged."""
+    from hil_af.model.encoding import model_windows
+
+    rois = np.array([[100, 50, 32, 20], [0, 0, 16, 16], [370, 240, 14, 16], [10, 10, 96, 80]])
+    w = model_windows(rois, 64, (256, 384))
+    np.testing.assert_array_equal(w, [[84, 28, 64, 64], [0, 0, 64, 64], [320, 192, 64, 64], [10, 10, 96, 80]])
+    np.testing.assert_array_equal(model_windows(rois, 64, (256, 384), "area"), rois)
+    np.testing.assert_array_equal(model_windows(rois[:1], 64, (40, 384)), [[84, 50, 64, 20]])  # view too short
+    p = PEPredictor(model_dir, step=1)
+    f = _frame()
+    small, grown = p.predict(f, rois[:3], 4, N), p.predict(f, w[:3], 4, N)
+    np.testing.assert_allclose(small.probs, grown.probs, atol=1e-6)
+    np.testing.assert_array_equal(p.windows(rois, f.shape), w)
+
+
 def test_slice_index_and_position_change_the_input(model_dir):
     p = PEPredictor(model_dir, step=2)
     f = _frame()

@@ -8,8 +8,10 @@ the RoIs' decode instead of the whole frame's (benchmarks/bench_decode.py
 ``DualPixelFrame``s as before.  The estimators accept either frame and give
 the same result on the same raw buffer (tests/test_controller_rois.py):
 
-- PE: ``pe_predict`` runs ``PEPredictor.predict_patches`` on the RoI patches
-  with their full-plane positions (the RoI-PE planes of ``predict``);
+- PE: ``pe_predict`` runs ``PEPredictor.predict_patches`` on the patches of
+  the windows the model reads (``PEPredictor.windows``: the RoI, grown about
+  its centre where it is smaller than the model's input) with their
+  full-plane positions (the RoI-PE planes of ``predict``);
 - PDAF: ``PdafPredictor.predict`` reads patches through ``frame.patches``
   (its wider second look decodes those windows from the same buffer);
 - contrast: ``contrast.roi_contrast`` per RoI through ``frame.crop``.
@@ -42,6 +44,8 @@ def pe_predict(predictor: Any, frame: DualPixelFrame | RoiFrame, rois: np.ndarra
     if not isinstance(frame, RoiFrame):
         return predictor.predict(frame, rois, slice_index, n_slices)
     rois = np.asarray(rois, dtype=np.int64).reshape(-1, 4)
+    if hasattr(predictor, "windows"):  # an RoI smaller than the model's input: the window it reads
+        rois = predictor.windows(rois, frame.shape)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, r in enumerate(rois):
         groups.setdefault((int(r[2]), int(r[3])), []).append(i)

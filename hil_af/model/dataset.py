@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import BadInput
 from ..stacks import stack_files
-from .encoding import N_CHANNELS, EncodingConfig, _fit_axis, fit_patch, normalise_views
+from .encoding import N_CHANNELS, EncodingConfig, _fit_axis, fit_patch, model_windows, normalise_views
 from .inference import decoded_bins
 
 
@@ -194,8 +194,9 @@ def load_patchset(paths: Iterable[str | Path], cfg: EncodingConfig,
         v[:, 1] = (st.right.astype(np.float32) - black) * gr
         views.append(v)
         y0, x0 = st.origin
+        wins = model_windows(st.rois, S, st.view_hw, cfg.fit)  # what inference reads for each RoI
         for ri in keep:
-            x, y, w, h = (int(t) for t in st.rois[ri])
+            x, y, w, h = (int(t) for t in wins[ri])
             *_, xc = _fit_axis(x, w, S, cfg.fit)  # output pixel centres, view px
             *_, yc = _fit_axis(y, h, S, cfg.fit)
             bx, by = float(xc[1] - xc[0]), float(yc[1] - yc[0])

@@ -28,7 +28,10 @@ sensor_hw) -> (left, right)``).
 RoI size -> model input size (``fit``):
 - ``"crop"`` (default): a dimension larger than S is centre-cropped to S
   (this keeps the disparity in pixels, which is what the model reads); a
-  dimension smaller than S is area-resampled up to S.
+  dimension smaller than S is first grown about the RoI's centre to S px of
+  the view (``model_windows``: the window is shifted to stay inside the view),
+  so a 112 px model reads a 64 px RoI at its own pixel scale; only a view
+  smaller than S leaves a dimension to be area-resampled up to S.
 - ``"area"``: the RoI is area-resampled (exact box filter with fractional
   pixel overlaps, separable) to S x S in both dimensions; note that this
   scales the disparity by S / size.
@@ -111,6 +114,22 @@ def _fit_axis(start: int, length: int, size: int, fit: str) -> tuple[int, int, n
     m = resample_matrix(length, size)
     centres = start + (np.arange(size) + 0.5) * (length / size)
     return start, length, (None if length == size else m), centres
+
+
+def model_windows(rois: Any, size: int, view_hw: tuple[int, int], fit: str = "crop") -> np.ndarray:
+    """The windows the model reads for view-pixel RoIs int [P, 4] -> int64 [P, 4] (module doc): with
+    ``fit="crop"`` each dimension shorter than ``size`` grows about the RoI's centre to ``size`` px,
+    shifted to lie inside the view (a view shorter than ``size`` keeps the RoI's extent); longer
+    dimensions and ``fit="area"`` are unchanged."""
+    out = np.array(np.asarray(rois, dtype=np.int64).reshape(-1, 4))
+    if fit != "crop":
+        return out
+    for a, lim in ((0, int(view_hw[1])), (1, int(view_hw[0]))):
+        grow = (out[:, a + 2] < size) & (lim >= size)
+        start = out[:, a] + out[:, a + 2] // 2 - size // 2
+        out[grow, a] = np.clip(start[grow], 0, lim - size)
+        out[grow, a + 2] = size
+    return out
 
 
 def fit_patch(view: np.ndarray, roi: np.ndarray | tuple[int, int, int, int], size: int, fit: str) -> np.ndarray:

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import BadInput, FormatError
 from ..frames import DualPixelFrame, validate_rois
-from .encoding import EncodingConfig, FlatField, encode_fitted, encode_frame_rois, fit_patch
+from .encoding import EncodingConfig, FlatField, encode_fitted, encode_frame_rois, fit_patch, model_windows
 
 CARD = "card.json"
 MAX_SWEEP = 4096  # slices; a sweep longer than this is not served (the controller falls back)
@@ -177,11 +177,16 @@ class PEPredictor:
         """Raw logits float32 [B, n] of encoded inputs x [B, 5, S, S]."""
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
+    def windows(self, rois: Any, view_hw: tuple[int, int]) -> np.ndarray:
+        """The view windows the model reads for RoIs int [P, 4] (``encoding.model_windows``: an RoI
+        smaller than the input grows about its centre), int64 [P, 4]."""
+        return model_windows(rois, int(self.encoding.size), view_hw, self.encoding.fit)
+
     def predict(self, frame: DualPixelFrame, rois: Any, slice_index: int, n_slices: int) -> PEPrediction:
         """Predict the in-focus slice of every RoI (view pixels, int32 [P, 4]) of one frame
         taken at slice ``slice_index`` of ``n_slices``: one batched onnxruntime call."""
         self._check_n(n_slices)
-        rois = validate_rois(rois, frame.shape)
+        rois = self.windows(validate_rois(rois, frame.shape), frame.shape)
         x = encode_frame_rois(frame.left, frame.right, rois, frame.origin, frame.sensor_hw or frame.shape,
                               int(slice_index), int(n_slices), self.encoding, self.flatfield)
         return decode(self.run(x), int(n_slices))
