@@ -326,9 +326,18 @@ def test_eval_scores_every_start_slice_every_known_roi_failures_where_the_lens_s
     assert m["eval_cycles_per_s"] == pytest.approx(65 / 0.091)
     assert standin.batches.count(6) == N and standin.batches.count(1) == 20 and len(standin.batches) == N + 20
     # ... each timed cycle on its own RoI (centres from the geometry above), 4 starts each
+    # (the windows the 64 px model reads: each RoI grown about its centre, shifted into the view)
+    from hil_af.model.encoding import model_windows
+    from hil_af.stacks import load_stack
+
     timed = sorted(c[0].tolist() for c, b in zip(standin.centres, standin.batches) if b == 1)
-    want = sorted([(-0.5, 0.0), (-0.3, 0.25), (-0.025, 1 / 12), (0.5, 0.0), (0.725, 1 / 6)] * 4)
-    np.testing.assert_allclose(timed, want, atol=0.02)
+    wins = model_windows(np.array(ROIS)[[0, 1, 2, 4, 5]], 64, load_stack(stack).view_hw)
+    cx = 2 * (wins[:, 0] + wins[:, 2] / 2 + ORIGIN[1]) / SENSOR[1] - 1
+    cy = 2 * (wins[:, 1] + wins[:, 3] / 2 + ORIGIN[0]) / SENSOR[0] - 1
+    want = sorted(list(zip(cx.tolist(), cy.tolist())) * 4)
+    np.testing.assert_allclose(timed, want, atol=1e-6)
+    own = sorted([(-0.5, 0.0), (-0.3, 0.25), (-0.025, 1 / 12), (0.5, 0.0), (0.725, 1 / 6)] * 4)  # the RoIs' centres
+    np.testing.assert_allclose(want, own, atol=0.06)  # the windows are centred on them but for the shift into the view
     assert standin.threads == [1, 1]  # one model session for the scoring, one for the timing pass
     assert capsys.readouterr().err == "" and standin.sleeps == []
 

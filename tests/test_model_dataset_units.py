@@ -289,22 +289,26 @@ def _roi_stack(tmp_path, rois):
 
 @pytest.mark.parametrize("fit", ["area", "crop"])
 def test_rois_of_one_patch_side_are_fitted_as_inference_fits_them_with_exact_pe(tmp_path, fit):
-    """8 x 12 and 12 x 6 RoIs into 8 px patches: not plain crops, so resampled (area) or cropped on
-    the long side and resampled on the short one (crop); pixels as inference encodes them, RoI-PE
+    """8 x 12 and 12 x 6 RoIs into 8 px patches: area-resampled (area), or read as inference reads
+    them (crop: the window ``model_windows`` gives, cropped on the long side and grown about the
+    centre on the short one, so every RoI is a plain crop); pixels as inference encodes them, RoI-PE
     exactly its pe_planes."""
-    from hil_af.model.encoding import encode_frame_rois, pe_planes
+    from hil_af.model.encoding import encode_frame_rois, model_windows, pe_planes
 
     rois = [[3, 4, 8, 12], [20, 9, 12, 6], [40, 30, 8, 8]]
     path, st = _roi_stack(tmp_path, rois)
     cfg = EncodingConfig(size=8, fit=fit)
     ps = load_patchset([path], cfg)
-    assert ps.croppable.tolist() == [fit == "crop", False, True]  # crop: 8 x 12 is cropped to 8 x 8
+    assert ps.croppable.tolist() == [fit == "crop", fit == "crop", True]
     f = st.frame(2)
-    ref = encode_frame_rois(f.left, f.right, st.rois, st.origin, st.sensor_hw, 2, 3, cfg)
+    wins = model_windows(st.rois, 8, st.view_hw, fit)
+    if fit == "crop":
+        np.testing.assert_array_equal(wins[1], [20, 8, 12, 8])  # 6 px tall, grown about its centre
+    ref = encode_frame_rois(f.left, f.right, wins, st.origin, st.sensor_hw, 2, 3, cfg)
     x, _ = ps.batch(np.array([[0, 2], [1, 2], [2, 2]]))
     np.testing.assert_allclose(x[:, :2], ref[:, :2], atol=2e-2)  # views stored as float16
-    for b, roi in enumerate(rois):
-        px, py = pe_planes(np.array(roi) + [7, 5, 0, 0], (60, 80), 8, fit)
+    for b, win in enumerate(wins):
+        px, py = pe_planes(np.array(win) + [7, 5, 0, 0], (60, 80), 8, fit)
         np.testing.assert_allclose(x[b, 2], px, atol=1e-6)
         np.testing.assert_allclose(x[b, 3], py, atol=1e-6)
 
