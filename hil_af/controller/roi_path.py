@@ -44,8 +44,7 @@ def pe_predict(predictor: Any, frame: DualPixelFrame | RoiFrame, rois: np.ndarra
     if not isinstance(frame, RoiFrame):
         return predictor.predict(frame, rois, slice_index, n_slices)
     rois = np.asarray(rois, dtype=np.int64).reshape(-1, 4)
-    if hasattr(predictor, "windows"):  # an RoI smaller than the model's input: the window it reads
-        rois = predictor.windows(rois, frame.shape)
+    rois = predictor.windows(rois, frame.shape)  # an RoI smaller than the model's input: the window it reads
     groups: dict[tuple[int, int], list[int]] = {}
     for i, r in enumerate(rois):
         groups.setdefault((int(r[2]), int(r[3])), []).append(i)

@@ -39,14 +39,15 @@ def cell_rois(view_hw: tuple[int, int], size: int) -> np.ndarray:
     cell, 3 offsets per axis (start, middle, end; 1 where the cell is at most ``size``), so every RoI
     lies on one card (its truth is the card's, but for occluders), int32 [P, 4]."""
     from ..sim.scene import cell_edges
+    from .defocus import _offsets
 
     ys, xs = cell_edges(view_hw)
     out = []
     for y0, y1 in zip(ys[:-1], ys[1:]):
         for x0, x1 in zip(xs[:-1], xs[1:]):
             s = int(min(size, y1 - y0, x1 - x0))
-            for oy in sorted({0, (int(y1 - y0) - s) // 2, int(y1 - y0) - s}):
-                for ox in sorted({0, (int(x1 - x0) - s) // 2, int(x1 - x0) - s}):
+            for oy in _offsets(int(y1 - y0), s):
+                for ox in _offsets(int(x1 - x0), s):
                     out.append((int(x0) + ox, int(y0) + oy, s, s))
     return np.array(out, dtype=np.int32)
 
