@@ -126,3 +126,33 @@ def test_sim_params_reject_out_of_range_optics():
         SimParams.from_table({"cats_eye": 1.5})
     with pytest.raises((FormatError, BadInput), match="psf_asymmetry"):
         SimParams.from_table({"psf_asymmetry": -2})
+
+
+def test_soft_scene_keeps_natural_geometry_but_softens_and_fades_card_textures():
+    from hil_af.sim.scene import SOFT_TEXTURE, make_scene, soften
+
+    nat = make_scene("natural", 7, (256, 384), 40, (0.3, 3.0))
+    soft = make_scene("natural-soft", 7, (256, 384), 40, (0.3, 3.0))
+    np.testing.assert_array_equal(nat.card_dioptres, soft.card_dioptres)  # same cards, same depths
+    np.testing.assert_array_equal(nat.card_of_cell, soft.card_of_cell)
+    np.testing.assert_array_equal(nat.occ_textures, soft.occ_textures)  # occluders untouched
+    changed = [not np.array_equal(a, b) for a, b in zip(nat.textures, soft.textures)]
+    assert 0 < sum(changed)
+
+    def hf(t):  # mean |horizontal gradient| per unit std: falls with a pre-blur
+        return np.abs(np.diff(t, axis=1)).mean() / t.std()
+
+    for a, b, c in zip(nat.textures, soft.textures, changed):
+        if c:
+            assert b.std() < a.std() and hf(b) < 0.9 * hf(a)
+            assert abs(float(b.mean()) - float(a.mean())) < 0.02  # mean reflectance kept
+    # soften's draws stay in SOFT_TEXTURE's ranges: contrast factor <= hi, blur >= lo
+    rng = np.random.default_rng(0)
+    tex = np.random.default_rng(1).uniform(0, 1, (128, 128)).astype(np.float32)
+    outs = [soften(tex, rng) for _ in range(40)]
+    kept = sum(np.array_equal(o, tex) for o in outs)
+    assert 0.1 * 40 <= kept <= 0.5 * 40  # about 1 - p unchanged
+    lo, hi = SOFT_TEXTURE["contrast"]
+    assert all(o.std() <= hi * tex.std() + 1e-6 for o in outs)
+    with pytest.raises(BadInput):
+        make_scene("natural-softer", 7, (256, 384), 40, (0.3, 3.0))

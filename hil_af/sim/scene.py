@@ -31,9 +31,14 @@ SCENES = {
     "dark": "cards at very low light (3% of the normal exposure)",
     "natural": "cards with occluders: about half the cells hold a nearer or farther object (disc or straight edge) "
                "covering 10-35 % of the cell away from its centre: depth edges inside RoIs",
+    "natural-soft": "natural, but most cards' own texture is soft and faint (pre-blurred, contrast lowered; "
+                    "SOFT_TEXTURE): in-scene sharpness and contrast no longer say how far the lens is from focus",
 }
 
 GRID = (3, 4)  # rows, cols of cells (= the standard RoI grid)
+# natural-soft: per card texture (occluders stay as natural), with probability p, a Gaussian pre-blur of sigma
+# drawn from [lo, hi] px and a contrast factor about the texture mean drawn from [lo, hi]
+SOFT_TEXTURE = {"p": 0.7, "sigma_px": (0.5, 3.0), "contrast": (0.3, 1.0)}
 DARK_ILLUMINATION = 0.03
 
 
@@ -200,6 +205,24 @@ def texture_natural(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndar
     return np.clip(0.5 * base + 0.5 * leaves, 0.0, 1.0).astype(np.float32)
 
 
+def soften(tex: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One texture [H, W] made soft and faint as SOFT_TEXTURE draws (or returned unchanged).
+
+    A real scene holds intrinsically smooth, low-contrast surfaces (the real Pixel 4 cells: median
+    contrast std/mean 0.12 against the sharp sim textures' 0.20), so a texture's own sharpness must
+    not be a cue for focus: blurring here is in the scene, not the lens."""
+    if rng.random() >= SOFT_TEXTURE["p"]:
+        return tex
+    sigma = float(rng.uniform(*SOFT_TEXTURE["sigma_px"]))
+    c = float(rng.uniform(*SOFT_TEXTURE["contrast"]))
+    fy = np.fft.fftfreq(tex.shape[0])[:, None]
+    fx = np.fft.rfftfreq(tex.shape[1])[None, :]
+    g = np.exp(-2.0 * (np.pi * sigma) ** 2 * (fy**2 + fx**2))
+    soft = np.fft.irfft2(np.fft.rfft2(tex) * g, s=tex.shape)
+    m = float(soft.mean())
+    return np.clip(m + c * (soft - m), 0.0, 1.0).astype(np.float32)
+
+
 # ------------------------------------------------------------------- scenes
 
 
@@ -298,7 +321,7 @@ def make_scene(name: str, seed: int, hw: tuple[int, int], pad: int, depth_range_
         near, far = depth_range_m
         dioptres = rng.uniform(1.0 / far, 1.0 / near, n)
         kinds = rng.integers(0, len(TEXTURES), n)
-        if name == "natural":
+        if name in ("natural", "natural-soft"):
             tex = np.stack([texture_natural(rng, shape) for _ in kinds])
         else:
             tex = np.stack([TEXTURES[k](rng, shape) for k in kinds])
@@ -307,7 +330,10 @@ def make_scene(name: str, seed: int, hw: tuple[int, int], pad: int, depth_range_
         if name == "dark":
             illumination = DARK_ILLUMINATION
         label = label or f"{name}:{seed}"
-        if name == "natural":
+        if name in ("natural", "natural-soft"):
             occ = _occluders(rng, hw, pad, ys, xs, depth_range_m)
+            if name == "natural-soft":  # its own stream: the same cards, depths and textures as natural
+                srng = np.random.default_rng([seed, 0x50F7])
+                tex = np.stack([soften(t, srng) for t in tex])  # the cards; occluders stay as natural
             return Scene(name, label, seed, pad, ys, xs, card_of_cell, dioptres, tex, illumination, *occ)
     return Scene(name, label, seed, pad, ys, xs, card_of_cell, dioptres, tex, illumination)
