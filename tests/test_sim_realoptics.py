@@ -152,7 +152,7 @@ def test_soft_scene_keeps_natural_geometry_but_softens_and_fades_card_textures()
     outs = [soften(tex, rng) for _ in range(40)]
     kept = sum(np.array_equal(o, tex) for o in outs)
     assert 0.1 * 40 <= kept <= 0.5 * 40  # about 1 - p unchanged
-    lo, hi = SOFT_TEXTURE["contrast"]
+    lo, hi = SOFT_TEXTURE.contrast
     assert all(o.std() <= hi * tex.std() + 1e-6 for o in outs)
     with pytest.raises(BadInput):
         make_scene("natural-softer", 7, (256, 384), 40, (0.3, 3.0))

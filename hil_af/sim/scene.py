@@ -12,12 +12,13 @@ checkers, "dead leaves" (occluding discs with sharp edges), or a mix.
 Textures are generated once per scene for the padded plane
 (H + 2 pad) x (W + 2 pad), so rendering a blurred cell never needs data
 outside the texture.  Scene names: ``cards``, ``chart``, ``white``,
-``flat-centre``, ``dark`` (see ``SCENES``).
+``flat-centre``, ``dark``, ``natural``, ``natural-soft`` (see ``SCENES``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,7 +39,13 @@ SCENES = {
 GRID = (3, 4)  # rows, cols of cells (= the standard RoI grid)
 # natural-soft: per card texture (occluders stay as natural), with probability p, a Gaussian pre-blur of sigma
 # drawn from [lo, hi] px and a contrast factor about the texture mean drawn from [lo, hi]
-SOFT_TEXTURE = {"p": 0.7, "sigma_px": (0.5, 3.0), "contrast": (0.3, 1.0)}
+class SoftTexture(NamedTuple):
+    p: float  # probability that a card's texture is softened
+    sigma_px: tuple[float, float]  # Gaussian pre-blur sigma range, pixels
+    contrast: tuple[float, float]  # contrast factor range about the texture mean
+
+
+SOFT_TEXTURE = SoftTexture(p=0.7, sigma_px=(0.5, 3.0), contrast=(0.3, 1.0))
 DARK_ILLUMINATION = 0.03
 
 
@@ -211,10 +218,10 @@ def soften(tex: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     A real scene holds intrinsically smooth, low-contrast surfaces (the real Pixel 4 cells: median
     contrast std/mean 0.12 against the sharp sim textures' 0.20), so a texture's own sharpness must
     not be a cue for focus: blurring here is in the scene, not the lens."""
-    if rng.random() >= SOFT_TEXTURE["p"]:
+    if rng.random() >= SOFT_TEXTURE.p:
         return tex
-    sigma = float(rng.uniform(*SOFT_TEXTURE["sigma_px"]))
-    c = float(rng.uniform(*SOFT_TEXTURE["contrast"]))
+    sigma = float(rng.uniform(*SOFT_TEXTURE.sigma_px))
+    c = float(rng.uniform(*SOFT_TEXTURE.contrast))
     fy = np.fft.fftfreq(tex.shape[0])[:, None]
     fx = np.fft.rfftfreq(tex.shape[1])[None, :]
     g = np.exp(-2.0 * (np.pi * sigma) ** 2 * (fy**2 + fx**2))
