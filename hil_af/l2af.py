@@ -42,6 +42,7 @@ import numpy as np
 from .errors import BadInput, FormatError
 from .frames import grid_rois
 from .stacks import FocalStack, load_stack, save_stack
+from .text import int_pair
 
 FOCUS_DISTANCES_MM = (
     3910.92, 2289.27, 1508.71, 1185.83, 935.91, 801.09, 700.37, 605.39, 546.23, 486.87, 447.99, 407.40,
@@ -200,7 +201,7 @@ def parse_rois(spec: str) -> tuple:
     try:
         kind, rest = spec.split(":")
         if kind == "grid":
-            r, c = (int(v) for v in rest.lower().split("x"))
+            r, c = int_pair(rest)
             if r < 1 or c < 1:
                 raise ValueError
             return ("grid", r, c)

@@ -76,6 +76,21 @@ def test_plurals():
     assert head == "1 stack, 1 RoI, 1 sample per method"
 
 
+@pytest.mark.parametrize("text, pair", [("448x672", (448, 672)), ("3X4", (3, 4)), (" 2x 3", (2, 3))])
+def test_int_pair_reads_axb(text, pair):
+    from hil_af.text import int_pair
+
+    assert int_pair(text) == pair
+
+
+@pytest.mark.parametrize("text", ["3x", "3x4x5", "axb", "34", "3.5x4", ""])
+def test_int_pair_rejects_what_is_not_two_integers(text):
+    from hil_af.text import int_pair
+
+    with pytest.raises(ValueError):
+        int_pair(text)
+
+
 def test_focus_line_says_1_capture_not_1_captures(capsys):
     # pe: one model step on one frame
     assert main(["focus", "sim://?seed=1", "--method", "pe", "--clock", "sim"]) in (0, 1)

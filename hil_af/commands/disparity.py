@@ -18,12 +18,13 @@ import numpy as np
 from ..cli import add_json_option, emit_json
 from ..errors import BadInput
 from ..pdaf import DEFAULT_MAX_SHIFT, METHODS, estimate_rois
+from ..text import int_pair
 
 
 def parse_grid(text: str) -> tuple[int, int]:
     """'RxC' -> (R, C); BadInput naming the value otherwise."""
     try:
-        r, c = (int(v) for v in str(text).lower().split("x"))
+        r, c = int_pair(text)
     except ValueError:
         raise BadInput(f"--grid must look like RxC (e.g. 3x4), got {text!r}") from None
     if r < 1 or c < 1:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput
+from ..text import int_pair
 
 
 def dense_rois(view_hw: tuple[int, int], size: int = 64, stride: int = 32) -> np.ndarray:
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     view = None
     if a.view is not None:
         try:
-            vh, vw = (int(v) for v in a.view.lower().split("x"))
+            vh, vw = int_pair(a.view)
         except ValueError as e:
             raise SystemExit(f"--view {a.view!r}: expected HxW") from e
         view = (vh, vw)
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         grid = a.grid
     else:
         try:
-            r, c = (int(v) for v in a.grid.lower().split("x"))
+            r, c = int_pair(a.grid)
         except ValueError as e:
             raise SystemExit(f"--grid {a.grid!r}: expected RxC or dense") from e
         grid = (r, c)

@@ -43,6 +43,7 @@ from ..errors import BadInput
 from ..optics import LensMap
 from ..paths import REPO_ROOT
 from ..profiles import load_profile
+from ..text import int_pair
 from .camera import FAULT_FRAMES, SimCamera
 from .lens import SimLens
 from .params import MAX_SIDE_PX, SimParams
@@ -66,7 +67,7 @@ def _size(url: DriverURL) -> tuple[int, int] | None:
     if v is None:
         return None
     try:
-        h, w = (int(t) for t in str(v).lower().split("x"))
+        h, w = int_pair(v)
     except ValueError:
         raise BadInput(f"{url.raw}: size={v!r} must be HxW in px, e.g. 448x672") from None
     if not (32 <= h <= MAX_SIDE_PX and 32 <= w <= MAX_SIDE_PX):
