@@ -132,7 +132,7 @@ def probe(model_dir: Path, data: Path) -> None:
     for f in stack_files(data / "train")[:48]:
         st = load_stack(f)
         with open_rig(st.meta["source"], clock=SimClock()) as rig:  # the stack's camera: its px per slice
-            pps = rig.source._p.disparity_px_per_dioptre * abs(float(np.diff(st.meta["lens_dioptres"]).mean()))
+            pps = rig.source.params.disparity_px_per_dioptre * abs(float(np.diff(st.meta["lens_dioptres"]).mean()))
         gt = np.asarray(st.gt_index, dtype=np.float64)
         for k in range(0, st.n, 2):
             X.append(feats(encode(st.frame(k), st.rois, st.n)))
