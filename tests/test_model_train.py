@@ -239,6 +239,21 @@ def test_simdata_roi_size_makes_rois_of_that_size(tmp_path):
         simdata_main(["--out", str(tmp_path / "x"), "--roi-size", "4"])
 
 
+def test_simdata_takes_a_profile_by_path_and_names_stacks_by_its_file(tmp_path):
+    """A rig profile given as a TOML path (a family variant for an experiment) renders with its own
+    parameters; its stacks are named after the file, not the path."""
+    from hil_af.model.simdata import main as simdata_main
+    from hil_af.paths import REPO_ROOT
+    from hil_af.stacks import load_stack
+
+    prof = tmp_path / "narrow.toml"
+    prof.write_text((REPO_ROOT / "calibration" / "rigs" / "sim-default.toml").read_text().replace(
+        "height = 256", "height = 192"))
+    assert simdata_main(["--out", str(tmp_path / "d"), "--profile", str(prof), "--seeds", "0:1", "--slices", "3"]) == 0
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["narrow-s0.npz"]
+    assert load_stack(tmp_path / "d" / "narrow-s0.npz").view_hw == (192, 384)
+
+
 def test_cell_rois_lie_inside_one_card_cell():
     """``--grid cells``: 9 RoIs per card cell, each inside its cell (so its truth is one card's)."""
     from hil_af.model.simdata import cell_rois

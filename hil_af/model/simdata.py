@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         grid = (r, c)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for s in bar(parse_seeds(a.seeds), desc=f"sim stacks {a.profile}", unit="stack"):
-        p = out / f"{a.profile}-s{s}.npz"
+    name = Path(a.profile).stem if a.profile.endswith(".toml") else a.profile  # a profile by path: its file name
+    for s in bar(parse_seeds(a.seeds), desc=f"sim stacks {name}", unit="stack"):
+        p = out / f"{name}-s{s}.npz"
         if not p.exists():
             make_stack(p, a.profile, s, a.slices, grid, a.scene, a.roi_size, view)
     return 0
