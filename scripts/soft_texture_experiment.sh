@@ -5,7 +5,9 @@
 # card textures pre-blurred and faded: hil_af/sim/scene.py SOFT_TEXTURE), with the natural scene
 # as the control, then ranks held-out sim frames of both scenes (benchmarks/sim_ranking.py) and
 # the real Pixel 4 cells (benchmarks/realdp_ranking.py; needs HIL_AF_REALDP).
-# Output: benchmarks/results/soft-texture.log.  About 35 min on a 2-core box (two jobs at a time).
+# Then the controlled comparison: benchmarks/finetune_realdp.py (fixed 3 + 1 epochs, no held-out
+# split, so no keep-the-init guard) on each scene with seeds 0 and 1, each ranking the real cells.
+# Output: benchmarks/results/soft-texture.log.  About 60 min on a 2-core box (two jobs at a time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -32,3 +34,12 @@ wait
     echo "## realdp_ranking --model $m"; "$PY" benchmarks/realdp_ranking.py --model "$m" --out "data/realdp-ranking-$(basename "$m").png"
   done
 } | tee "$LOG"
+echo "## controlled: benchmarks/finetune_realdp.py (fixed 3 + 1 epochs from the shipped model, no held-out split, no guard)" | tee -a "$LOG"
+for seed in 0 1; do
+  for sc in natural natural-soft; do
+    "$PY" benchmarks/finetune_realdp.py --stacks "data/soft/$sc" --out "data/models/fx-$sc-s$seed" --seed "$seed" \
+      > "data/models/fx-$sc-s$seed.log" 2>&1 &
+  done
+  wait
+  for sc in natural natural-soft; do tail -n 1 "data/models/fx-$sc-s$seed.log"; done | tee -a "$LOG"
+done
