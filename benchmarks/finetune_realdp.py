@@ -21,11 +21,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from realdp_ranking import REALDP, SCENES, scene
+    from realdp_ranking import REALDP, model_ranking
 
     from hil_af.model import train as trainmod
     from hil_af.model.inference import PEPredictor
-    from hil_af.sim.realcheck import spearman
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stacks", required=True)
@@ -41,11 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = trainmod.TrainConfig(arch="mcunet-plain", epochs=3, epochs2=1, max_samples_per_epoch=24000, batch=256,
                                lr=2e-3, lr2=8e-4, seed=a.seed, threads=a.threads)
     trainmod.train(a.stacks, a.out, cfg, init=a.init)
-    pred = PEPredictor(a.out)
-    r = []
-    for s in SCENES:
-        g, _, d = scene(s, pred)
-        r.append(abs(spearman(d, g)))
+    r = model_ranking(PEPredictor(a.out))
     print(f"{a.stacks} seed {a.seed}: real |Spearman| " + " / ".join(f"{v:.3f}" for v in r) + f", mean {np.mean(r):.3f}")
     return 0
 

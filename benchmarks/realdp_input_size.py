@@ -49,9 +49,7 @@ def torch_predictor(model_dir: str, size: int):
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from realdp_ranking import REALDP, SCENES, scene
-
-    from hil_af.sim.realcheck import spearman
+    from realdp_ranking import REALDP, model_ranking
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(ROOT / "models"))
@@ -61,11 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"needs the real captures at {REALDP} (HIL_AF_REALDP)")
     torch.set_num_threads(1)
     for size in (int(s) for s in a.sizes.split(",")):
-        pred = torch_predictor(a.model, size)
-        r = []
-        for s in SCENES:
-            g, _, d = scene(s, pred)  # (gt, classical disparity, model defocus) of the usable cells
-            r.append(abs(spearman(d, g)))
+        r = model_ranking(torch_predictor(a.model, size))
         print(f"input {size} px: |Spearman| " + " / ".join(f"{v:.3f}" for v in r) + f", mean {np.mean(r):.3f}")
     return 0
 

@@ -38,6 +38,17 @@ def scene(s: str, pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return g[keep], res.disparity_px[keep], d[keep]
 
 
+def model_ranking(pred) -> list[float]:
+    """|Spearman| of the model's defocus against ground truth, one per scene (SCENES order)."""
+    from hil_af.sim.realcheck import spearman
+
+    out = []
+    for s in SCENES:
+        g, _, d = scene(s, pred)
+        out.append(abs(spearman(d, g)))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     import matplotlib
 

@@ -37,9 +37,12 @@ SCENES = {
 }
 
 GRID = (3, 4)  # rows, cols of cells (= the standard RoI grid)
-# natural-soft: per card texture (occluders stay as natural), with probability p, a Gaussian pre-blur of sigma
-# drawn from [lo, hi] px and a contrast factor about the texture mean drawn from [lo, hi]
+
+
 class SoftTexture(NamedTuple):
+    """natural-soft, per card texture (occluders stay as natural): with probability p, a Gaussian
+    pre-blur of sigma drawn from sigma_px and a contrast factor about the texture mean drawn from contrast."""
+
     p: float  # probability that a card's texture is softened
     sigma_px: tuple[float, float]  # Gaussian pre-blur sigma range, pixels
     contrast: tuple[float, float]  # contrast factor range about the texture mean
