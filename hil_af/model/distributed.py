@@ -299,10 +299,15 @@ def train_distributed(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainCon
     """Train step 1 and step 2 with streamed data on this process's rank; rank 0 writes the model
     and returns the card, the other ranks return None."""
     ctx = setup(d)
+    ok = False
     try:
-        return _train(ctx, Path(stacks_dir), Path(out_dir), cfg, d, init)
+        card = _train(ctx, Path(stacks_dir), Path(out_dir), cfg, d, init)
+        ok = True
+        return card
     finally:
         if ctx.world > 1 and dist.is_initialized():
+            if ok:  # every rank done (rank 0 has written the model) before any tears its gloo links down
+                dist.barrier()  # (a rank that failed does not wait: the others' collectives time out)
             dist.destroy_process_group()
 
 
