@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train the step-1/step-2 position-encoded AF models (needs [train])"),
     "eval": ("evaluate", "the paper's evaluation protocol over focal stacks"),
     "import-l2af": ("import_l2af", "convert a Learning-to-Autofocus dataset tree into focal stacks"),
+    "import-xin": ("import_xin", "convert the Xin et al. real Pixel 4 dual-pixel captures into frame files"),
     "serve": ("serve", "the AF daemon: JSON lines over a Unix socket"),
     "doctor": ("doctor", "check devices, permissions, extras, models and calibrations"),
 }

@@ -75,22 +75,9 @@ class ImportConfig:
 
 
 def _read_png(path: Path) -> np.ndarray:
-    try:
-        from PIL import Image
-    except ImportError:
-        from .text import install_hint
+    from .pngread import read_png
 
-        raise BadInput(f"reading Learning-to-Autofocus PNGs needs Pillow, the [l2af] extra: {install_hint('l2af')}") from None
-    if not path.exists():
-        raise FormatError(f"{path}: missing (expected by the Learning-to-Autofocus layout)")
-    try:
-        with Image.open(path) as im:
-            a = np.asarray(im)
-    except Exception as e:  # Pillow raises many types for broken files
-        raise FormatError(f"{path}: not a readable PNG: {e}") from None
-    if a.ndim == 3:  # colour PNG: the PD planes / depth are single channel; use the first
-        a = a[..., 0]
-    return a
+    return read_png(path, "Learning-to-Autofocus")
 
 
 def _read_exr_first_channel(path: Path) -> np.ndarray:

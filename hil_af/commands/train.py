@@ -49,6 +49,15 @@ def add_arguments(p) -> None:
     p.add_argument("--flatfield", metavar="FLAT.npz", default=None,
                    help="flat-field gains applied to the views before encoding (copied into MODEL_DIR; inference uses it)")
     p.add_argument("--samples-per-epoch", type=int, default=None, help="subsample this many samples per epoch")
+    r = p.add_argument_group("real-capture ranking stage (hil_af/model/realrank.py, README 'Real captures')")
+    r.add_argument("--rank-scenes", metavar="DIR", default=None,
+                   help="real captures with ground-truth defocus (NNN.npz + NNN_gt.npz, from hil-af import-xin): after "
+                        "step 1, tune it to rank their cells by defocus, early-stopped on --rank-val; step 2 follows")
+    r.add_argument("--rank-train", metavar="IDS", default=None,
+                   help="scenes to tune on (default 005,006,007,008,010,012,013,014,015,017)")
+    r.add_argument("--rank-val", metavar="IDS", default=None, help="held-out scenes that pick the step (default 009,011,016)")
+    r.add_argument("--rank-steps", type=int, default=None, help="optimiser steps of the stage (default 300)")
+    r.add_argument("--rank-lr", type=float, default=None, help="its learning rate (default 1e-4)")
     add_json_option(p)
     # --- issue 17: streaming / distributed training options (hil_af/model/distributed.py, docs/l2af.md)
     g = p.add_argument_group("streaming / distributed training (docs/l2af.md)")
@@ -99,9 +108,15 @@ def run(args) -> int:
     from ..model.train import TrainConfig, train
 
     st = _settings(args)
-    for name in ("epochs", "batch"):
-        if st[name] < 1:
-            raise BadInput(f"--{name} must be >= 1, got {st[name]}")
+    if st["batch"] < 1:
+        raise BadInput(f"--batch must be >= 1, got {st['batch']}")
+    if st["epochs"] < (0 if args.init is not None else 1):  # 0 with --init: step 1 is the init model's (+ rank stage)
+        raise BadInput(f"--epochs must be >= {0 if args.init is not None else 1}, got {st['epochs']}")
+    rank = {k: getattr(args, f"rank_{k}") for k in ("train", "val", "steps", "lr") if getattr(args, f"rank_{k}") is not None}
+    if rank and not args.rank_scenes:
+        raise BadInput("--rank-train/--rank-val/--rank-steps/--rank-lr need --rank-scenes DIR")
+    if rank.get("steps", 1) < 1 or rank.get("lr", 1.0) <= 0:
+        raise BadInput(f"--rank-steps must be >= 1 and --rank-lr > 0, got {rank.get('steps')} and {rank.get('lr')}")
     if not 16 <= st["size"] <= 256:
         raise BadInput(f"--size must be 16..256 px, got {st['size']}")
     if args.threads < 1:
@@ -113,12 +128,15 @@ def run(args) -> int:
     cfg = TrainConfig(arch=st["arch"], epochs=st["epochs"], epochs2=st["epochs2"], batch=st["batch"], lr=st["lr"],
                       lr2=st["lr2"], seed=args.seed, val_frac=st["val_frac"], threads=args.threads,
                       roi_pe=st["roi_pe"], lens_pe=st["lens_pe"], fit=args.fit, patience=st["patience"],
-                      max_samples_per_epoch=st["samples_per_epoch"], flatfield=args.flatfield, size=st["size"])
+                      max_samples_per_epoch=st["samples_per_epoch"], flatfield=args.flatfield, size=st["size"],
+                      rank_scenes=args.rank_scenes, **{f"rank_{k}": v for k, v in rank.items()})
     # --- issue 17: streamed / DDP (torchrun) / GPU training runs in model/distributed.py
     from ..model import distributed
 
     dcfg = distributed.config_from_args(args)
     if distributed.wanted(dcfg):
+        if args.rank_scenes:
+            raise BadInput("--rank-scenes runs in the in-memory trainer only (not with --stream, torchrun or cuda)")
         card = distributed.train_distributed(args.stacks, args.out, cfg, dcfg, init=args.init)
         if card is None:  # a rank other than 0: rank 0 writes and reports
             return 0
@@ -152,4 +170,8 @@ def summary_line(card: dict, out: str) -> str:
                f"<=1 {100 * b['le1']:.1f} -> {100 * a['le1']:.1f} %")
         if val.get("kept") == "init":
             msg += "; no improvement, wrote the init model unchanged"
+    rank = val.get("rank")
+    if rank:
+        msg += (f"; real-capture ranking on held-out scenes {','.join(rank['val_scenes'])}: mean |Spearman| "
+                f"{rank['val_rank_before']:.3f} -> {rank['best_val_rank']:.3f} (step {rank['best_step']})")
     return msg

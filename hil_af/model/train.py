@@ -69,6 +69,11 @@ class TrainConfig:
     max_step2_pairs: int = 65536  # step-2 data: step-1 predictions from this many random (RoI, start) pairs
     flatfield: str | None = None  # FLAT.npz applied to the views before encoding; shipped with the model
     patience: int | None = None  # early stopping: epochs without a better val two-step MAE (None: run all)
+    rank_scenes: str | None = None  # real captures (hil-af import-xin): rank stage after step 1 (model/realrank.py)
+    rank_train: str = "005,006,007,008,010,012,013,014,015,017"  # their scene ids (the Xin et al. release
+    rank_val: str = "009,011,016"  # minus its scenes 001-004, which the repo's real-capture figure reports)
+    rank_steps: int = 300
+    rank_lr: float = 1e-4
 
     @property
     def n_epochs2(self) -> int:
@@ -274,6 +279,18 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
         on_epoch=recipe.epoch_hook(stop1, lambda: scored(model, None), model) if va is not None else None)
     if va is not None and not stop1.restore(model) and init is not None:
         load_weights(model, Path(init) / WEIGHTS, "step1")  # no epoch beat the init model: keep it
+    rank = None
+    if cfg.rank_scenes:  # tune step 1 to rank real cells by defocus; step 2 then starts from it
+        from .realrank import RankConfig, rank_stage
+
+        tr_pairs = tr.all_pairs()
+        rc = RankConfig(steps=cfg.rank_steps, lr=cfg.rank_lr, seed=cfg.seed)
+
+        def sim_batch(g: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+            return tr.batch(tr_pairs[g.integers(0, len(tr_pairs), rc.sim_batch)], g, cfg.noise, cfg.jitter)
+
+        ids = [[s.strip() for s in v.split(",") if s.strip()] for v in (cfg.rank_train, cfg.rank_val)]
+        rank = rank_stage(model, cfg.rank_scenes, ids[0], ids[1], ps.n, enc, rc, sim_batch)
     t1 = time.perf_counter() - t1
     step1_state = {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -297,7 +314,9 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
     val_step2 = evaluate_pairs(model2, va, va2, cfg.T2) if va and va2 is not None else None
     after = {"step1": scored(model, None), "pe2": scored(model, model2)} if va is not None else None
     kept = "trained"
-    if init is not None and before is not None and after is not None and after["pe2"]["mae"] > before["pe2"]["mae"]:
+    ranked = rank is not None and rank["best_step"] > 0  # chosen on real scenes: not undone by the sim sweeps
+    if (init is not None and before is not None and after is not None and after["pe2"]["mae"] > before["pe2"]["mae"]
+            and not ranked):
         load_weights(model, Path(init) / WEIGHTS, "step1")  # fine-tuning did not help on held-out sweeps
         load_weights(model2, Path(init) / WEIGHTS, "step2")
         kept = "init"
@@ -327,7 +346,7 @@ def train(stacks_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, init: s
                   "torch": torch.__version__},
         val={"step1": val_step1, "step2": val_step2, "history": log, "two_step": after,
              "two_step_before": before, "kept": kept,
-             "best_epoch": {"step1": stop1.best_epoch, "step2": stop2.best_epoch}},
+             "best_epoch": {"step1": stop1.best_epoch, "step2": stop2.best_epoch}, "rank": rank},
         onnx_check={"max_abs_logit_diff": diffs, "batch": int(len(xb))},
         timing_s={"step1": round(t1, 1), "step2": round(t2, 1), "total": round(time.perf_counter() - t_start, 1)},
     )
