@@ -40,6 +40,7 @@ SKIP = {
     "train": "trains for minutes to hours of CPU (tests/test_model_train.py runs a small training)",
     "serve": "a daemon that runs until stopped (tests/test_daemon_e2e.py runs it on a simulated rig)",
     "import-l2af": "needs the Learning-to-Autofocus dataset (tests/test_l2af.py converts a synthetic tree)",
+    "import-xin": "needs the Xin et al. Pixel 4 release (tests/test_xin_import.py converts a synthetic tree)",
 }
 NEEDS_RIG = "needs a real rig (a URL or rig profile other than sim:// and replay://)"
 # Commands that need an optional extra: skipped, saying so, where it is not installed.
