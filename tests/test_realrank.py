@@ -178,3 +178,61 @@ def test_bad_rank_options_are_one_line_errors(scenes, stacks, base_model, tmp_pa
 def test_epochs_zero_needs_an_init_model(stacks, tmp_path, capsys):
     assert main(["train", "--stacks", str(stacks), "--out", str(tmp_path / "m"), "--epochs", "0"]) == 2
     assert "--epochs must be >= 1" in capsys.readouterr().err
+
+
+def test_ranking_term_asks_lens_pe_zero_and_the_side_term_the_middle(scenes, base_model, monkeypatch):
+    """The recipe's two asks: the ranking loss is on the far-end estimate (lens slice 0, the readout of
+    a cell whose focus lies above the lens), the side hinge on the mid-range ask; both on the same
+    jittered windows of the same cells."""
+    calls = []
+    real = rr.encode_cells
+
+    def spy(scene, idx, k, n, cfg, shift=None):
+        calls.append((scene.name, tuple(idx), k, None if shift is None else shift.tolist()))
+        return real(scene, idx, k, n, cfg, shift)
+
+    monkeypatch.setattr(rr, "encode_cells", spy)
+    monkeypatch.setattr(rr, "ranking", lambda *a: [0.5])  # the validation readout is not under test here
+    tr = rr.load_rank_scenes(scenes, ["101", "102"])
+    rr.rank_finetune(_step1(base_model), tr, tr[:1], N, PEPredictor(base_model).encoding,
+                     rr.RankConfig(steps=1, cells=5, side=1.0), log=lambda m: None)
+    assert [c[2] for c in calls] == [0, (N - 1) // 2, 0, (N - 1) // 2]
+    assert calls[0][0] == calls[1][0] and calls[0][1] == calls[1][1] and calls[0][3] == calls[1][3]
+    assert len(calls[0][1]) == 5 and calls[0][3] is not None and np.abs(calls[0][3]).max() <= 8
+
+
+def test_frozen_batchnorm_keeps_its_statistics_in_training(base_model):
+    x = torch.randn(8, 5, 64, 64) * 3 + 1
+
+    def stats(freeze):
+        m = _step1(base_model)
+        rr._train_mode(m, freeze)
+        assert m.training  # the rest of the network trains (dropout etc.)
+        before = [b.clone() for n, b in m.named_buffers() if n.endswith("running_mean")]
+        m(x)
+        return before, [b for n, b in m.named_buffers() if n.endswith("running_mean")]
+
+    before, after = stats(True)
+    assert before and all(torch.equal(a, b) for a, b in zip(before, after))
+    before, after = stats(False)
+    assert not all(torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_a_later_worse_check_does_not_replace_the_best(scenes, base_model, monkeypatch):
+    """Held-out figures scripted 0.5, 0.9, 0.3, 0.2 (the real readout is the test above): the model
+    ends with the weights it had at the second check, not the last."""
+    script, states = iter([0.5, 0.9, 0.3, 0.2]), []
+
+    def scripted(model, sc, n, cfg):
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+        return [next(script)]
+
+    monkeypatch.setattr(rr, "ranking", scripted)
+    model = _step1(base_model)
+    tr = rr.load_rank_scenes(scenes, ["101"])
+    res = rr.rank_finetune(model, tr, tr, N, PEPredictor(base_model).encoding,
+                           rr.RankConfig(steps=3, every=1, lr=3e-3, cells=6), log=lambda m: None)
+    assert res["best_step"] == 1 and res["best_val_rank"] == 0.9
+    assert [h["val_rank"] for h in res["history"]] == [0.5, 0.9, 0.3, 0.2]
+    assert all(torch.equal(model.state_dict()[k], states[1][k]) for k in states[1])
+    assert not all(torch.equal(states[1][k], states[3][k]) for k in states[1])
