@@ -30,7 +30,7 @@ ALLOWED_SKIPS: tuple[tuple[str, str], ...] = (
     # tests/test_docs_commands.py: a documented command that needs what a test run has not (each names
     # the test that covers it on the simulator or on synthetic data)
     ("docs command needing a rig, a dataset, a daemon or hours of CPU",
-     r"^\S+\.md: `[^`]*`: (needs a real rig \(|needs the Learning-to-Autofocus dataset \(|"
+     r"^\S+\.md: `[^`]*`: (needs a real rig \(|needs the Learning-to-Autofocus dataset \(|needs the Xin et al\. Pixel 4 release \(|"
      r"a daemon that runs until stopped \(|trains for minutes to hours of CPU \()"),
 )
 
