@@ -9,7 +9,7 @@ M=[
  ("pair_loss sign", "softplus(-(d[i] - d[j]) / tau)", "softplus((d[i] - d[j]) / tau)"),
  ("pair_loss margin dir", "(gi[:, None] - gi[None, :]) >= margin", "(gi[None, :] - gi[:, None]) >= margin"),
  ("estimate drops k", "    e = p @ torch.arange(p.shape[1], dtype=torch.float32) - float(k)\n", "    e = p @ torch.arange(p.shape[1], dtype=torch.float32)\n"),
- ("readout side", "return np.where(mid >= 0, ask(0), ask(n - 1))", "return np.where(mid < 0, ask(0), ask(n - 1))"),
+ ("readout without the side rule", "    return far_end_defocus(ask, n)[0]", "    return ask(0)[0]"),
  ("rank ask mid", "x, owner = encode_cells(s, idx, 0, n, cfg, shift)", "x, owner = encode_cells(s, idx, mid, n, cfg, shift)"),
  ("no restore best", "    model.load_state_dict(best_state)\n", ""),
  ("bn not frozen", "                m.eval()\n", "                pass\n"),

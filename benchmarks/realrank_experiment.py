@@ -19,8 +19,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TRAIN = "005,006,007,008,010,012,013,014,015,017"
-VAL = "009,011,016"
 TEST = "001,002,003,004"
 
 
@@ -32,15 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     from hil_af.model.encoding import EncodingConfig
     from hil_af.model.inference import read_card
     from hil_af.model.nets import build
-    from hil_af.model.train import load_weights
+    from hil_af.model.train import TrainConfig, load_weights
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", required=True)
     ap.add_argument("--model", default=str(ROOT / "models"))
     ap.add_argument("--sim", default=str(ROOT / "data/dr/train"))
     ap.add_argument("--sim-stacks", type=int, default=16)
-    ap.add_argument("--train", default=TRAIN)
-    ap.add_argument("--val", default=VAL)
+    ap.add_argument("--train", default=TrainConfig.rank_train)  # hil-af train's --rank-train / --rank-val defaults
+    ap.add_argument("--val", default=TrainConfig.rank_val)
     ap.add_argument("--test", default=TEST)
     ap.add_argument("--out", default=None, help="write weights npz + json log here")
     for f, v in vars(rr.RankConfig()).items():

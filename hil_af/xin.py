@@ -91,10 +91,11 @@ def import_tree(root: str | Path, out: str | Path, only: list[str] | None = None
     """Import every scene of ``root`` (or those in ``only``); returns the scene ids written."""
     ids = scenes(root)
     if only:
-        missing = sorted(set(only) - set(ids))
+        wanted = set(only)
+        missing = sorted(wanted - set(ids))
         if missing:
             raise BadInput(f"{root}: no scene {', '.join(missing)} (it has {ids[0]}..{ids[-1]})")
-        ids = [s for s in ids if s in set(only)]
+        ids = [s for s in ids if s in wanted]
     for s in ids:
         import_scene(root, s, out)
     return ids

@@ -22,7 +22,7 @@ from hil_af.model.inference import PEPredictor  # noqa: E402
 from hil_af.stacks import save_frame  # noqa: E402
 from test_train_recipe import N, base_model, stacks  # noqa: E402,F401  (the same 9-slice sweeps and base model)
 
-CELL = rr.CELL
+CELL = 112  # px: hil_af.sim.realcheck.graded_cells' default cell, the stage's
 
 
 def write_scene(folder, name, seed, rows=3, cols=4):

@@ -36,12 +36,9 @@ from torch import nn
 
 from ..errors import BadInput
 from ..frames import DualPixelFrame
-from .defocus import tile_windows
+from .defocus import far_end_defocus, tile_windows
 from .encoding import EncodingConfig, encode_frame_rois
 from .loss import T_STEP1, ordinal_ce
-
-CELL, MAX_SHIFT, MIN_CONF = 112, 16, 0.5  # the real-capture figure's cell filter (benchmarks/realdp_ranking.py)
-
 
 @dataclass
 class RankScene:
@@ -82,6 +79,7 @@ def _train_mode(model: nn.Module, freeze_bn: bool) -> None:
 def load_rank_scenes(folder: str | Path, names: list[str], min_cells: int = 5) -> list[RankScene]:
     """Scenes ``names`` of a folder of NNN.npz / NNN_gt.npz (hil_af.xin); scenes with fewer than
     ``min_cells`` usable cells are dropped (they cannot rank)."""
+    from ..npzread import read_npz
     from ..sim.realcheck import graded_cells
     from ..stacks import load_frame
 
@@ -91,12 +89,10 @@ def load_rank_scenes(folder: str | Path, names: list[str], min_cells: int = 5) -
         if not fpath.is_file() or not gpath.is_file():
             raise BadInput(f"{folder}: no {s}.npz / {s}_gt.npz (import the captures with `hil-af import-xin`)")
         fr = load_frame(fpath)
-        from ..npzread import read_npz
-
         gt = read_npz(gpath, ("defocus",), what="ground-truth defocus file")["defocus"].astype(np.float64)
         if gt.shape != fr.shape:
             raise BadInput(f"{gpath}: defocus map {gt.shape} does not match the frame's views {fr.shape}")
-        rois, _, g, keep = graded_cells(fr, gt, CELL, MAX_SHIFT, MIN_CONF)
+        rois, _, g, keep = graded_cells(fr, gt)  # its defaults are the real-capture figure's filter
         if keep.sum() >= min_cells:
             out.append(RankScene(s, fr, rois[keep].astype(np.int32), g[keep]))
     return out
@@ -142,12 +138,11 @@ def scene_readout(model: nn.Module, scene: RankScene, n: int, cfg: EncodingConfi
     model.eval()
     P, idx = len(scene.rois), np.arange(len(scene.rois))
 
-    def ask(k: int) -> np.ndarray:
+    def ask(k: int) -> tuple[np.ndarray, np.ndarray]:
         x, owner = encode_cells(scene, idx, k, n, cfg)
-        return cell_estimate(model, x, owner, P, k).double().numpy()
+        return cell_estimate(model, x, owner, P, k).double().numpy(), np.zeros(P)  # no confidence needed
 
-    mid = ask((n - 1) // 2)
-    return np.where(mid >= 0, ask(0), ask(n - 1))
+    return far_end_defocus(ask, n)[0]
 
 
 def ranking(model: nn.Module, scenes: list[RankScene], n: int, cfg: EncodingConfig) -> list[float]:
@@ -182,7 +177,7 @@ def rank_finetune(model: nn.Module, train: list[RankScene], val: list[RankScene]
         return v
 
     best, best_step, best_state = check(0, float("nan")), 0, copy.deepcopy(model.state_dict())
-    t0, run = time.perf_counter(), 0.0
+    t0, run, since = time.perf_counter(), 0.0, 0
     for step in range(1, rc.steps + 1):
         _train_mode(model, rc.freeze_bn)
         for g in opt.param_groups:
@@ -205,10 +200,10 @@ def rank_finetune(model: nn.Module, train: list[RankScene], val: list[RankScene]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        run += loss.item()
+        run, since = run + loss.item(), since + 1
         if step % rc.every == 0 or step == rc.steps:
-            v = check(step, run / rc.every)
-            run = 0.0
+            v = check(step, run / since)
+            run, since = 0.0, 0
             if v > best:
                 best, best_step, best_state = v, step, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
@@ -231,5 +226,5 @@ def rank_stage(model: nn.Module, folder: str | Path, train_ids: list[str], val_i
     res = rank_finetune(model, train, val, n, cfg, rc, sim_batch, log)
     res["val_rank_before"] = res["history"][0]["val_rank"]
     res["cells"] = {s.name: int(len(s.rois)) for s in train + val}
-    res["settings"] = {k: v for k, v in vars(rc).items()}
+    res["settings"] = dict(vars(rc))
     return res
